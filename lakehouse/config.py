@@ -1,0 +1,111 @@
+"""The one settings object: every ``LAKE_*`` environment variable, read in one place."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STACK_FILE = "stack.json"
+
+
+class Settings(BaseSettings):
+    """Lake configuration.
+
+    Precedence: explicit keyword arguments, then ``LAKE_*`` environment variables, then the
+    running local stack (``$LAKE_HOME/stack.json``, written by ``lake up``), then the defaults.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="LAKE_", extra="ignore")
+
+    home: Path = Field(Path(".lake"), description="Folder of the embedded local stack (state, catalog, logs).")
+    contracts_dir: Path = Field(Path("catalog/datasets"), description="Folder of dataset contracts (`<name>.yaml`).")
+    namespace: str = Field("lake", description="Iceberg namespace of the dataset tables.")
+    landing_bucket: str = Field("lake-landing", description="Bucket that receives uploads.")
+    warehouse_bucket: str = Field("lake-warehouse", description="Bucket that holds Iceberg tables and Lance data.")
+    s3_endpoint: str | None = Field(None, description="S3 endpoint URL; unset means AWS (or the local stack).")
+    region: str = Field("us-east-1", description="AWS region.")
+    access_key_id: str | None = Field(None, description="S3 access key; unset means the default AWS chain.")
+    secret_access_key: str | None = Field(None, description="S3 secret key; unset means the default AWS chain.")
+    catalog_type: Literal["sql", "glue", "rest"] = Field("sql", description="Iceberg catalog: sql, glue or rest.")
+    catalog_uri: str | None = Field(
+        None, description="SQL catalog URI (default: SQLite under LAKE_HOME) or REST catalog URL."
+    )
+    catalog_properties: dict[str, str] = Field(
+        default_factory=dict, description="Extra pyiceberg catalog properties, as a JSON object."
+    )
+    batch_rows: int = Field(131_072, ge=1, description="Rows per record batch read from an upload.")
+    commit_retries: int = Field(6, ge=0, description="Outer retries of a conflicting Iceberg commit.")
+    query_max_rows: int = Field(10_000, ge=1, description="Most rows a query returns.")
+    query_memory_limit: str = Field("1GB", description="DuckDB memory limit for one query.")
+    duckdb_home: Path | None = Field(None, description="Writable DuckDB home/temp folder (on Lambda: /tmp).")
+    log_level: str = Field("INFO", description="Log level of the functions.")
+
+    @property
+    def catalog_name(self) -> str:
+        return "lake"
+
+    @property
+    def warehouse(self) -> str:
+        return f"s3://{self.warehouse_bucket}/"
+
+    def s3_client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``boto3.client("s3", ...)``."""
+        kwargs: dict[str, Any] = {"region_name": self.region}
+        if self.s3_endpoint:
+            kwargs["endpoint_url"] = self.s3_endpoint
+        if self.access_key_id and self.secret_access_key:
+            kwargs["aws_access_key_id"] = self.access_key_id
+            kwargs["aws_secret_access_key"] = self.secret_access_key
+        return kwargs
+
+    def pyiceberg_io_properties(self) -> dict[str, str]:
+        """FileIO properties pyiceberg uses to reach the object store."""
+        props = {"s3.region": self.region}
+        if self.s3_endpoint:
+            props["s3.endpoint"] = self.s3_endpoint
+        if self.access_key_id and self.secret_access_key:
+            props["s3.access-key-id"] = self.access_key_id
+            props["s3.secret-access-key"] = self.secret_access_key
+        return props
+
+
+def _stack_overrides(home: Path) -> dict[str, Any]:
+    path = home / STACK_FILE
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    return {
+        "s3_endpoint": state["endpoint"],
+        "access_key_id": state["access_key_id"],
+        "secret_access_key": state["secret_access_key"],
+        "region": state["region"],
+        "landing_bucket": state["landing_bucket"],
+        "warehouse_bucket": state["warehouse_bucket"],
+        "catalog_type": "sql",
+        "catalog_uri": state["catalog_uri"],
+    }
+
+
+def load_settings(**explicit: Any) -> Settings:
+    """Build settings with the documented precedence (explicit > env > local stack > defaults)."""
+    from_env = Settings(**explicit)
+    if from_env.s3_endpoint or from_env.catalog_type != "sql" or from_env.catalog_uri:
+        return from_env
+    overrides = _stack_overrides(from_env.home)
+    if not overrides:
+        return from_env
+    # Keep whatever the environment or the caller set explicitly.
+    chosen = from_env.model_fields_set
+    merged = {k: v for k, v in overrides.items() if k not in chosen}
+    return from_env.model_copy(update=merged)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings for the process (cached; functions call this once per cold start)."""
+    return load_settings()

@@ -1,0 +1,80 @@
+"""Lake's errors: each one is terminal (bad input, never retried) or transient (retry it)."""
+
+from __future__ import annotations
+
+
+class LakeError(Exception):
+    """Base of every error Lake raises."""
+
+    terminal: bool = True
+    http_status: int = 500
+
+
+class TerminalError(LakeError):
+    """Bad input or configuration: retrying cannot help; quarantine or DLQ."""
+
+    terminal = True
+    http_status = 400
+
+
+class TransientError(LakeError):
+    """Throttling, conflicts, unreachable services: retrying may succeed."""
+
+    terminal = False
+    http_status = 503
+
+
+class ContractNotFound(TerminalError):
+    """No contract file exists for the dataset."""
+
+    http_status = 404
+
+
+class ContractInvalid(TerminalError):
+    """A contract file does not parse or breaks the contract format."""
+
+
+class BadObjectKey(TerminalError):
+    """An uploaded key does not name a dataset (`<dataset>/<file>`)."""
+
+
+class UnsupportedFormat(TerminalError):
+    """The file's format cannot be read."""
+
+
+class UnreadableFile(TerminalError):
+    """The file is corrupt or does not match its format."""
+
+
+class SchemaMismatch(TerminalError):
+    """The file's columns cannot satisfy the contract."""
+
+
+class TableNotFound(TerminalError):
+    """No such table in the catalog."""
+
+    http_status = 404
+
+
+class SnapshotNotFound(TerminalError):
+    """The snapshot or time asked for does not exist in the table."""
+
+
+class ForbiddenSQL(TerminalError):
+    """User SQL that is not a single read-only query over Lake tables."""
+
+
+class QueryFailed(TerminalError):
+    """A read-only query failed (syntax, binding, types)."""
+
+
+class StackNotRunning(TerminalError):
+    """The embedded local stack is not running."""
+
+
+class CommitConflict(TransientError):
+    """A concurrent writer won the commit race too many times in a row."""
+
+
+class StoreUnavailable(TransientError):
+    """The object store or catalog did not answer."""

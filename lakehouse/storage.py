@@ -1,0 +1,36 @@
+"""Object-store clients (boto3 and s3fs) built from the settings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lakehouse.config import Settings
+
+if TYPE_CHECKING:
+    import s3fs
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint."""
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client(
+        "s3",
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, s3={"addressing_style": "path"}),
+        **settings.s3_client_kwargs(),
+    )
+
+
+def filesystem(settings: Settings) -> s3fs.S3FileSystem:
+    """An s3fs filesystem for streamed, ranged reads of uploads."""
+    import s3fs
+
+    client_kwargs: dict[str, Any] = {"region_name": settings.region}
+    if settings.s3_endpoint:
+        client_kwargs["endpoint_url"] = settings.s3_endpoint
+    kwargs: dict[str, Any] = {"client_kwargs": client_kwargs, "use_listings_cache": False}
+    if settings.access_key_id and settings.secret_access_key:
+        kwargs["key"] = settings.access_key_id
+        kwargs["secret"] = settings.secret_access_key
+    return s3fs.S3FileSystem(**kwargs)
