@@ -60,6 +60,10 @@ class SnapshotNotFound(TerminalError):
     """The snapshot or time asked for does not exist in the table."""
 
 
+class BadRequest(TerminalError):
+    """A request to the query API that is malformed."""
+
+
 class ForbiddenSQL(TerminalError):
     """User SQL that is not a single read-only query over Lake tables."""
 

@@ -1,0 +1,30 @@
+# Lake — two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	LAKE_LOG_LEVEL=WARNING $(BIN)/lake demo
+
+test: $(STAMP)
+	$(BIN)/ruff check lakehouse functions tests bench
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/ingest.py
+
+clean:
+	-$(BIN)/lake down
+	rm -rf $(VENV) .lake .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,317 @@
+"""The ``lake`` command."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lakehouse.config import Settings, load_settings
+from lakehouse.errors import LakeError
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 48) -> str:
+    """A plain text table."""
+
+    def cell(v: Any) -> str:
+        s = "" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v)
+        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+
+    body = [[cell(v) for v in row] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    sep = "  ".join("-" * w for w in widths)
+    return "\n".join([line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body])
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from lakehouse.client import LakeClient
+
+    return LakeClient(getattr(args, "url", None))
+
+
+def _check(response: Any) -> Any:
+    if not response.ok:
+        body = response.body or {}
+        raise SystemExit(f"error {response.status}: {body.get('error', '')}: {body.get('message', body)}")
+    return response.body
+
+
+def _need_stack(settings: Settings) -> None:
+    """Commands that touch the store need the local stack unless an endpoint or AWS is configured."""
+    from lakehouse import localstack
+
+    if settings.s3_endpoint is None and settings.catalog_type == "sql" and settings.catalog_uri is None:
+        localstack.require(settings)
+
+
+# --- stack -----------------------------------------------------------------------------------
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse import localstack
+    from lakehouse.catalog import get_catalog
+
+    state = localstack.up(settings, port=args.port)
+    get_catalog(load_settings(home=settings.home))  # creates the SQLite catalog and the namespace
+    verb = "reusing" if state["reused"] else "started"
+    _out(f"{verb} the local stack ({state['kind']}) at {state['endpoint']}")
+    _out(f"  buckets: {state['landing_bucket']} (landing), {state['warehouse_bucket']} (warehouse)")
+    _out(f"  catalog: {state['catalog_uri']}")
+    return 0
+
+
+def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse import localstack
+
+    _out("stopped the local stack" if localstack.down(settings) else "no local stack was running")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse import localstack
+
+    state = localstack.status(settings)
+    if args.json:
+        _out(json.dumps(state, indent=2))
+    elif state["running"]:
+        _out(f"running ({state['kind']}, pid {state['pid']}) at {state['endpoint']}; "
+             f"buckets {state['landing_bucket']}, {state['warehouse_bucket']}; catalog {state['catalog_uri']}")
+    else:
+        _out(f"not running (LAKE_HOME={state['home']})")
+    return 0 if state["running"] else 1
+
+
+# --- data ------------------------------------------------------------------------------------
+
+def _print_report(report: dict[str, Any]) -> None:
+    if report["duplicate"]:
+        _out(f"{report['source']}: already ingested in snapshot {report['snapshot_id']}; nothing added")
+        return
+    _out(
+        f"{report['source']} → {report['table']}: {report['rows_accepted']} accepted, "
+        f"{report['rows_quarantined']} quarantined of {report['rows_read']} rows "
+        f"in {report['seconds']}s ({report['rows_per_second']:,.0f} rows/s), snapshot {report['snapshot_id']}"
+    )
+
+
+def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.serve import deliver
+    from lakehouse.storage import s3_client
+
+    _need_stack(settings)
+    path = Path(args.file)
+    if not path.is_file():
+        raise SystemExit(f"error: no such file {path}")
+    dataset = args.dataset or path.name.split(".", 1)[0]
+    key = f"{dataset}/{path.name}"
+    s3_client(settings).upload_file(str(path), settings.landing_bucket, key)
+    response = deliver(settings, settings.landing_bucket, key)
+    for report in response["reports"]:
+        if args.json:
+            _out(json.dumps(report))
+        else:
+            _print_report(report)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
+    as_of: int | str | None = args.as_of
+    if isinstance(as_of, str) and as_of.isdigit():
+        as_of = int(as_of)
+    body = _check(_client(args).sql(args.query, as_of, args.explain))
+    if args.format == "json":
+        _out(json.dumps(body))
+    elif args.format == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(body["columns"])
+        writer.writerows(body["rows"])
+        sys.stdout.write(buf.getvalue())
+    else:
+        if body.get("plan"):
+            _out(body["plan"])
+        _out(render_table(body["columns"], body["rows"]))
+        more = " (truncated)" if body["truncated"] else ""
+        _out(f"({body['row_count']} rows{more}, {body['elapsed_ms']} ms)")
+    return 0
+
+
+def cmd_tables(args: argparse.Namespace, settings: Settings) -> int:
+    tables = _check(_client(args).tables())["tables"]
+    if args.json:
+        _out(json.dumps(tables, indent=2))
+        return 0
+    cols = ["name", "rows", "files", "bytes", "snapshots", "current_snapshot_id"]
+    _out(render_table(cols, [[t[c] for c in cols] for t in tables]))
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
+    d = _check(_client(args).describe(args.name))
+    if args.json:
+        _out(json.dumps(d, indent=2))
+        return 0
+    _out(f"{d['name']}  ({d['rows']} rows in {d['file_count']} files, snapshot {d['current_snapshot_id']})")
+    _out(f"location: {d['location']}")
+    _out("\nschema:")
+    _out(render_table(["id", "name", "type", "required"],
+                      [[f["id"], f["name"], f["type"], f["required"]] for f in d["schema"]]))
+    _out("\npartitioned by: " + ", ".join(f"{p['transform']}({p['source']})" for p in d["partition_spec"]))
+    _out("\nsnapshots:")
+    _out(render_table(["snapshot_id", "timestamp", "operation", "source"],
+                      [[s["snapshot_id"], s["timestamp"], s["operation"], s["summary"].get("lake.source.uri", "")]
+                       for s in d["snapshots"]]))
+    _out("\nfiles:")
+    _out(render_table(["partition", "rows", "bytes", "path"],
+                      [[p["partition"], p["rows"], p["bytes"], p["path"]] for p in d["files"]], max_width=90))
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.maintenance import apply_retention
+
+    results = [r.to_dict() for r in apply_retention(settings)]
+    if args.json:
+        _out(json.dumps(results, indent=2))
+    else:
+        cols = ["table", "cutoff", "files_dropped", "rows_dropped", "files_rewritten"]
+        _out(render_table(cols, [[r[c] for c in cols] for r in results]))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.serve import Watcher, make_server
+
+    _need_stack(settings)
+    server = make_server(args.port)
+    watcher = Watcher(settings, interval=args.poll)
+    if not args.no_watch:
+        watcher.start()
+    host, port = server.server_address[:2]
+    _out(json.dumps({"serving": f"http://{host}:{port}", "watching": None if args.no_watch
+                     else settings.landing_bucket}))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        watcher.stop_event.set()
+        server.server_close()
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.invoke import invoke
+
+    event = json.loads(Path(args.event).read_text())
+    response = invoke(Path(args.template), args.logical_id, event, settings.home)
+    _out(json.dumps(response, indent=2, default=str))
+    return 0
+
+
+def cmd_contract_infer(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.infer import infer_contract
+
+    contract, sampled = infer_contract(Path(args.file), args.dataset)
+    _out(f"# Draft contract for {args.dataset}, inferred from {Path(args.file).name} ({sampled} rows sampled).")
+    _out(f"# Review types, rules and required flags, then save as {settings.contracts_dir}/{args.dataset}.yaml")
+    sys.stdout.write(contract.to_yaml())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.demo import run_demo
+
+    return run_demo(settings, Path(args.samples))
+
+
+# --- parser ----------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lake", description="Lake: a serverless lakehouse on Iceberg and Lance.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("up", help="start the local stack (S3 endpoint + SQLite catalog)")
+    s.add_argument("--port", type=int, default=0, help="S3 endpoint port (default: a free one)")
+    s.set_defaults(func=cmd_up)
+    sub.add_parser("down", help="stop the local stack").set_defaults(func=cmd_down)
+    s = sub.add_parser("status", help="is the local stack running, and where")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("put", help="upload a file to the landing bucket and ingest it")
+    s.add_argument("file")
+    s.add_argument("--dataset", help="dataset name (default: the file name before its first dot)")
+    s.add_argument("--json", action="store_true", help="print the ingest report as JSON")
+    s.set_defaults(func=cmd_put)
+
+    s = sub.add_parser("sql", help="run a read-only SQL query through the query function")
+    s.add_argument("query")
+    s.add_argument("--as-of", help="snapshot id or ISO-8601 time")
+    s.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    s.add_argument("--explain", action="store_true", help="print DuckDB's analysed plan too")
+    s.add_argument("--url", help="query API base URL (default: call the function in process)")
+    s.set_defaults(func=cmd_sql)
+
+    s = sub.add_parser("tables", help="list tables")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--url")
+    s.set_defaults(func=cmd_tables)
+    s = sub.add_parser("describe", help="schema, partitions, snapshots and files of a table")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--url")
+    s.set_defaults(func=cmd_describe)
+
+    s = sub.add_parser("maintain", help="run the maintenance job now (retention)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_maintain)
+
+    s = sub.add_parser("serve", help="serve the function URL API and ingest new landing objects")
+    s.add_argument("--port", type=int, default=8080)
+    s.add_argument("--poll", type=float, default=2.0, help="seconds between landing bucket scans")
+    s.add_argument("--no-watch", action="store_true", help="serve the API only")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("invoke", help="run a function of template.yaml in process with an event")
+    s.add_argument("logical_id")
+    s.add_argument("--event", required=True, help="event JSON file (see infra/events/)")
+    s.add_argument("--template", default="template.yaml")
+    s.set_defaults(func=cmd_invoke)
+
+    s = sub.add_parser("contract", help="dataset contracts")
+    csub = s.add_subparsers(dest="contract_command", required=True)
+    c = csub.add_parser("infer", help="print a draft contract inferred from a sample file")
+    c.add_argument("file")
+    c.add_argument("--dataset", required=True)
+    c.set_defaults(func=cmd_contract_infer)
+
+    s = sub.add_parser("demo", help="start the stack, ingest the samples, query them and tell the story")
+    s.add_argument("--samples", default="infra/samples")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    try:
+        code: int = args.func(args, settings)
+    except LakeError as e:
+        kind = "terminal" if e.terminal else "transient"
+        print(f"error ({kind}, {type(e).__name__}): {e}", file=sys.stderr)
+        return 2 if e.terminal else 3
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

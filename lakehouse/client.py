@@ -1,0 +1,82 @@
+"""The one client of the query API, used by the CLI and the tests.
+
+It calls the query function in process (building the function URL event, as AWS would) or,
+given a base URL, over HTTP (``lake serve`` or a deployed function URL). Everything that
+changes how an endpoint is called (authentication) changes here.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from lakehouse.events import LambdaContext, function_url_event
+
+
+@dataclass
+class ApiResponse:
+    status: int
+    body: Any
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+class LakeClient:
+    """Talks to the query function: in process (``base_url=None``) or over HTTP."""
+
+    def __init__(self, base_url: str | None = None, headers: dict[str, str] | None = None,
+                 timeout: float = 120.0) -> None:
+        self.base_url = base_url.rstrip("/") if base_url else None
+        self.headers = dict(headers or {})
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> ApiResponse:
+        if self.base_url is None:
+            return self._in_process(method, path, body, query)
+        return self._http(method, path, body, query)
+
+    def _in_process(self, method: str, path: str, body: Any, query: dict[str, str] | None) -> ApiResponse:
+        from functions.query.handler import lambda_handler
+
+        event = function_url_event(method, path, body, query, self.headers)
+        result = lambda_handler(event, LambdaContext("lake-query", timeout_seconds=self.timeout))
+        raw = result.get("body") or ""
+        if result.get("isBase64Encoded"):
+            raw = base64.b64decode(raw).decode()
+        return ApiResponse(int(result.get("statusCode", 200)), json.loads(raw) if raw else None)
+
+    def _http(self, method: str, path: str, body: Any, query: dict[str, str] | None) -> ApiResponse:
+        url = f"{self.base_url}{path}" + (f"?{urlencode(query)}" if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"content-type": "application/json", **self.headers}
+        req = urllib.request.Request(url, data=data, method=method.upper(), headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                status, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        return ApiResponse(status, json.loads(raw) if raw else None)
+
+    def sql(self, sql: str, as_of: int | str | None = None, explain: bool = False) -> ApiResponse:
+        body: dict[str, Any] = {"sql": sql}
+        if as_of is not None:
+            body["as_of"] = as_of
+        if explain:
+            body["explain"] = True
+        return self.request("POST", "/sql", body)
+
+    def tables(self) -> ApiResponse:
+        return self.request("GET", "/tables")
+
+    def describe(self, name: str) -> ApiResponse:
+        return self.request("GET", f"/tables/{name}")
+
+    def health(self, kind: str = "ready") -> ApiResponse:
+        return self.request("GET", f"/health/{kind}")
