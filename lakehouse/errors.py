@@ -82,3 +82,13 @@ class CommitConflict(TransientError):
 
 class StoreUnavailable(TransientError):
     """The object store or catalog did not answer."""
+
+
+class TemplateInvalid(TerminalError):
+    """The SAM template does not parse or a function in it is incomplete."""
+
+
+class FunctionNotFound(TerminalError):
+    """No function with that logical id in the SAM template, or its handler cannot be imported."""
+
+    http_status = 404

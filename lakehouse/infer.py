@@ -10,12 +10,13 @@ import pyarrow as pa
 from lakehouse.contracts import COLUMN_PATTERN, Column, Contract
 from lakehouse.errors import ContractInvalid
 from lakehouse.readers import RAW, ROW, MalformedRow, detect_format, read_batches
-from lakehouse.validate import ident
+from lakehouse.validate import cast_expr, ident
 
 TIME_NAMES = ("event_time", "timestamp", "ts", "time", "datetime", "created_at", "date")
+# A draft keeps a type when at most this share of sample values fail it (they would be quarantined).
+TOLERATED = 0.01
 # Tried in order on text values: the first type every non-null sample value casts to.
-CANDIDATES = (("boolean", "BOOLEAN"), ("long", "BIGINT"), ("double", "DOUBLE"), ("date", "DATE"),
-              ("timestamp", "TIMESTAMPTZ"))
+CANDIDATES = ("boolean", "long", "double", "date", "timestamp")
 
 
 def _arrow_kind(t: pa.DataType) -> str | None:
@@ -57,11 +58,11 @@ def infer_contract(path: Path, dataset: str, sample_rows: int = 10_000) -> tuple
         nulls, distinct = con.execute(f"SELECT count(*) - count({col}), count(DISTINCT {col}) FROM sample").fetchone()  # type: ignore[misc]
         if kind is None:
             kind = "string"
-            for candidate, duck in CANDIDATES:
+            for candidate in CANDIDATES:
                 failures = con.execute(
-                    f"SELECT count(*) FROM sample WHERE {col} IS NOT NULL AND TRY_CAST({col} AS {duck}) IS NULL"
+                    f"SELECT count(*) FROM sample WHERE {col} IS NOT NULL AND {cast_expr(col, candidate)} IS NULL"
                 ).fetchone()[0]  # type: ignore[index]
-                if failures == 0 and distinct > 0:
+                if distinct > 0 and failures <= TOLERATED * (sample.num_rows - nulls):
                     kind = candidate
                     break
         enum = None

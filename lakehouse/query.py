@@ -210,7 +210,7 @@ def run_sql(settings: Settings, sql: str, as_of: int | str | None = None, explai
                 rows = con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
                 plan = "\n".join(str(r[-1]) for r in rows)
             rel = con.sql(sql)
-            data = rel.limit(settings.query_max_rows + 1).fetch_arrow_table()
+            data = rel.limit(settings.query_max_rows + 1).to_arrow_table()
         except duckdb.Error as e:
             raise QueryFailed(str(e).strip()) from e
     finally:

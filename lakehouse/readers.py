@@ -228,7 +228,7 @@ def _ndjson(
         checked = con.execute(
             f"SELECT {ROW}, {RAW}, CASE WHEN NOT json_valid({RAW}) THEN 'malformed JSON' "
             f"WHEN json_type({RAW}) <> 'OBJECT' THEN 'not a JSON object' END AS problem FROM lines"
-        ).fetch_arrow_table()
+        ).to_arrow_table()
         problems = checked.filter(checked["problem"].is_valid())
         for row, raw, problem in zip(
             problems[ROW].to_pylist(), problems[RAW].to_pylist(), problems["problem"].to_pylist(), strict=True
@@ -244,7 +244,7 @@ def _ndjson(
         result = con.execute(
             f"SELECT {picks}{', ' if picks else ''}{RAW}, {ROW} FROM lines "
             f"WHERE json_valid({RAW}) AND json_type({RAW}) = 'OBJECT'"
-        ).fetch_arrow_table()
+        ).to_arrow_table()
         con.unregister("lines")
         pending_rows.clear()
         pending_lines.clear()
@@ -290,7 +290,7 @@ def _json_array(stream: IO[bytes], columns: list[str] | None, batch_rows: int) -
             else:
                 spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in columns) + "}"
                 rel = con.sql(f"SELECT * FROM read_json('{tmp.name}', format='array', columns={spec})")
-            reader = rel.fetch_arrow_reader(batch_rows)
+            reader = rel.to_arrow_reader(batch_rows)
             start = 1
             for batch in reader:
                 if batch.num_rows:

@@ -55,6 +55,22 @@ def _rule(condition: str, column: str, rule: str, value: str, why: str) -> str:
     return f"CASE WHEN {condition} THEN {_error(column, rule, _shown(value) + ' || ' + literal(why))} END"
 
 
+def cast_expr(src: str, kind: str) -> str:
+    """SQL casting ``src`` to a contract type, NULL where the value does not fit.
+
+    Integers must be integral: DuckDB's own cast would round '3.7' to 4. Dates must be dates,
+    not timestamps cut to their day.
+    """
+    target = DUCKDB_TYPES[kind]
+    if kind in ("int", "long"):
+        return (f"CASE WHEN TRY_CAST({src} AS DECIMAL(38, 9)) = TRY_CAST({src} AS HUGEINT) "
+                f"THEN TRY_CAST({src} AS {target}) END")
+    if kind == "date":
+        return (f"CASE WHEN TRY_CAST({src} AS TIMESTAMP) = TRY_CAST({src} AS DATE) "
+                f"THEN TRY_CAST({src} AS DATE) END")
+    return f"TRY_CAST({src} AS {target})"
+
+
 def build_sql(contract: Contract, input_columns: list[str]) -> str:
     """The validation statement over a registered relation ``batch``."""
     present = set(input_columns)
@@ -63,7 +79,7 @@ def build_sql(contract: Contract, input_columns: list[str]) -> str:
     for name, col in contract.columns.items():
         src = ident(name) if name in present else "NULL"
         target = DUCKDB_TYPES[col.type]
-        cast = f"TRY_CAST({src} AS {target})"
+        cast = cast_expr(src, col.type)
         typed.append(f"{cast} AS {ident(name)}")
         if contract.is_required(name):
             why = "'missing value'" if name in present else "'column missing from the file'"
@@ -99,7 +115,7 @@ def check_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, contract:
     """Validate one batch; ``target`` is the table's Arrow schema."""
     con.register("batch", batch)
     try:
-        out = con.execute(build_sql(contract, batch.schema.names)).fetch_arrow_table()
+        out = con.execute(build_sql(contract, batch.schema.names)).to_arrow_table()
     finally:
         con.unregister("batch")
     ok = pc.equal(pc.list_value_length(out[ERRORS]), 0)

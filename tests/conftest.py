@@ -1,0 +1,127 @@
+"""Shared fixtures: one local stack per test session (a real S3 endpoint over HTTP on 127.0.0.1
+and an SQLite catalog), started by Lake's own code, in a temporary LAKE_HOME."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse import localstack
+from lakehouse.client import LakeClient
+from lakehouse.config import Settings, get_settings, load_settings
+from lakehouse.serve import deliver
+from lakehouse.storage import s3_client
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lake_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Isolated environment: fake AWS credentials, no user config, a temporary LAKE_HOME."""
+    home = tmp_path_factory.mktemp("lake-home")
+    contracts = home / "contracts"
+    shutil.copytree(ROOT / "catalog" / "datasets", contracts)
+    saved = dict(os.environ)
+    for name in list(os.environ):
+        if name.startswith(("LAKE_", "AWS_", "PYICEBERG_")):
+            del os.environ[name]
+    os.environ.update(
+        {
+            "LAKE_HOME": str(home),
+            "LAKE_CONTRACTS_DIR": str(contracts),
+            "LAKE_LOG_LEVEL": "WARNING",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+            "PYICEBERG_HOME": str(home / "no-pyiceberg-home"),
+        }
+    )
+    get_settings.cache_clear()
+    yield home
+    os.environ.clear()
+    os.environ.update(saved)
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def stack(lake_env: Path) -> Iterator[dict[str, Any]]:
+    """The local stack, started once for the session with `lake up`'s code and stopped after."""
+    state = localstack.up(load_settings())
+    get_settings.cache_clear()
+    yield state
+    localstack.down(load_settings())
+
+
+@pytest.fixture()
+def settings(stack: dict[str, Any]) -> Settings:
+    get_settings.cache_clear()
+    return load_settings()
+
+
+@pytest.fixture()
+def client(stack: dict[str, Any]) -> LakeClient:
+    """The query API, called the way AWS calls the function."""
+    return LakeClient()
+
+
+@pytest.fixture(scope="session")
+def http_client(stack: dict[str, Any]) -> Iterator[LakeClient]:
+    """The query API over real HTTP (`lake serve`)."""
+    from lakehouse.serve import make_server
+
+    server = make_server(0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
+    yield LakeClient(f"http://{host}:{port}")
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture()
+def dataset(settings: Settings) -> Callable[[str], str]:
+    """Register a contract under a unique dataset name; returns the name."""
+
+    def make(contract_yaml: str) -> str:
+        name = f"t_{uuid.uuid4().hex[:10]}"
+        (settings.contracts_dir / f"{name}.yaml").write_text(contract_yaml.replace("{name}", name))
+        return name
+
+    return make
+
+
+@pytest.fixture()
+def upload(settings: Settings) -> Callable[..., dict[str, Any]]:
+    """Upload bytes or a file to the landing bucket and deliver its ObjectCreated event to the
+    ingest function; returns the function's first report."""
+
+    def put(dataset: str, filename: str, content: bytes | Path) -> dict[str, Any]:
+        key = f"{dataset}/{filename}"
+        data = content.read_bytes() if isinstance(content, Path) else content
+        s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=data)
+        report: dict[str, Any] = deliver(settings, settings.landing_bucket, key)["reports"][0]
+        return report
+
+    return put
+
+
+SENSOR_CONTRACT = """
+name: {name}
+event_time: ts
+retention_months: 12
+columns:
+  ts:        {type: timestamp, required: true}
+  sensor_id: {type: string, required: true}
+  temp_c:    {type: double, min: -90, max: 60}
+  status:    {type: string, enum: [ok, degraded, failed]}
+"""

@@ -1,0 +1,115 @@
+"""template.yaml: cfn-lint clean, handlers and sample events in place, no circular references."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.parser import BaseModel, parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, LambdaFunctionUrlModel, S3Model
+
+from lakehouse.config import Settings
+from lakehouse.invoke import function_spec, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "infra" / "events"
+
+# Each function's sample event, and the model of the event source that sends it.
+SAMPLE_EVENTS: dict[str, tuple[str, type[BaseModel]]] = {
+    "IngestFunction": ("s3-put.json", S3Model),
+    "QueryFunction": ("function-url-sql.json", LambdaFunctionUrlModel),
+    "MaintenanceFunction": ("schedule.json", EventBridgeModel),
+}
+EXTRA_EVENTS: dict[str, type[BaseModel]] = {"function-url-tables.json": LambdaFunctionUrlModel}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template(TEMPLATE)
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
+
+
+def _cfn_lint() -> str:
+    beside = Path(sys.executable).parent / "cfn-lint"
+    found = str(beside) if beside.exists() else shutil.which("cfn-lint")
+    if found is None:
+        pytest.fail("cfn-lint is not installed: pip install -e '.[dev]'")
+    return found
+
+
+def test_cfn_lint_finds_nothing() -> None:
+    result = subprocess.run([_cfn_lint(), str(TEMPLATE)], capture_output=True, text=True, cwd=ROOT,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_function_has_a_handler_file_and_a_sample_event(template: dict[str, Any]) -> None:
+    functions = _functions(template)
+    assert set(functions) == set(SAMPLE_EVENTS)
+    for name in functions:
+        spec = function_spec(template, name)
+        match = re.fullmatch(r"functions\.(\w+)\.handler\.lambda_handler", spec.handler)
+        assert match, f"{name}: handler {spec.handler!r} is not functions.<name>.handler.lambda_handler"
+        assert (ROOT / "functions" / match.group(1) / "handler.py").is_file(), spec.handler
+        assert (EVENTS / SAMPLE_EVENTS[name][0]).is_file(), name
+
+
+@pytest.mark.parametrize(
+    ("filename", "model"),
+    [pytest.param(f, m, id=f) for f, m in [*SAMPLE_EVENTS.values(), *EXTRA_EVENTS.items()]],
+)
+def test_sample_events_parse_as_their_source_sends_them(filename: str, model: type[BaseModel]) -> None:
+    parse(event=json.loads((EVENTS / filename).read_text()), model=model)
+
+
+def test_environment_names_only_lake_settings(template: dict[str, Any]) -> None:
+    fields = {f"LAKE_{name.upper()}" for name in Settings.model_fields}
+    for name in _functions(template):
+        lake_vars = {k for k in function_spec(template, name).environment if k.startswith("LAKE_")}
+        assert lake_vars <= fields, f"{name}: unknown settings {sorted(lake_vars - fields)}"
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids a template fragment refers to (Ref, Fn::GetAtt, ${Name} in Fn::Sub)."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if key == "Ref" and isinstance(item, str):
+                found.add(item)
+            elif key == "Fn::GetAtt":
+                found.add(item[0] if isinstance(item, list) else str(item).split(".")[0])
+            elif key == "Fn::Sub":
+                text = item[0] if isinstance(item, list) else item
+                found |= {m.split(".")[0] for m in re.findall(r"\$\{(?!!)([^}]+)\}", text)}
+                if isinstance(item, list):
+                    found |= _references(item[1])
+            else:
+                found |= _references(item)
+    return found
+
+
+def test_no_function_refers_to_the_bucket_that_triggers_it(template: dict[str, Any]) -> None:
+    """S3 notifications depend on the function: a reference back to the bucket is a cycle."""
+    globals_ = template.get("Globals", {}).get("Function", {})
+    for name, resource in _functions(template).items():
+        properties = resource["Properties"]
+        triggers = {
+            event["Properties"]["Bucket"]["Ref"]
+            for event in properties.get("Events", {}).values()
+            if event["Type"] == "S3"
+        }
+        own = {k: v for k, v in properties.items() if k != "Events"}
+        assert not triggers & _references([globals_, own]), f"{name} refers to its trigger bucket"
