@@ -9,7 +9,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import LakeError
@@ -30,7 +30,9 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_widt
     widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
     line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
     sep = "  ".join("-" * w for w in widths)
-    return "\n".join([line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body])
+    return "\n".join(
+        [line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
+    )
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -55,6 +57,7 @@ def _need_stack(settings: Settings) -> None:
 
 
 # --- stack -----------------------------------------------------------------------------------
+
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse import localstack
@@ -83,14 +86,17 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         _out(json.dumps(state, indent=2))
     elif state["running"]:
-        _out(f"running ({state['kind']}, pid {state['pid']}) at {state['endpoint']}; "
-             f"buckets {state['landing_bucket']}, {state['warehouse_bucket']}; catalog {state['catalog_uri']}")
+        _out(
+            f"running ({state['kind']}, pid {state['pid']}) at {state['endpoint']}; "
+            f"buckets {state['landing_bucket']}, {state['warehouse_bucket']}; catalog {state['catalog_uri']}"
+        )
     else:
         _out(f"not running (LAKE_HOME={state['home']})")
     return 0 if state["running"] else 1
 
 
 # --- data ------------------------------------------------------------------------------------
+
 
 def _print_report(report: dict[str, Any]) -> None:
     if report["duplicate"]:
@@ -163,16 +169,31 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
     _out(f"{d['name']}  ({d['rows']} rows in {d['file_count']} files, snapshot {d['current_snapshot_id']})")
     _out(f"location: {d['location']}")
     _out("\nschema:")
-    _out(render_table(["id", "name", "type", "required"],
-                      [[f["id"], f["name"], f["type"], f["required"]] for f in d["schema"]]))
+    _out(
+        render_table(
+            ["id", "name", "type", "required"],
+            [[f["id"], f["name"], f["type"], f["required"]] for f in d["schema"]],
+        )
+    )
     _out("\npartitioned by: " + ", ".join(f"{p['transform']}({p['source']})" for p in d["partition_spec"]))
     _out("\nsnapshots:")
-    _out(render_table(["snapshot_id", "timestamp", "operation", "source"],
-                      [[s["snapshot_id"], s["timestamp"], s["operation"], s["summary"].get("lake.source.uri", "")]
-                       for s in d["snapshots"]]))
+    _out(
+        render_table(
+            ["snapshot_id", "timestamp", "operation", "source"],
+            [
+                [s["snapshot_id"], s["timestamp"], s["operation"], s["summary"].get("lake.source.uri", "")]
+                for s in d["snapshots"]
+            ],
+        )
+    )
     _out("\nfiles:")
-    _out(render_table(["partition", "rows", "bytes", "path"],
-                      [[p["partition"], p["rows"], p["bytes"], p["path"]] for p in d["files"]], max_width=90))
+    _out(
+        render_table(
+            ["partition", "rows", "bytes", "path"],
+            [[p["partition"], p["rows"], p["bytes"], p["path"]] for p in d["files"]],
+            max_width=90,
+        )
+    )
     return 0
 
 
@@ -196,9 +217,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     watcher = Watcher(settings, interval=args.poll)
     if not args.no_watch:
         watcher.start()
-    host, port = server.server_address[:2]
-    _out(json.dumps({"serving": f"http://{host}:{port}", "watching": None if args.no_watch
-                     else settings.landing_bucket}))
+    host, port = cast(tuple[str, int], server.server_address[:2])
+    _out(
+        json.dumps(
+            {
+                "serving": f"http://{host}:{port}",
+                "watching": None if args.no_watch else settings.landing_bucket,
+            }
+        )
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -222,8 +249,12 @@ def cmd_contract_infer(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.infer import infer_contract
 
     contract, sampled = infer_contract(Path(args.file), args.dataset)
-    _out(f"# Draft contract for {args.dataset}, inferred from {Path(args.file).name} ({sampled} rows sampled).")
-    _out(f"# Review types, rules and required flags, then save as {settings.contracts_dir}/{args.dataset}.yaml")
+    _out(
+        f"# Draft contract for {args.dataset}, inferred from {Path(args.file).name} ({sampled} rows sampled)."
+    )
+    _out(
+        f"# Review types, rules and required flags, then save as {settings.contracts_dir}/{args.dataset}.yaml"
+    )
     sys.stdout.write(contract.to_yaml())
     return 0
 
@@ -235,6 +266,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 # --- parser ----------------------------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lake", description="Lake: a serverless lakehouse on Iceberg and Lance.")

@@ -12,7 +12,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from lakehouse.events import LambdaContext, function_url_event
@@ -31,13 +31,16 @@ class ApiResponse:
 class LakeClient:
     """Talks to the query function: in process (``base_url=None``) or over HTTP."""
 
-    def __init__(self, base_url: str | None = None, headers: dict[str, str] | None = None,
-                 timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str | None = None, headers: dict[str, str] | None = None, timeout: float = 120.0
+    ) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
         self.headers = dict(headers or {})
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None) -> ApiResponse:
+    def request(
+        self, method: str, path: str, body: Any = None, query: dict[str, str] | None = None
+    ) -> ApiResponse:
         if self.base_url is None:
             return self._in_process(method, path, body, query)
         return self._http(method, path, body, query)
@@ -46,7 +49,7 @@ class LakeClient:
         from functions.query.handler import lambda_handler
 
         event = function_url_event(method, path, body, query, self.headers)
-        result = lambda_handler(event, LambdaContext("lake-query", timeout_seconds=self.timeout))
+        result = lambda_handler(event, cast(Any, LambdaContext("lake-query", timeout_seconds=self.timeout)))
         raw = result.get("body") or ""
         if result.get("isBase64Encoded"):
             raw = base64.b64decode(raw).decode()

@@ -22,16 +22,28 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LAKE_", extra="ignore")
 
-    home: Path = Field(Path(".lake"), description="Folder of the embedded local stack (state, catalog, logs).")
-    contracts_dir: Path = Field(Path("catalog/datasets"), description="Folder of dataset contracts (`<name>.yaml`).")
+    home: Path = Field(
+        Path(".lake"), description="Folder of the embedded local stack (state, catalog, logs)."
+    )
+    contracts_dir: Path = Field(
+        Path("catalog/datasets"), description="Folder of dataset contracts (`<name>.yaml`)."
+    )
     namespace: str = Field("lake", description="Iceberg namespace of the dataset tables.")
     landing_bucket: str = Field("lake-landing", description="Bucket that receives uploads.")
-    warehouse_bucket: str = Field("lake-warehouse", description="Bucket that holds Iceberg tables and Lance data.")
-    s3_endpoint: str | None = Field(None, description="S3 endpoint URL; unset means AWS (or the local stack).")
+    warehouse_bucket: str = Field(
+        "lake-warehouse", description="Bucket that holds Iceberg tables and Lance data."
+    )
+    s3_endpoint: str | None = Field(
+        None, description="S3 endpoint URL; unset means AWS (or the local stack)."
+    )
     region: str = Field("us-east-1", description="AWS region.")
     access_key_id: str | None = Field(None, description="S3 access key; unset means the default AWS chain.")
-    secret_access_key: str | None = Field(None, description="S3 secret key; unset means the default AWS chain.")
-    catalog_type: Literal["sql", "glue", "rest"] = Field("sql", description="Iceberg catalog: sql, glue or rest.")
+    secret_access_key: str | None = Field(
+        None, description="S3 secret key; unset means the default AWS chain."
+    )
+    catalog_type: Literal["sql", "glue", "rest"] = Field(
+        "sql", description="Iceberg catalog: sql, glue or rest."
+    )
     catalog_uri: str | None = Field(
         None, description="SQL catalog URI (default: SQLite under LAKE_HOME) or REST catalog URL."
     )

@@ -99,7 +99,9 @@ class Contract(BaseModel):
         from pyiceberg.types import NestedField
 
         fields = [
-            NestedField(i, name, _iceberg_type(col.type), required=self.is_required(name), doc=col.description or None)
+            NestedField(
+                i, name, _iceberg_type(col.type), required=self.is_required(name), doc=col.description or None
+            )
             for i, (name, col) in enumerate(self.columns.items(), start=1)
         ]
         return Schema(*fields)
@@ -111,8 +113,12 @@ class Contract(BaseModel):
 
         source = schema.find_field(self.event_time)
         return PartitionSpec(
-            PartitionField(source_id=source.field_id, field_id=1000, transform=MonthTransform(),
-                           name=f"{self.event_time}_month")
+            PartitionField(
+                source_id=source.field_id,
+                field_id=1000,
+                transform=MonthTransform(),
+                name=f"{self.event_time}_month",
+            )
         )
 
     def table_properties(self) -> dict[str, str]:

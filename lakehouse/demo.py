@@ -33,13 +33,20 @@ def run_demo(settings: Settings, samples: Path) -> int:
     state = localstack.up(settings)
     get_settings.cache_clear()
     settings = load_settings(home=settings.home)
-    _say(f"1. Local stack {'reused' if state['reused'] else 'started'}: {state['kind']} S3 endpoint at "
-         f"{state['endpoint']}, SQLite catalog {state['catalog_uri']}")
+    _say(
+        f"1. Local stack {'reused' if state['reused'] else 'started'}: {state['kind']} S3 endpoint at "
+        f"{state['endpoint']}, SQLite catalog {state['catalog_uri']}"
+    )
 
-    uploads = [(samples / "sensor_readings.csv", "sensor_readings"), (samples / "app_events.ndjson", "app_events")]
+    uploads = [
+        (samples / "sensor_readings.csv", "sensor_readings"),
+        (samples / "app_events.ndjson", "app_events"),
+    ]
     s3 = s3_client(settings)
-    _say("\n2. Uploading the samples to the landing bucket; each upload is an ObjectCreated event for the "
-         "ingest function:")
+    _say(
+        "\n2. Uploading the samples to the landing bucket; each upload is an ObjectCreated event for the "
+        "ingest function:"
+    )
     for path, dataset in uploads:
         key = f"{dataset}/{path.name}"
         s3.upload_file(str(path), settings.landing_bucket, key)
@@ -47,38 +54,62 @@ def run_demo(settings: Settings, samples: Path) -> int:
             if r["duplicate"]:
                 _say(f"   {key}: already ingested (snapshot {r['snapshot_id']}), nothing added")
             else:
-                _say(f"   {key}: {r['rows_accepted']} rows accepted, {r['rows_quarantined']} quarantined, "
-                     f"{r['files_written']} files, one commit (snapshot {r['snapshot_id']}) in {r['seconds']}s")
+                _say(
+                    f"   {key}: {r['rows_accepted']} rows accepted, {r['rows_quarantined']} quarantined, "
+                    f"{r['files_written']} files, one commit (snapshot {r['snapshot_id']}) in {r['seconds']}s"
+                )
 
     key = f"app_events/{uploads[1][0].name}"
     again = deliver(settings, settings.landing_bucket, key)["reports"][0]
-    _say(f"\n3. The same event delivered again (S3 delivers at least once): duplicate={again['duplicate']}, "
-         f"{again['rows_accepted']} rows added.")
+    _say(
+        f"\n3. The same event delivered again (S3 delivers at least once): duplicate={again['duplicate']}, "
+        f"{again['rows_accepted']} rows added."
+    )
 
     client = LakeClient()
     _say("\n4. Queries through the query function (POST /sql):")
-    _show(client, "Readings per month (one partition per month)",
-          "SELECT strftime(ts, '%Y-%m') AS month, count(*) AS readings, round(avg(temp_c), 1) AS avg_temp_c "
-          "FROM lake.sensor_readings GROUP BY 1 ORDER BY 1")
-    _show(client, "Events by type and platform",
-          "SELECT event_type, platform, count(*) AS events, round(sum(amount), 2) AS revenue "
-          "FROM lake.app_events GROUP BY ALL ORDER BY events DESC LIMIT 8")
-    _show(client, "Quarantined rows: row number, column and reason",
-          "SELECT row_number, \"column\", rule, reason FROM lake.app_events__quarantine ORDER BY row_number")
-    plan = client.sql("SELECT count(*) FROM lake.sensor_readings WHERE ts >= '2026-03-01' AND ts < '2026-04-01'",
-                      explain=True).body
+    _show(
+        client,
+        "Readings per month (one partition per month)",
+        "SELECT strftime(ts, '%Y-%m') AS month, count(*) AS readings, round(avg(temp_c), 1) AS avg_temp_c "
+        "FROM lake.sensor_readings GROUP BY 1 ORDER BY 1",
+    )
+    _show(
+        client,
+        "Events by type and platform",
+        "SELECT event_type, platform, count(*) AS events, round(sum(amount), 2) AS revenue "
+        "FROM lake.app_events GROUP BY ALL ORDER BY events DESC LIMIT 8",
+    )
+    _show(
+        client,
+        "Quarantined rows: row number, column and reason",
+        'SELECT row_number, "column", rule, reason FROM lake.app_events__quarantine ORDER BY row_number',
+    )
+    plan = client.sql(
+        "SELECT count(*) FROM lake.sensor_readings WHERE ts >= '2026-03-01' AND ts < '2026-04-01'",
+        explain=True,
+    ).body
     files = next((line.strip(" │") for line in plan["plan"].splitlines() if "Total Files Read" in line), "?")
     described = client.describe("sensor_readings").body
-    _say(f"\n5. A one-month filter reads only that month: {files} of {described['file_count']} data files "
-         f"(partition pruning), {plan['rows'][0][0]} rows.")
+    _say(
+        f"\n5. A one-month filter reads only that month: {files} of {described['file_count']} data files "
+        f"(partition pruning), {plan['rows'][0][0]} rows."
+    )
 
     refused = client.sql("SELECT * FROM read_csv('/etc/passwd')")
-    _say(f"\n6. User SQL is read-only: reading a local file gets HTTP {refused.status}: "
-         f"{refused.body['message']}")
+    _say(
+        f"\n6. User SQL is read-only: reading a local file gets HTTP {refused.status}: "
+        f"{refused.body['message']}"
+    )
 
-    _say(f"\n7. lake.sensor_readings: {described['rows']} rows, {described['file_count']} files, partitioned by "
-         + ", ".join(f"{p['transform']}({p['source']})" for p in described["partition_spec"])
-         + f", {len(described['snapshots'])} snapshot(s); metadata at {described['metadata_location']}")
-    _say("\nDone. Try: lake tables | lake describe sensor_readings | lake sql \"SELECT ...\" | lake serve"
-         " | lake down")
+    _say(
+        f"\n7. lake.sensor_readings: {described['rows']} rows, {described['file_count']} files, "
+        "partitioned by "
+        + ", ".join(f"{p['transform']}({p['source']})" for p in described["partition_spec"])
+        + f", {len(described['snapshots'])} snapshot(s); metadata at {described['metadata_location']}"
+    )
+    _say(
+        '\nDone. Try: lake tables | lake describe sensor_readings | lake sql "SELECT ..." | lake serve'
+        " | lake down"
+    )
     return 0

@@ -44,11 +44,16 @@ class LambdaContext:
         return max(0, int(left * 1000))
 
 
-def s3_put_event(bucket: str, key: str, size: int, etag: str, version_id: str | None = None,
-                 region: str = "us-east-1") -> dict[str, Any]:
+def s3_put_event(
+    bucket: str, key: str, size: int, etag: str, version_id: str | None = None, region: str = "us-east-1"
+) -> dict[str, Any]:
     """An ``ObjectCreated:Put`` notification for one object (keys URL-encoded, as S3 sends them)."""
-    obj: dict[str, Any] = {"key": quote_plus(key, safe="/"), "size": size, "eTag": etag.strip('"'),
-                           "sequencer": f"{time.time_ns():X}"}
+    obj: dict[str, Any] = {
+        "key": quote_plus(key, safe="/"),
+        "size": size,
+        "eTag": etag.strip('"'),
+        "sequencer": f"{time.time_ns():X}",
+    }
     if version_id:
         obj["versionId"] = version_id
     return {
@@ -61,13 +66,18 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str, version_id: str | 
                 "eventName": "ObjectCreated:Put",
                 "userIdentity": {"principalId": "AWS:LAKE"},
                 "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": uuid.uuid4().hex[:16].upper(),
-                                     "x-amz-id-2": uuid.uuid4().hex},
+                "responseElements": {
+                    "x-amz-request-id": uuid.uuid4().hex[:16].upper(),
+                    "x-amz-id-2": uuid.uuid4().hex,
+                },
                 "s3": {
                     "s3SchemaVersion": "1.0",
                     "configurationId": "lake-landing",
-                    "bucket": {"name": bucket, "ownerIdentity": {"principalId": "LAKE"},
-                               "arn": f"arn:aws:s3:::{bucket}"},
+                    "bucket": {
+                        "name": bucket,
+                        "ownerIdentity": {"principalId": "LAKE"},
+                        "arn": f"arn:aws:s3:::{bucket}",
+                    },
                     "object": obj,
                 },
             }
@@ -75,8 +85,14 @@ def s3_put_event(bucket: str, key: str, size: int, etag: str, version_id: str | 
     }
 
 
-def function_url_event(method: str, path: str, body: Any = None, query: dict[str, str] | None = None,
-                       headers: dict[str, str] | None = None, source_ip: str = "127.0.0.1") -> dict[str, Any]:
+def function_url_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    source_ip: str = "127.0.0.1",
+) -> dict[str, Any]:
     """A function URL request (payload format 2.0)."""
     raw_body: str | None
     if body is None:
@@ -85,7 +101,11 @@ def function_url_event(method: str, path: str, body: Any = None, query: dict[str
         raw_body = base64.b64encode(body).decode()
     else:
         raw_body = body if isinstance(body, str) else json.dumps(body)
-    all_headers = {"host": "localhost", "user-agent": "lake", **{k.lower(): v for k, v in (headers or {}).items()}}
+    all_headers = {
+        "host": "localhost",
+        "user-agent": "lake",
+        **{k.lower(): v for k, v in (headers or {}).items()},
+    }
     if raw_body is not None and not isinstance(body, bytes):
         all_headers.setdefault("content-type", "application/json")
     now = dt.datetime.now(dt.UTC)
@@ -101,8 +121,13 @@ def function_url_event(method: str, path: str, body: Any = None, query: dict[str
             "apiId": "lake",
             "domainName": "localhost",
             "domainPrefix": "lake",
-            "http": {"method": method.upper(), "path": path, "protocol": "HTTP/1.1", "sourceIp": source_ip,
-                     "userAgent": all_headers["user-agent"]},
+            "http": {
+                "method": method.upper(),
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": source_ip,
+                "userAgent": all_headers["user-agent"],
+            },
             "requestId": str(uuid.uuid4()),
             "routeKey": "$default",
             "stage": "$default",

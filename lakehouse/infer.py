@@ -55,24 +55,38 @@ def infer_contract(path: Path, dataset: str, sample_rows: int = 10_000) -> tuple
         arrow_type = sample.schema.field(name).type
         kind = _arrow_kind(arrow_type)
         col = ident(name)
-        nulls, distinct = con.execute(f"SELECT count(*) - count({col}), count(DISTINCT {col}) FROM sample").fetchone()  # type: ignore[misc]
+        nulls, distinct = con.execute(
+            f"SELECT count(*) - count({col}), count(DISTINCT {col}) FROM sample"
+        ).fetchone()  # type: ignore[misc]
         if kind is None:
             kind = "string"
             for candidate in CANDIDATES:
-                failures = con.execute(
-                    f"SELECT count(*) FROM sample WHERE {col} IS NOT NULL AND {cast_expr(col, candidate)} IS NULL"
-                ).fetchone()[0]  # type: ignore[index]
+                misfit = f"{col} IS NOT NULL AND {cast_expr(col, candidate)} IS NULL"
+                failures = con.execute(f"SELECT count(*) FROM sample WHERE {misfit}").fetchone()[0]  # type: ignore[index]
                 if distinct > 0 and failures <= TOLERATED * (sample.num_rows - nulls):
                     kind = candidate
                     break
         enum = None
         if kind == "string" and 0 < distinct <= 8 and sample.num_rows >= 50:
-            enum = sorted(str(v) for (v,) in con.execute(f"SELECT DISTINCT {col} FROM sample WHERE {col} IS NOT NULL").fetchall())
+            enum = sorted(
+                str(v)
+                for (v,) in con.execute(
+                    f"SELECT DISTINCT {col} FROM sample WHERE {col} IS NOT NULL"
+                ).fetchall()
+            )
         columns[name] = Column(type=kind, required=nulls == 0, enum=enum)  # type: ignore[arg-type]
     times = [n for n, c in columns.items() if c.type in ("timestamp", "date")]
     if not times:
-        raise ContractInvalid(f"{path}: no timestamp or date column found; a contract needs an event_time column")
+        raise ContractInvalid(
+            f"{path}: no timestamp or date column found; a contract needs an event_time column"
+        )
     event_time = next((n for key in TIME_NAMES for n in times if n.lower() == key), times[0])
-    contract = Contract(name=dataset, description=f"Draft inferred from {path.name}", event_time=event_time,
-                        columns=columns)
+    contract = Contract(
+        name=dataset,
+        description=f"Draft inferred from {path.name}",
+        event_time=event_time,
+        version=1,
+        retention_months=12,
+        columns=columns,
+    )
     return contract, sample.num_rows

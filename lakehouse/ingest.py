@@ -62,8 +62,14 @@ def resolve_source(settings: Settings, bucket: str, key: str, version: str | Non
     return SourceRef(bucket=bucket, key=key, version=str(version))
 
 
-def _quarantine_rows(rejected: pa.Table, malformed: list[MalformedRow], source: SourceRef,
-                     contract: Contract, now: dt.datetime, target: pa.Schema) -> pa.Table:
+def _quarantine_rows(
+    rejected: pa.Table,
+    malformed: list[MalformedRow],
+    source: SourceRef,
+    contract: Contract,
+    now: dt.datetime,
+    target: pa.Schema,
+) -> pa.Table:
     errors = rejected[ERRORS].to_pylist()
     rows = rejected[ROW].to_pylist() + [m.row for m in malformed]
     errs = errors + [[{"column": None, "rule": "parse", "reason": m.reason}] for m in malformed]
@@ -85,8 +91,9 @@ def _quarantine_rows(rejected: pa.Table, malformed: list[MalformedRow], source: 
     ).cast(target)
 
 
-def ingest_object(settings: Settings, bucket: str, key: str, version: str | None = None,
-                  catalog: Catalog | None = None) -> IngestReport:
+def ingest_object(
+    settings: Settings, bucket: str, key: str, version: str | None = None, catalog: Catalog | None = None
+) -> IngestReport:
     """Ingest one object from the store.
 
     Raises:
@@ -104,8 +111,9 @@ def ingest_object(settings: Settings, bucket: str, key: str, version: str | None
 
     done = committed_snapshot(main, source)
     if done is not None:
-        return _report(contract, source, main, 0, 0, 0, 0, done, committed_snapshot(quarantine, source), True,
-                       started)
+        return _report(
+            contract, source, main, 0, 0, 0, 0, done, committed_snapshot(quarantine, source), True, started
+        )
 
     fmt = detect_format(key)
     target = main.schema().as_arrow()
@@ -145,18 +153,42 @@ def ingest_object(settings: Settings, bucket: str, key: str, version: str | None
     # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
     qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
     snap, duplicate = good.commit(source, props, settings)
-    return _report(contract, source, main, rows_read, good.rows, bad.rows, len(good.files) + len(bad.files), snap,
-                   qsnap, duplicate, started)
+    return _report(
+        contract,
+        source,
+        main,
+        rows_read,
+        good.rows,
+        bad.rows,
+        len(good.files) + len(bad.files),
+        snap,
+        qsnap,
+        duplicate,
+        started,
+    )
 
 
 def _empty_rejected() -> pa.Table:
     from lakehouse.validate import ERROR_TYPE
 
-    return pa.table({ROW: pa.array([], pa.int64()), ERRORS: pa.array([], ERROR_TYPE), RAW: pa.array([], pa.string())})
+    return pa.table(
+        {ROW: pa.array([], pa.int64()), ERRORS: pa.array([], ERROR_TYPE), RAW: pa.array([], pa.string())}
+    )
 
 
-def _report(contract: Contract, source: SourceRef, main: Table, read: int, accepted: int, quarantined: int,
-            files: int, snap: int | None, qsnap: int | None, duplicate: bool, started: float) -> IngestReport:
+def _report(
+    contract: Contract,
+    source: SourceRef,
+    main: Table,
+    read: int,
+    accepted: int,
+    quarantined: int,
+    files: int,
+    snap: int | None,
+    qsnap: int | None,
+    duplicate: bool,
+    started: float,
+) -> IngestReport:
     seconds = time.perf_counter() - started
     return IngestReport(
         dataset=contract.name,
@@ -173,4 +205,3 @@ def _report(contract: Contract, source: SourceRef, main: Table, read: int, accep
         seconds=round(seconds, 3),
         rows_per_second=round(read / seconds, 1) if seconds > 0 and read else 0.0,
     )
-

@@ -112,8 +112,24 @@ def _get_att(loader: yaml.SafeLoader, node: yaml.Node) -> dict[str, Any]:
     return {"Fn::GetAtt": value}
 
 
-for _name in ("Sub", "If", "Join", "Select", "Split", "Equals", "Not", "And", "Or", "FindInMap",
-              "ImportValue", "Base64", "GetAZs", "Cidr", "Length", "ToJsonString"):
+for _name in (
+    "Sub",
+    "If",
+    "Join",
+    "Select",
+    "Split",
+    "Equals",
+    "Not",
+    "And",
+    "Or",
+    "FindInMap",
+    "ImportValue",
+    "Base64",
+    "GetAZs",
+    "Cidr",
+    "Length",
+    "ToJsonString",
+):
     CfnLoader.add_constructor(f"!{_name}", _long_form(f"Fn::{_name}"))
 CfnLoader.add_constructor("!Ref", _long_form("Ref"))
 CfnLoader.add_constructor("!Condition", _long_form("Condition"))
@@ -233,8 +249,14 @@ _SUB_VARIABLE = re.compile(r"\$\{(!?)([^}]*)\}")
 class _Resolver:
     """Resolves CloudFormation intrinsics to strings, as far as that is possible off AWS."""
 
-    def __init__(self, template: Mapping[str, Any], *, region: str, buckets: Mapping[str, str],
-                 parameter_overrides: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        *,
+        region: str,
+        buckets: Mapping[str, str],
+        parameter_overrides: Mapping[str, str],
+    ) -> None:
         self.template = template
         self.resources: Mapping[str, Any] = template.get("Resources") or {}
         self.buckets = buckets
@@ -437,8 +459,9 @@ def resolve_environment(
         logical_id = _referenced_bucket(template, spec.environment.get(variable))
         if logical_id is not None:
             buckets[logical_id] = local_names[role]
-    resolver = _Resolver(template, region=region, buckets=buckets,
-                         parameter_overrides=parameter_overrides or {})
+    resolver = _Resolver(
+        template, region=region, buckets=buckets, parameter_overrides=parameter_overrides or {}
+    )
 
     changes: dict[str, str | None] = {}
     for name, raw in spec.environment.items():
@@ -551,10 +574,17 @@ def invoke(
     spec = function_spec(template, logical_id)
     home = (settings_home if settings_home is not None else load_settings().home).resolve()
     code_dir = _code_dir(template_path, spec.code_uri)
-    changes = resolve_environment(template, spec, home=home, code_dir=code_dir, stack=read_state(home),
-                                  parameter_overrides=parameter_overrides)
-    context = LambdaContext(function_name=spec.logical_id, memory_limit_in_mb=spec.memory,
-                            timeout_seconds=float(spec.timeout))
+    changes = resolve_environment(
+        template,
+        spec,
+        home=home,
+        code_dir=code_dir,
+        stack=read_state(home),
+        parameter_overrides=parameter_overrides,
+    )
+    context = LambdaContext(
+        function_name=spec.logical_id, memory_limit_in_mb=spec.memory, timeout_seconds=float(spec.timeout)
+    )
     changes.update(_runtime_variables(spec, context))
     started = time.monotonic()
     with _environment(changes), _import_path(code_dir):
@@ -566,5 +596,6 @@ def invoke(
             get_settings.cache_clear()
             elapsed = time.monotonic() - started
             if elapsed > spec.timeout:
-                log.warning("%s ran %.1f s, longer than its Timeout of %d s",
-                            logical_id, elapsed, spec.timeout)
+                log.warning(
+                    "%s ran %.1f s, longer than its Timeout of %d s", logical_id, elapsed, spec.timeout
+                )

@@ -12,5 +12,6 @@ from lakehouse.config import get_settings
 
 def function_logger(service: str) -> Logger:
     """A structured logger for ``service`` at the configured level."""
-    return Logger(service=service, level=get_settings().log_level,
-                  logger_handler=logging.StreamHandler(sys.stderr))
+    return Logger(
+        service=service, level=get_settings().log_level, logger_handler=logging.StreamHandler(sys.stderr)
+    )

@@ -38,8 +38,9 @@ def retention_cutoff(now: dt.datetime, months: int) -> dt.datetime:
     return dt.datetime(index // 12, index % 12 + 1, 1, tzinfo=dt.UTC)
 
 
-def apply_retention(settings: Settings, catalog: Catalog | None = None,
-                    now: dt.datetime | None = None) -> list[RetentionResult]:
+def apply_retention(
+    settings: Settings, catalog: Catalog | None = None, now: dt.datetime | None = None
+) -> list[RetentionResult]:
     """Drop expired months from every dataset table that exists."""
     from pyiceberg.exceptions import NoSuchTableError
 
@@ -56,12 +57,10 @@ def apply_retention(settings: Settings, catalog: Catalog | None = None,
 
 
 def _retain(table: Any, contract: Contract, cutoff: dt.datetime) -> RetentionResult:
-    from pyiceberg.expressions import LessThan
-
     column = contract.event_time
     bound = cutoff.date().isoformat() if contract.columns[column].type == "date" else cutoff.isoformat()
     name = ".".join(table.name())
-    expired = LessThan(column, bound)
+    expired = f"{column} < '{bound}'"
     if not list(table.scan(row_filter=expired).plan_files()):
         return RetentionResult(name, cutoff.isoformat(), 0, 0, 0, None)
     table.delete(delete_filter=expired, snapshot_properties={"lake.retention.cutoff": cutoff.isoformat()})

@@ -96,9 +96,13 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     parts = [f"TYPE s3, REGION {literal(settings.region)}, URL_STYLE 'path'"]
     if settings.s3_endpoint:
         url = urlparse(settings.s3_endpoint)
-        parts.append(f"ENDPOINT {literal(url.netloc)}, USE_SSL {'true' if url.scheme == 'https' else 'false'}")
+        parts.append(
+            f"ENDPOINT {literal(url.netloc)}, USE_SSL {'true' if url.scheme == 'https' else 'false'}"
+        )
     if settings.access_key_id and settings.secret_access_key:
-        parts.append(f"KEY_ID {literal(settings.access_key_id)}, SECRET {literal(settings.secret_access_key)}")
+        parts.append(
+            f"KEY_ID {literal(settings.access_key_id)}, SECRET {literal(settings.secret_access_key)}"
+        )
     else:
         parts.append("PROVIDER credential_chain")
     con.execute(f"CREATE SECRET lake_s3 ({', '.join(parts)})")
@@ -132,8 +136,9 @@ def resolve_snapshot(table: Table, as_of: int | str | None) -> int | None:
     return snap.snapshot_id if snap else None
 
 
-def _bind(con: duckdb.DuckDBPyConnection, settings: Settings, name: str, table: Table,
-          snapshot_id: int | None) -> None:
+def _bind(
+    con: duckdb.DuckDBPyConnection, settings: Settings, name: str, table: Table, snapshot_id: int | None
+) -> None:
     import pyarrow as pa
 
     view = f"{ident(settings.namespace)}.{ident(name)}"
@@ -164,8 +169,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def run_sql(settings: Settings, sql: str, as_of: int | str | None = None, explain: bool = False,
-            catalog: Catalog | None = None) -> QueryResult:
+def run_sql(
+    settings: Settings,
+    sql: str,
+    as_of: int | str | None = None,
+    explain: bool = False,
+    catalog: Catalog | None = None,
+) -> QueryResult:
     """Run one read-only query.
 
     Args:
@@ -192,7 +202,9 @@ def run_sql(settings: Settings, sql: str, as_of: int | str | None = None, explai
         if not owners:
             raise SnapshotNotFound(f"no table in the query has snapshot {as_of}")
         for name, table in tables.items():
-            snapshots[f"{settings.namespace}.{name}"] = resolve_snapshot(table, as_of if name in owners else None)
+            snapshots[f"{settings.namespace}.{name}"] = resolve_snapshot(
+                table, as_of if name in owners else None
+            )
     else:
         for name, table in tables.items():
             snapshots[f"{settings.namespace}.{name}"] = resolve_snapshot(table, as_of)
@@ -207,8 +219,8 @@ def run_sql(settings: Settings, sql: str, as_of: int | str | None = None, explai
         try:
             plan = None
             if explain:
-                rows = con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
-                plan = "\n".join(str(r[-1]) for r in rows)
+                explained = con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
+                plan = "\n".join(str(r[-1]) for r in explained)
             rel = con.sql(sql)
             data = rel.limit(settings.query_max_rows + 1).to_arrow_table()
         except duckdb.Error as e:
@@ -220,7 +232,7 @@ def run_sql(settings: Settings, sql: str, as_of: int | str | None = None, explai
         data = data.slice(0, settings.query_max_rows)
     columns = data.column_names
     pylists = [[_json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
-    rows = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
+    rows: list[list[Any]] = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
     return QueryResult(
         columns=columns,
         types=[str(t) for t in data.schema.types],
@@ -253,8 +265,9 @@ def tables_overview(settings: Settings, catalog: Catalog | None = None) -> list[
     return out
 
 
-def describe_table(settings: Settings, name: str, catalog: Catalog | None = None,
-                   max_files: int = 1000) -> dict[str, Any]:
+def describe_table(
+    settings: Settings, name: str, catalog: Catalog | None = None, max_files: int = 1000
+) -> dict[str, Any]:
     """Schema, partition spec, properties, snapshots, files and row count of one table."""
     catalog = catalog or get_catalog(settings)
     table = load_table(catalog, settings, name)
@@ -263,7 +276,9 @@ def describe_table(settings: Settings, name: str, catalog: Catalog | None = None
     summary = snap.summary if snap and snap.summary else None
     files: list[dict[str, Any]] = []
     if snap is not None:
-        inspected = table.inspect.files().select(["file_path", "partition", "record_count", "file_size_in_bytes"])
+        inspected = table.inspect.files().select(
+            ["file_path", "partition", "record_count", "file_size_in_bytes"]
+        )
         for row in inspected.slice(0, max_files).to_pylist():
             files.append(
                 {
@@ -278,7 +293,13 @@ def describe_table(settings: Settings, name: str, catalog: Catalog | None = None
         "location": table.location(),
         "metadata_location": table.metadata_location,
         "schema": [
-            {"id": f.field_id, "name": f.name, "type": str(f.field_type), "required": f.required, "doc": f.doc}
+            {
+                "id": f.field_id,
+                "name": f.name,
+                "type": str(f.field_type),
+                "required": f.required,
+                "doc": f.doc,
+            }
             for f in schema.fields
         ],
         "partition_spec": [
@@ -294,7 +315,7 @@ def describe_table(settings: Settings, name: str, catalog: Catalog | None = None
                 "parent_id": s.parent_snapshot_id,
                 "timestamp": dt.datetime.fromtimestamp(s.timestamp_ms / 1000, dt.UTC).isoformat(),
                 "operation": str(s.summary.operation.value) if s.summary else None,
-                "summary": {k: v for k, v in (s.summary.additional_properties if s.summary else {}).items()},
+                "summary": dict(s.summary.additional_properties) if s.summary else {},
             }
             for s in table.metadata.snapshots
         ],
@@ -319,4 +340,3 @@ def health(settings: Settings) -> dict[str, Any]:
     except Exception as e:  # noqa: BLE001
         checks["store"] = {"ok": False, "error": str(e)}
     return {"ready": all(c["ok"] for c in checks.values()), "checks": checks}
-

@@ -18,7 +18,7 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -94,11 +94,11 @@ def read_batches(
         if fmt.kind == "parquet":
             yield from _parquet(f, columns, batch_rows)
             return
-        stream: IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb") if fmt.gzip else f
+        stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if fmt.gzip else f
         if fmt.kind == "csv":
             yield from _csv(stream, fmt.delimiter, batch_rows, malformed)
         else:
-            buffered = io.BufferedReader(stream, buffer_size=1 << 16)  # type: ignore[arg-type]
+            buffered = io.BufferedReader(stream, buffer_size=1 << 16)
             first = buffered.peek(4096).lstrip()[:1]
             if fmt.kind == "json" and first == b"[":
                 yield from _json_array(buffered, columns, batch_rows)
@@ -147,11 +147,11 @@ def _sniff_delimiter(head: bytes, default: str) -> str:
 
 
 def _csv(
-    stream: IO[bytes], delimiter: str, batch_rows: int, malformed: list[MalformedRow]
+    stream: Any, delimiter: str, batch_rows: int, malformed: list[MalformedRow]
 ) -> Iterator[pa.RecordBatch]:
     import pyarrow.csv as pacsv
 
-    buffered = io.BufferedReader(stream, buffer_size=1 << 20)  # type: ignore[arg-type]
+    buffered = io.BufferedReader(stream, buffer_size=1 << 20)
     head = buffered.peek(1 << 16)
     delimiter = _sniff_delimiter(head, delimiter)
     header = _csv_header(head, delimiter)
@@ -161,7 +161,9 @@ def _csv(
         line = int(row.number) if row.number is not None else -1
         skipped.append(line)
         malformed.append(
-            MalformedRow(line, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text)
+            MalformedRow(
+                line, f"expected {row.expected_columns} fields, found {row.actual_columns}", row.text
+            )
         )
         return "skip"
 

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from lakehouse.config import Settings
@@ -27,9 +27,12 @@ def deliver(settings: Settings, bucket: str, key: str) -> dict[str, Any]:
     from functions.ingest.handler import lambda_handler
 
     head = s3_client(settings).head_object(Bucket=bucket, Key=key)
-    event = s3_put_event(bucket, key, int(head["ContentLength"]), head["ETag"], head.get("VersionId"),
-                         settings.region)
-    result: dict[str, Any] = lambda_handler(event, LambdaContext("lake-ingest", memory_limit_in_mb=3008))
+    event = s3_put_event(
+        bucket, key, int(head["ContentLength"]), head["ETag"], head.get("VersionId"), settings.region
+    )
+    result: dict[str, Any] = lambda_handler(
+        event, cast(Any, LambdaContext("lake-ingest", memory_limit_in_mb=3008))
+    )
     return result
 
 
@@ -43,9 +46,15 @@ class _Api(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         body: Any = raw.decode("utf-8", errors="replace") if raw else None
-        event = function_url_event(self.command, parts.path, body, dict(parse_qsl(parts.query)),
-                                   {k: v for k, v in self.headers.items()}, self.client_address[0])
-        result = lambda_handler(event, LambdaContext("lake-query", timeout_seconds=60))
+        event = function_url_event(
+            self.command,
+            parts.path,
+            body,
+            dict(parse_qsl(parts.query)),
+            dict(self.headers.items()),
+            self.client_address[0],
+        )
+        result = lambda_handler(event, cast(Any, LambdaContext("lake-query", timeout_seconds=60)))
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         self.send_response(int(result.get("statusCode", 200)))
@@ -90,8 +99,12 @@ class Watcher(threading.Thread):
                     for report in response["reports"]:
                         print(json.dumps({"ingested": report}), flush=True)
                 except LakeError as e:
-                    failure = {"key": obj["Key"], "error": type(e).__name__, "message": str(e),
-                               "terminal": e.terminal}
+                    failure = {
+                        "key": obj["Key"],
+                        "error": type(e).__name__,
+                        "message": str(e),
+                        "terminal": e.terminal,
+                    }
                     self.failures.append(failure)
                     print(json.dumps({"failed": failure}), flush=True)
                     if not e.terminal:

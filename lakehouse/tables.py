@@ -68,7 +68,9 @@ def quarantine_schema() -> Schema:
         NestedField(2, "source_uri", StringType(), required=True),
         NestedField(3, "source_version", StringType(), required=True),
         NestedField(4, "row_number", LongType(), required=True),
-        NestedField(5, "column", StringType(), required=False, doc="first failing column (null: unparseable row)"),
+        NestedField(
+            5, "column", StringType(), required=False, doc="first failing column (null: unparseable row)"
+        ),
         NestedField(6, "rule", StringType(), required=True),
         NestedField(7, "reason", StringType(), required=True, doc="every failure, '; '-separated"),
         NestedField(8, "errors", ListType(10, error, element_required=False), required=True),
@@ -96,14 +98,27 @@ def ensure_tables(catalog: Catalog, settings: Settings, contract: Contract) -> t
     from pyiceberg.transforms import MonthTransform
 
     schema = contract.iceberg_schema()
-    main = _create(catalog, f"{settings.namespace}.{contract.name}", schema, contract.partition_spec(schema),
-                   contract.table_properties())
+    main = _create(
+        catalog,
+        f"{settings.namespace}.{contract.name}",
+        schema,
+        contract.partition_spec(schema),
+        contract.table_properties(),
+    )
     qschema = quarantine_schema()
-    qspec = PartitionSpec(PartitionField(source_id=1, field_id=1000, transform=MonthTransform(),
-                                         name="quarantined_at_month"))
+    qspec = PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=MonthTransform(), name="quarantined_at_month")
+    )
     quarantine = _create(
-        catalog, f"{settings.namespace}.{contract.name}{QUARANTINE_SUFFIX}", qschema, qspec,
-        {"format-version": "2", "write.parquet.compression-codec": "zstd", "lake.quarantine-of": contract.name},
+        catalog,
+        f"{settings.namespace}.{contract.name}{QUARANTINE_SUFFIX}",
+        qschema,
+        qspec,
+        {
+            "format-version": "2",
+            "write.parquet.compression-codec": "zstd",
+            "lake.quarantine-of": contract.name,
+        },
     )
     return main, quarantine
 
@@ -137,14 +152,22 @@ class StagedWrite:
             return
         self.files.extend(
             _dataframe_to_data_files(
-                table_metadata=self.table.metadata, df=data, io=self.table.io,
-                write_uuid=self._uuid, counter=self._counter,
+                table_metadata=self.table.metadata,
+                df=data,
+                io=self.table.io,
+                write_uuid=self._uuid,
+                counter=self._counter,
             )
         )
         self.rows += data.num_rows
 
-    def commit(self, source: SourceRef, properties: dict[str, str], settings: Settings,
-               sleep: Callable[[float], None] = time.sleep) -> tuple[int, bool]:
+    def commit(
+        self,
+        source: SourceRef,
+        properties: dict[str, str],
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> tuple[int, bool]:
         """Commit every staged file in one snapshot; returns (snapshot id, already committed).
 
         A source that a snapshot already carries is not committed again. Conflicts with

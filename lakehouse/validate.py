@@ -63,11 +63,15 @@ def cast_expr(src: str, kind: str) -> str:
     """
     target = DUCKDB_TYPES[kind]
     if kind in ("int", "long"):
-        return (f"CASE WHEN TRY_CAST({src} AS DECIMAL(38, 9)) = TRY_CAST({src} AS HUGEINT) "
-                f"THEN TRY_CAST({src} AS {target}) END")
+        return (
+            f"CASE WHEN TRY_CAST({src} AS DECIMAL(38, 9)) = TRY_CAST({src} AS HUGEINT) "
+            f"THEN TRY_CAST({src} AS {target}) END"
+        )
     if kind == "date":
-        return (f"CASE WHEN TRY_CAST({src} AS TIMESTAMP) = TRY_CAST({src} AS DATE) "
-                f"THEN TRY_CAST({src} AS DATE) END")
+        return (
+            f"CASE WHEN TRY_CAST({src} AS TIMESTAMP) = TRY_CAST({src} AS DATE) "
+            f"THEN TRY_CAST({src} AS DATE) END"
+        )
     return f"TRY_CAST({src} AS {target})"
 
 
@@ -86,23 +90,37 @@ def build_sql(contract: Contract, input_columns: list[str]) -> str:
             checks.append(f"CASE WHEN {src} IS NULL THEN {_error(name, 'required', why)} END")
         if name not in present:
             continue
-        checks.append(_rule(f"{src} IS NOT NULL AND {cast} IS NULL", name, "type", src,
-                            f" is not a valid {col.type}"))
+        checks.append(
+            _rule(f"{src} IS NOT NULL AND {cast} IS NULL", name, "type", src, f" is not a valid {col.type}")
+        )
         if col.type in NUMERIC and col.min is not None:
-            checks.append(_rule(f"{cast} < {col.min!r}", name, "min", cast, f" is below the minimum {col.min:g}"))
+            checks.append(
+                _rule(f"{cast} < {col.min!r}", name, "min", cast, f" is below the minimum {col.min:g}")
+            )
         if col.type in NUMERIC and col.max is not None:
-            checks.append(_rule(f"{cast} > {col.max!r}", name, "max", cast, f" is above the maximum {col.max:g}"))
+            checks.append(
+                _rule(f"{cast} > {col.max!r}", name, "max", cast, f" is above the maximum {col.max:g}")
+            )
         if col.enum is not None:
             allowed = ", ".join(f"TRY_CAST({literal(v)} AS {target})" for v in col.enum)
             listed = ", ".join(str(v) for v in col.enum)
-            checks.append(_rule(f"{cast} IS NOT NULL AND {cast} NOT IN ({allowed})", name, "enum", cast,
-                                f" is not one of [{listed}]"))
+            checks.append(
+                _rule(
+                    f"{cast} IS NOT NULL AND {cast} NOT IN ({allowed})",
+                    name,
+                    "enum",
+                    cast,
+                    f" is not one of [{listed}]",
+                )
+            )
     failures = f"list_filter([{', '.join(checks)}], e -> e IS NOT NULL)" if checks else "[]"
     originals = [c for c in input_columns if c not in (ROW, RAW)]
     if RAW in present:
         raw = ident(RAW)
     else:
-        raw = "to_json(struct_pack(" + ", ".join(f"{ident(c)} := {ident(c)}" for c in originals) + "))::VARCHAR"
+        raw = (
+            "to_json(struct_pack(" + ", ".join(f"{ident(c)} := {ident(c)}" for c in originals) + "))::VARCHAR"
+        )
     return (
         f"SELECT {ident(ROW)}, {', '.join(typed)}, {ERRORS}, "
         f"CASE WHEN len({ERRORS}) > 0 THEN {raw} END AS {ident(RAW)} "
@@ -110,8 +128,9 @@ def build_sql(contract: Contract, input_columns: list[str]) -> str:
     )
 
 
-def check_batch(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, contract: Contract,
-                target: pa.Schema) -> Checked:
+def check_batch(
+    con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch, contract: Contract, target: pa.Schema
+) -> Checked:
     """Validate one batch; ``target`` is the table's Arrow schema."""
     con.register("batch", batch)
     try:

@@ -23,9 +23,17 @@ from tests.test_ingest import month_rows, to_csv
 pytestmark = pytest.mark.integration
 
 
-def lake(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "lakehouse.cli", *args], capture_output=True, text=True,
-                            cwd=ROOT, env={**os.environ, **(env or {})}, timeout=120)
+def lake(
+    *args: str, env: dict[str, str] | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "lakehouse.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -94,9 +102,12 @@ def test_serve_ingests_a_plain_s3_upload(settings: Settings, dataset: Callable[[
     name = dataset(SENSOR_CONTRACT)
     watcher = Watcher(settings, interval=0.2)
     watcher.poll()  # everything already in the bucket is delivered (and found already ingested)
-    s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=f"{name}/plain.csv",
-                                   Body=to_csv(month_rows(2)))
-    s3_client(settings).put_object(Bucket=settings.landing_bucket, Key="no_contract_here/x.csv", Body=b"a\n1\n")
+    s3_client(settings).put_object(
+        Bucket=settings.landing_bucket, Key=f"{name}/plain.csv", Body=to_csv(month_rows(2))
+    )
+    s3_client(settings).put_object(
+        Bucket=settings.landing_bucket, Key="no_contract_here/x.csv", Body=b"a\n1\n"
+    )
     watcher.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not any(r["table"] == f"lake.{name}" for r in watcher.reports):

@@ -29,13 +29,21 @@ def month_rows(months: int, per_month: int = 3, start: tuple[int, int] = (2025, 
         index = start[0] * 12 + start[1] - 1 + m
         for i in range(per_month):
             ts = dt.datetime(index // 12, index % 12 + 1, 1 + i, 12, 0, tzinfo=dt.UTC)
-            rows.append({"ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"), "sensor_id": f"s{i}", "temp_c": 10.0 + m,
-                         "status": "ok"})
+            rows.append(
+                {
+                    "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "sensor_id": f"s{i}",
+                    "temp_c": 10.0 + m,
+                    "status": "ok",
+                }
+            )
     return rows
 
 
 def to_csv(rows: list[dict[str, Any]]) -> bytes:
-    lines = ["ts,sensor_id,temp_c,status"] + [f"{r['ts']},{r['sensor_id']},{r['temp_c']},{r['status']}" for r in rows]
+    lines = ["ts,sensor_id,temp_c,status"] + [
+        f"{r['ts']},{r['sensor_id']},{r['temp_c']},{r['status']}" for r in rows
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -79,20 +87,21 @@ def test_bad_rows_are_quarantined_with_row_column_and_reason(
 ) -> None:
     name = dataset(SENSOR_CONTRACT)
     csv = (
-        "ts,sensor_id,temp_c,status\n"
-        "2025-01-01T00:00:00Z,a,1.5,ok\n"  # line 2: good
-        "2025-01-01T01:00:00Z,b,hot,ok\n"  # line 3: type
-        "2025-01-01T02:00:00Z,c,99,ok\n"  # line 4: max
-        "2025-01-01T03:00:00Z,,5,ok\n"  # line 5: required
-        "2025-01-01T04:00:00Z,d,5,broken\n"  # line 6: enum
-        "2025-01-01T05:00:00Z,e,5\n"  # line 7: wrong field count
-        "yesterday,f,5,ok\n"  # line 8: timestamp type
-        "2025-01-01T06:00:00Z,g,-3,degraded\n"  # line 9: good
-    ).encode()
+        b"ts,sensor_id,temp_c,status\n"
+        b"2025-01-01T00:00:00Z,a,1.5,ok\n"  # line 2: good
+        b"2025-01-01T01:00:00Z,b,hot,ok\n"  # line 3: type
+        b"2025-01-01T02:00:00Z,c,99,ok\n"  # line 4: max
+        b"2025-01-01T03:00:00Z,,5,ok\n"  # line 5: required
+        b"2025-01-01T04:00:00Z,d,5,broken\n"  # line 6: enum
+        b"2025-01-01T05:00:00Z,e,5\n"  # line 7: wrong field count
+        b"yesterday,f,5,ok\n"  # line 8: timestamp type
+        b"2025-01-01T06:00:00Z,g,-3,degraded\n"  # line 9: good
+    )
     report = upload(name, "mixed.csv", csv)
     assert (report["rows_accepted"], report["rows_quarantined"], report["rows_read"]) == (2, 6, 8)
-    body = client.sql(f'SELECT row_number, "column", rule, reason, record FROM lake.{name}__quarantine '
-                      "ORDER BY row_number").body
+    body = client.sql(
+        f'SELECT row_number, "column", rule, reason, record FROM lake.{name}__quarantine ORDER BY row_number'
+    ).body
     got = {r[0]: (r[1], r[2], r[3]) for r in body["rows"]}
     assert got[3] == ("temp_c", "type", "temp_c: 'hot' is not a valid double")
     assert got[4] == ("temp_c", "max", "temp_c: '99.0' is above the maximum 60")
@@ -157,8 +166,10 @@ def test_naive_and_offset_timestamps_are_normalised_to_utc(
     dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]], client: Any
 ) -> None:
     name = dataset(SENSOR_CONTRACT)
-    csv = (b"ts,sensor_id\n2025-06-01 10:00:00,naive\n2025-06-01T12:00:00+02:00,offset\n"
-           b"2025-06-01T10:00:00Z,zulu\n2025-06-01T10:00:00.250000Z,fraction\n")
+    csv = (
+        b"ts,sensor_id\n2025-06-01 10:00:00,naive\n2025-06-01T12:00:00+02:00,offset\n"
+        b"2025-06-01T10:00:00Z,zulu\n2025-06-01T10:00:00.250000Z,fraction\n"
+    )
     assert upload(name, "tz.csv", csv)["rows_accepted"] == 4
     rows = client.sql(f"SELECT sensor_id, ts FROM lake.{name} ORDER BY sensor_id").body["rows"]
     assert dict(rows) == {

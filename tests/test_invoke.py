@@ -243,8 +243,14 @@ Resources:
 
 def _resolved(tmp_path: Path, stack: dict[str, Any] | None = None, **overrides: str) -> dict[str, str | None]:
     t = _template(tmp_path, ENVIRONMENT)
-    return resolve_environment(t, function_spec(t, "Fn"), home=tmp_path / "home", code_dir=tmp_path / "code",
-                               stack=stack, parameter_overrides=overrides)
+    return resolve_environment(
+        t,
+        function_spec(t, "Fn"),
+        home=tmp_path / "home",
+        code_dir=tmp_path / "code",
+        stack=stack,
+        parameter_overrides=overrides,
+    )
 
 
 def test_environment_without_a_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,7 +313,7 @@ def test_project_environment_with_a_stack(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- invoke
 
-PROBE_HANDLER = '''
+PROBE_HANDLER = """
 from __future__ import annotations
 
 import os
@@ -328,7 +334,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "request_id": context.aws_request_id,
         "arn": context.invoked_function_arn,
     }
-'''
+"""
 
 
 @pytest.fixture()
@@ -338,7 +344,8 @@ def probe(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     (tmp_path / package).mkdir()
     (tmp_path / package / "__init__.py").write_text("")
     (tmp_path / package / "handler.py").write_text(PROBE_HANDLER)
-    (tmp_path / "template.yaml").write_text(textwrap.dedent(f"""
+    (tmp_path / "template.yaml").write_text(
+        textwrap.dedent(f"""
         Transform: AWS::Serverless-2016-10-31
         Globals:
           Function:
@@ -362,7 +369,8 @@ def probe(tmp_path: Path) -> Iterator[tuple[Path, str]]:
             Type: AWS::Serverless::Function
             Properties:
               Handler: {package}.missing.lambda_handler
-        """))
+        """)
+    )
     yield tmp_path / "template.yaml", package
     for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
         del sys.modules[name]
@@ -444,18 +452,25 @@ def test_sample_events_through_the_project_template(stack: dict[str, Any]) -> No
     home = Path(stack["home"])
     sensor = f"invoke-{uuid.uuid4().hex[:8]}"
     key = f"sensor_readings/{sensor}.csv"
-    body = (f"ts,sensor_id,temp_c,humidity,status\n2025-10-01T00:00:00Z,{sensor},13.5,60,ok\n"
-            f"2025-10-01T01:00:00Z,{sensor},14.0,61,ok\n").encode()
-    s3 = boto3.client("s3", endpoint_url=stack["endpoint"], region_name=stack["region"],
-                      aws_access_key_id=stack["access_key_id"],
-                      aws_secret_access_key=stack["secret_access_key"])
+    body = (
+        f"ts,sensor_id,temp_c,humidity,status\n2025-10-01T00:00:00Z,{sensor},13.5,60,ok\n"
+        f"2025-10-01T01:00:00Z,{sensor},14.0,61,ok\n"
+    ).encode()
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=stack["endpoint"],
+        region_name=stack["region"],
+        aws_access_key_id=stack["access_key_id"],
+        aws_secret_access_key=stack["secret_access_key"],
+    )
     put = s3.put_object(Bucket=stack["landing_bucket"], Key=key, Body=body)
 
     upload = _event("s3-put.json")
     record = upload["Records"][0]["s3"]
     record["bucket"]["name"] = stack["landing_bucket"]
-    record["object"].update(key=key, size=len(body), eTag=put["ETag"].strip('"'),
-                            versionId=put.get("VersionId"))
+    record["object"].update(
+        key=key, size=len(body), eTag=put["ETag"].strip('"'), versionId=put.get("VersionId")
+    )
     reports = invoke(ROOT / "template.yaml", "IngestFunction", upload, home)["reports"]
     assert reports[0]["rows_accepted"] == 2
 

@@ -16,9 +16,15 @@ from tests.test_ingest import month_rows, to_csv
 
 
 def test_cutoff_keeps_the_current_month_and_the_eleven_before() -> None:
-    assert retention_cutoff(dt.datetime(2026, 11, 24, tzinfo=dt.UTC), 12) == dt.datetime(2025, 12, 1, tzinfo=dt.UTC)
-    assert retention_cutoff(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 1) == dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    assert retention_cutoff(dt.datetime(2026, 1, 31, tzinfo=dt.UTC), 13) == dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    assert retention_cutoff(dt.datetime(2026, 11, 24, tzinfo=dt.UTC), 12) == dt.datetime(
+        2025, 12, 1, tzinfo=dt.UTC
+    )
+    assert retention_cutoff(dt.datetime(2026, 1, 1, tzinfo=dt.UTC), 1) == dt.datetime(
+        2026, 1, 1, tzinfo=dt.UTC
+    )
+    assert retention_cutoff(dt.datetime(2026, 1, 31, tzinfo=dt.UTC), 13) == dt.datetime(
+        2025, 1, 1, tzinfo=dt.UTC
+    )
 
 
 @pytest.mark.integration

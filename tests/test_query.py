@@ -52,8 +52,12 @@ FORBIDDEN = [
 
 
 @pytest.mark.parametrize("sql", FORBIDDEN)
-def test_forbidden_sql_is_refused_with_400_and_runs_nothing(http_client: Any, sql: str, tmp_path: Path) -> None:
-    response = http_client.sql(sql.format(tmp=tmp_path)) if sql else http_client.request("POST", "/sql", {"sql": ""})
+def test_forbidden_sql_is_refused_with_400_and_runs_nothing(
+    http_client: Any, sql: str, tmp_path: Path
+) -> None:
+    response = (
+        http_client.sql(sql.format(tmp=tmp_path)) if sql else http_client.request("POST", "/sql", {"sql": ""})
+    )
     assert response.status == 400, response.body
     assert response.body["message"]
     assert list(tmp_path.iterdir()) == []
@@ -64,8 +68,9 @@ def test_sql_response_shape_and_json_types(
 ) -> None:
     name = dataset(SENSOR_CONTRACT)
     report = upload(name, "a.csv", to_csv(month_rows(2)))
-    body = http_client.sql(f"SELECT sensor_id, count(*) AS n, min(ts) AS first FROM lake.{name} "
-                           "GROUP BY 1 ORDER BY 1").body
+    body = http_client.sql(
+        f"SELECT sensor_id, count(*) AS n, min(ts) AS first FROM lake.{name} GROUP BY 1 ORDER BY 1"
+    ).body
     assert body["columns"] == ["sensor_id", "n", "first"]
     assert body["rows"][0] == ["s0", 2, "2025-01-01T12:00:00+00:00"]
     assert body["snapshots"] == {f"lake.{name}": report["snapshot_id"]}

@@ -48,8 +48,9 @@ def _cfn_lint() -> str:
 
 
 def test_cfn_lint_finds_nothing() -> None:
-    result = subprocess.run([_cfn_lint(), str(TEMPLATE)], capture_output=True, text=True, cwd=ROOT,
-                            timeout=300)
+    result = subprocess.run(
+        [_cfn_lint(), str(TEMPLATE)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -33,8 +33,15 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
         try:
             report = ingest_object(settings, bucket, key, obj.version_id or obj.get("eTag"))
         except LakeError as e:
-            logger.error("ingest failed", extra={"source": f"s3://{bucket}/{key}", "terminal": e.terminal,
-                                                 "error": type(e).__name__, "reason": str(e)})
+            logger.error(
+                "ingest failed",
+                extra={
+                    "source": f"s3://{bucket}/{key}",
+                    "terminal": e.terminal,
+                    "error": type(e).__name__,
+                    "reason": str(e),
+                },
+            )
             raise
         logger.info("ingested", extra=report.to_dict())
         reports.append(report.to_dict())

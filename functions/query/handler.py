@@ -29,8 +29,11 @@ class SqlRequest(BaseModel):
 
 
 def _error(status: int, error: str, message: str) -> Response[str]:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps({"error": error, "message": message}))
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps({"error": error, "message": message}),
+    )
 
 
 @app.exception_handler(LakeError)
@@ -42,7 +45,9 @@ def _lake_error(e: LakeError) -> Response[str]:
 
 @app.exception_handler(ValidationError)
 def _bad_request(e: ValidationError) -> Response[str]:
-    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors())
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()
+    )
     return _error(400, "BadRequest", problems)
 
 
@@ -78,8 +83,11 @@ def live() -> dict[str, Any]:
 @app.get("/health/ready")
 def ready() -> Response[str]:
     report = query.health(get_settings())
-    return Response(status_code=200 if report["ready"] else 503, content_type=content_types.APPLICATION_JSON,
-                    body=json.dumps(report))
+    return Response(
+        status_code=200 if report["ready"] else 503,
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(report),
+    )
 
 
 @logger.inject_lambda_context
