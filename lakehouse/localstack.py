@@ -36,6 +36,11 @@ def _free_port() -> int:
 
 
 def _alive(pid: int) -> bool:
+    try:  # reap it first when it is our own child (`lake up` and `lake down` in one process)
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass
     try:
         os.kill(pid, 0)
     except OSError:
