@@ -38,7 +38,12 @@ def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_widt
 def _client(args: argparse.Namespace) -> Any:
     from lakehouse.client import LakeClient
 
-    return LakeClient(getattr(args, "url", None))
+    return LakeClient(getattr(args, "url", None), key=getattr(args, "key", None) or settings_key())
+
+
+def settings_key() -> str | None:
+    """The API key for ``--url`` calls: ``LAKE_API_KEY``."""
+    return load_settings().api_key
 
 
 def _check(response: Any) -> Any:
@@ -210,9 +215,14 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from lakehouse.config import get_settings
     from lakehouse.serve import Watcher, make_server
 
     _need_stack(settings)
+    os.environ["LAKE_AUTH"] = args.auth  # the handlers read the one settings object
+    get_settings.cache_clear()
     server = make_server(args.port)
     watcher = Watcher(settings, interval=args.poll)
     if not args.no_watch:
@@ -233,6 +243,29 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         watcher.stop_event.set()
         server.server_close()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse import audit, auth
+
+    _need_stack(settings)
+    if args.keys_command == "create":
+        token, record = auth.create_key(settings, args.scope, args.tenant, args.name or "")
+        audit.record(
+            "local", "key.create", target=record["id"], tenant=args.tenant, detail=f"scope={args.scope}"
+        )
+        _out(token)
+        print(f"key {record['id']} ({args.scope}{', tenant ' + args.tenant if args.tenant else ''}); "
+              "the key is shown once: store it now", file=sys.stderr)
+    elif args.keys_command == "list":
+        cols = ["id", "name", "scope", "tenant", "created_at", "revoked_at"]
+        _out(render_table(cols, [[k[c] for c in cols] for k in auth.list_keys(settings)]))
+    else:
+        record = auth.revoke_key(settings, args.key_id)
+        audit.record("local", "key.revoke", target=record["id"])
+        _out(f"revoked {record['id']}")
+    audit.flush(settings)
     return 0
 
 
@@ -312,7 +345,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--poll", type=float, default=2.0, help="seconds between landing bucket scans")
     s.add_argument("--no-watch", action="store_true", help="serve the API only")
+    s.add_argument("--auth", choices=["keys", "none"], default="keys",
+                   help="require API keys (default) or serve without authentication")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("keys", help="API keys for `lake serve` (stored hashed in the warehouse)")
+    ksub = s.add_subparsers(dest="keys_command", required=True)
+    k = ksub.add_parser("create", help="create a key and print it (once)")
+    k.add_argument("--scope", choices=["read", "write", "admin"], default="read")
+    k.add_argument("--tenant", help="bind the key to one tenant")
+    k.add_argument("--name", help="a label")
+    k.set_defaults(func=cmd_keys)
+    ksub.add_parser("list", help="list keys (no secrets)").set_defaults(func=cmd_keys)
+    k = ksub.add_parser("revoke", help="revoke a key")
+    k.add_argument("key_id")
+    k.set_defaults(func=cmd_keys)
 
     s = sub.add_parser("invoke", help="run a function of template.yaml in process with an event")
     s.add_argument("logical_id")
@@ -334,7 +381,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
     args = build_parser().parse_args(argv)
+    # EMF metrics print to stdout, which the CLI keeps for results; set it to "false" to see them.
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     settings = load_settings()
     try:
         code: int = args.func(args, settings)

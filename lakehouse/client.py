@@ -31,11 +31,9 @@ class ApiResponse:
 class LakeClient:
     """Talks to the query function: in process (``base_url=None``) or over HTTP."""
 
-    def __init__(
-        self, base_url: str | None = None, headers: dict[str, str] | None = None, timeout: float = 120.0
-    ) -> None:
+    def __init__(self, base_url: str | None = None, key: str | None = None, timeout: float = 120.0) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
-        self.headers = dict(headers or {})
+        self.headers = {"authorization": f"Bearer {key}"} if key else {}
         self.timeout = timeout
 
     def request(
@@ -83,3 +81,12 @@ class LakeClient:
 
     def health(self, kind: str = "ready") -> ApiResponse:
         return self.request("GET", f"/health/{kind}")
+
+    def snapshots(self, name: str) -> ApiResponse:
+        return self.request("GET", f"/tables/{name}/snapshots")
+
+    def changes(self, name: str, from_: int | str, to: int | str | None = None) -> ApiResponse:
+        query = {"from": str(from_)}
+        if to is not None:
+            query["to"] = str(to)
+        return self.request("GET", f"/tables/{name}/changes", query=query)

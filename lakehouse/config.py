@@ -52,10 +52,68 @@ class Settings(BaseSettings):
     )
     batch_rows: int = Field(131_072, ge=1, description="Rows per record batch read from an upload.")
     commit_retries: int = Field(6, ge=0, description="Outer retries of a conflicting Iceberg commit.")
+    ingest_memory_limit: str = Field(
+        "256MB", description="DuckDB memory limit of one ingest (unique values, upsert staging); spills past it."
+    )
+    pii_salt: str | None = Field(None, description="Key of PII hashing (`pii: hash`); required to hash.")
+    metrics_namespace: str = Field("Lake", description="CloudWatch namespace of the quality metrics.")
     query_max_rows: int = Field(10_000, ge=1, description="Most rows a query returns.")
     query_memory_limit: str = Field("1GB", description="DuckDB memory limit for one query.")
     duckdb_home: Path | None = Field(None, description="Writable DuckDB home/temp folder (on Lambda: /tmp).")
     log_level: str = Field("INFO", description="Log level of the functions.")
+    compaction_target_bytes: int = Field(
+        128 * 2**20,
+        ge=1,
+        description="Target data file size of compaction (lake.compaction.target-file-size-bytes).",
+    )
+    compaction_min_files: int = Field(
+        5, ge=2, description="Compact a partition holding this many small files (lake.compaction.min-files)."
+    )
+    compaction_small_fraction: float = Field(
+        0.75,
+        gt=0,
+        le=1,
+        description="Small file: below this fraction of the target (lake.compaction.small-file-fraction).",
+    )
+    snapshot_retention_days: float = Field(
+        5.0, ge=0, description="Expire snapshots older than this (lake.snapshot-retention-days)."
+    )
+    min_snapshots: int = Field(
+        1, ge=1, description="Newest snapshots of the current history always kept (lake.min-snapshots)."
+    )
+    orphan_age_days: float = Field(
+        3.0, ge=0, description="Orphan cleanup deletes unreferenced files older than this."
+    )
+    compaction_interval_seconds: float = Field(
+        3600.0, ge=0, description="`lake serve`: seconds between compaction runs (0: never)."
+    )
+    cleanup_interval_seconds: float = Field(
+        86400.0,
+        ge=0,
+        description="`lake serve`: seconds between retention, expiry + GC and orphan runs (0: never).",
+    )
+    auth: Literal["none", "keys", "iam"] = Field(
+        "none", description="Who authenticates API calls: none (local, in process), keys (API keys), iam (AWS)."
+    )
+    api_key: str | None = Field(None, description="API key the CLI sends with --url requests.")
+    query_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one query.")
+    query_max_bytes: int = Field(16 << 20, ge=1024, description="Most bytes of result a query returns.")
+    takeout_max_ratio: float = Field(
+        200.0, gt=1, description="Largest compression ratio of one Takeout archive member (zip bombs)."
+    )
+    takeout_max_member_bytes: int = Field(
+        8 << 30, ge=1, description="Largest uncompressed size of one Takeout archive member."
+    )
+    takeout_max_total_bytes: int = Field(
+        200 << 30, ge=1, description="Largest uncompressed total of one Takeout archive."
+    )
+    takeout_range_bytes: int = Field(
+        4 << 30, ge=1, description="Uncompressed bytes of one member range (one invocation) of an archive."
+    )
+    takeout_workers: int = Field(4, ge=1, description="Archive members processed in parallel.")
+    takeout_queue_url: str | None = Field(
+        None, description="SQS queue of member ranges (fan-out); unset: ranges run in process."
+    )
 
     @property
     def catalog_name(self) -> str:

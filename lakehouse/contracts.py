@@ -6,6 +6,8 @@ partitioned by (``month(event_time)``) and how many months are kept.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +38,7 @@ DUCKDB_TYPES: dict[str, str] = {
     "timestamp": "TIMESTAMPTZ",
 }
 NUMERIC = {"int", "long", "float", "double"}
+PiiMode = Literal["mask", "hash", "drop"]
 
 
 class Column(BaseModel):
@@ -49,6 +52,12 @@ class Column(BaseModel):
     min: float | None = None
     max: float | None = None
     enum: list[str | int | float] | None = None
+    pattern: str | None = None
+    max_length: int | None = Field(None, ge=1)
+    unique: bool = False
+    not_future: bool = False
+    not_before: str | None = None
+    pii: PiiMode | None = None
 
     @model_validator(mode="after")
     def _rules_fit_type(self) -> Column:
@@ -58,7 +67,33 @@ class Column(BaseModel):
             raise ValueError(f"min {self.min} is above max {self.max}")
         if self.enum is not None and not self.enum:
             raise ValueError("enum must list at least one value")
+        if (self.pattern is not None or self.max_length is not None) and self.type != "string":
+            raise ValueError(f"pattern/max_length apply to string columns, not {self.type}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as e:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression: {e}") from e
+        if (self.not_future or self.not_before is not None) and self.type not in ("timestamp", "date"):
+            raise ValueError(f"not_future/not_before apply to timestamp and date columns, not {self.type}")
+        if self.not_before is not None:
+            try:
+                dt.datetime.fromisoformat(self.not_before)
+            except ValueError as e:
+                raise ValueError(f"not_before {self.not_before!r} is not an ISO-8601 date or time") from e
+        if self.pii in ("mask", "hash") and self.type != "string":
+            raise ValueError(f"pii {self.pii} applies to string columns, not {self.type} (use drop)")
         return self
+
+
+class Check(BaseModel):
+    """A cross-column rule: a SQL boolean expression over the row's typed values (NULL passes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    sql: str = Field(min_length=1)
+    description: str = ""
 
 
 class Contract(BaseModel):
@@ -71,7 +106,15 @@ class Contract(BaseModel):
     version: int = Field(1, ge=1)
     event_time: str
     retention_months: int = Field(12, ge=1)
+    tenant_column: str | None = None
     columns: dict[str, Column]
+    checks: list[Check] = Field(default_factory=list)
+    on_error: Literal["quarantine", "reject_file"] = "quarantine"
+    max_bad_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    evolution: Literal["ignore", "add_columns", "strict"] = "ignore"
+    detect_pii: bool = False
+    pii_default: PiiMode = "mask"
+    primary_key: list[str] | None = None
 
     @model_validator(mode="after")
     def _event_time_is_a_time(self) -> Contract:
@@ -87,11 +130,41 @@ class Contract(BaseModel):
             raise ValueError(f"event_time {self.event_time!r} is not one of the columns")
         if spec.type not in ("timestamp", "date"):
             raise ValueError(f"event_time {self.event_time!r} must be a timestamp or date, not {spec.type}")
+        if self.tenant_column is not None:
+            tenant = self.columns.get(self.tenant_column)
+            if tenant is None or tenant.type != "string" or not tenant.required:
+                raise ValueError(f"tenant_column {self.tenant_column!r} must be a required string column")
+        self._check_quality_rules()
         return self
+
+    def _check_quality_rules(self) -> None:
+        """Primary key, PII and SQL checks fit the columns (see lakehouse.validate for the SQL)."""
+        if self.primary_key is not None:
+            if not self.primary_key or len(set(self.primary_key)) != len(self.primary_key):
+                raise ValueError("primary_key must list distinct columns")
+            for key in self.primary_key:
+                if key not in self.columns:
+                    raise ValueError(f"primary_key column {key!r} is not one of the columns")
+        for name, col in self.columns.items():
+            if col.pii == "drop" and (name == self.event_time or name in (self.primary_key or [])):
+                raise ValueError(f"column {name!r}: the event-time and key columns cannot be dropped")
+        names = [c.name for c in self.checks]
+        if len(set(names)) != len(names):
+            raise ValueError("check names must be distinct")
+        if self.checks:
+            from lakehouse.validate import compile_checks
+
+            compile_checks(self)
 
     def is_required(self, column: str) -> bool:
         """Required columns, and the event-time column, must hold a value in every row."""
-        return self.columns[column].required or column == self.event_time
+        return (
+            self.columns[column].required or column == self.event_time or column in (self.primary_key or [])
+        )
+
+    def stored_columns(self) -> list[str]:
+        """The contract columns the table holds (``pii: drop`` columns are validated, never stored)."""
+        return [name for name, col in self.columns.items() if col.pii != "drop"]
 
     def iceberg_schema(self) -> Schema:
         """The Iceberg schema of the dataset's table (field ids 1..n in contract order)."""
@@ -103,6 +176,7 @@ class Contract(BaseModel):
                 i, name, _iceberg_type(col.type), required=self.is_required(name), doc=col.description or None
             )
             for i, (name, col) in enumerate(self.columns.items(), start=1)
+            if col.pii != "drop"
         ]
         return Schema(*fields)
 
@@ -133,6 +207,11 @@ class Contract(BaseModel):
 
     def to_yaml(self) -> str:
         data = self.model_dump(exclude_defaults=False)
+        for key in ("checks", "on_error", "max_bad_fraction", "evolution", "detect_pii", "pii_default"):
+            if key in data and key not in self.model_fields_set:
+                del data[key]
+        if data.get("primary_key") is None:
+            data.pop("primary_key", None)
         data["columns"] = {
             name: {k: v for k, v in col.model_dump().items() if v not in (None, "", False) or k == "type"}
             for name, col in self.columns.items()

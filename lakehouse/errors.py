@@ -72,6 +72,22 @@ class QueryFailed(TerminalError):
     """A read-only query failed (syntax, binding, types)."""
 
 
+class Unauthorized(TerminalError):
+    """No valid API key."""
+
+    http_status = 401
+
+
+class Forbidden(TerminalError):
+    """The key may not do this (scope or tenant)."""
+
+    http_status = 403
+
+
+class QueryLimitExceeded(TerminalError):
+    """A query ran past its time limit."""
+
+
 class StackNotRunning(TerminalError):
     """The embedded local stack is not running."""
 
@@ -92,3 +108,57 @@ class FunctionNotFound(TerminalError):
     """No function with that logical id in the SAM template, or its handler cannot be imported."""
 
     http_status = 404
+
+
+# --- Takeout archives (lakehouse.takeout) ---------------------------------------------------
+
+
+class ArchiveUnreadable(TerminalError):
+    """The upload is not a readable .zip or .tgz archive (bad central directory, broken stream)."""
+
+
+class ArchiveTooLarge(TerminalError):
+    """The archive's members add up to more than ``LAKE_TAKEOUT_MAX_TOTAL_BYTES``: nothing is committed."""
+
+
+class MemberRejected(TerminalError):
+    """One archive member cannot be taken in; it is quarantined (``rule`` says why), the rest go on."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
+class UnsafeMember(MemberRejected):
+    """A member that must not be extracted: path traversal, absolute path, symlink, encrypted, bomb."""
+
+
+class CorruptMember(MemberRejected):
+    """A member whose bytes do not decompress or fail their CRC."""
+
+
+class UnparseableMember(MemberRejected):
+    """A member routed to a product whose content does not have that product's shape."""
+
+
+class SnapshotExpired(SnapshotNotFound):
+    """The snapshot asked for was expired by maintenance; its files may be gone."""
+
+
+class ChangeFeedUnavailable(TerminalError):
+    """A delete or overwrite between the two snapshots makes an append-only change feed impossible."""
+
+
+# --- data quality (lakehouse.validate, quarantine, evolution, pii, upsert) ------------------
+
+
+class FileRejected(TerminalError):
+    """More rows failed than the contract's ``max_bad_fraction`` allows (``on_error: reject_file``)."""
+
+
+class SchemaEvolutionRefused(SchemaMismatch):
+    """A column's type change is not a safe widening, or strict evolution met an unknown column."""
+
+
+class PiiSaltMissing(TerminalError):
+    """A contract hashes PII but no ``LAKE_PII_SALT`` is configured."""

@@ -16,15 +16,17 @@ import glob
 import importlib
 import os
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from lakehouse.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, list_tables, load_table
 from lakehouse.config import Settings
-from lakehouse.errors import QueryFailed, SnapshotNotFound
+from lakehouse.errors import ContractNotFound, Forbidden, QueryFailed, QueryLimitExceeded, SnapshotNotFound
 from lakehouse.sqlguard import check_sql
 from lakehouse.validate import ident, literal
 
@@ -137,20 +139,55 @@ def resolve_snapshot(table: Table, as_of: int | str | None) -> int | None:
 
 
 def _bind(
-    con: duckdb.DuckDBPyConnection, settings: Settings, name: str, table: Table, snapshot_id: int | None
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    name: str,
+    table: Table,
+    snapshot_id: int | None,
+    row_filter: str | None = None,
 ) -> None:
+    """Define ``<namespace>.<name>`` as the table at ``snapshot_id``, restricted by ``row_filter``."""
     import pyarrow as pa
 
     view = f"{ident(settings.namespace)}.{ident(name)}"
+    where = f" WHERE {row_filter}" if row_filter else ""
     if snapshot_id is None:
         empty = pa.table(table.schema().as_arrow().empty_table())
         con.register(f"__empty_{name}", empty)
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {ident('__empty_' + name)}")
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {ident('__empty_' + name)}{where}")
         return
     con.execute(
         f"CREATE VIEW {view} AS SELECT * FROM iceberg_scan({literal(table.metadata_location)}, "
-        f"snapshot_from_id = {snapshot_id})"
+        f"snapshot_from_id = {snapshot_id}){where}"
     )
+
+
+def row_filter(settings: Settings, principal: Principal, name: str) -> str | None:
+    """The rows of table ``name`` that ``principal`` may read (None: all), or Forbidden.
+
+    A key bound to a tenant reads only tables whose contract names a ``tenant_column``, and only
+    its own rows there; quarantine tables (raw records of every tenant) and the audit table are
+    closed to it. The audit table needs an admin key.
+    """
+    from lakehouse.audit import AUDIT_TABLE
+    from lakehouse.contracts import load_contract
+    from lakehouse.tables import QUARANTINE_SUFFIX
+
+    if name == AUDIT_TABLE:
+        principal.require("admin")
+        if principal.tenant is None:
+            return None
+    if principal.tenant is None:
+        return None
+    if name == AUDIT_TABLE or name.endswith(QUARANTINE_SUFFIX):
+        raise Forbidden(f"a tenant key cannot read {settings.namespace}.{name}")
+    try:
+        contract = load_contract(settings, name)
+    except ContractNotFound as e:
+        raise Forbidden(f"{settings.namespace}.{name} is not tenant-scoped") from e
+    if contract.tenant_column is None:
+        raise Forbidden(f"{settings.namespace}.{name} is not tenant-scoped")
+    return f"{ident(contract.tenant_column)} = {literal(principal.tenant)}"
 
 
 def _json_value(value: Any) -> Any:
@@ -175,6 +212,7 @@ def run_sql(
     as_of: int | str | None = None,
     explain: bool = False,
     catalog: Catalog | None = None,
+    principal: Principal = LOCAL,
 ) -> QueryResult:
     """Run one read-only query.
 
@@ -185,51 +223,51 @@ def run_sql(
             current snapshot) or an ISO-8601 time (every table as of that time).
         explain: return DuckDB's analysed plan (files read, filters) with the result.
         catalog: an already loaded catalog.
+        principal: who asks; a tenant-bound key sees only its tenant's rows.
 
     Raises:
-        ForbiddenSQL, QueryFailed, TableNotFound, SnapshotNotFound: all terminal (HTTP 400/404).
+        ForbiddenSQL, QueryFailed, QueryLimitExceeded, TableNotFound, SnapshotNotFound: terminal
+        (HTTP 400/404); Forbidden (403).
     """
     import duckdb
 
     started = time.perf_counter()
     names = check_sql(sql, settings.namespace)
+    filters = {name: row_filter(settings, principal, name) for name in names}
     catalog = catalog or get_catalog(settings)
     tables = {name: load_table(catalog, settings, name) for name in names}
-    snapshot_id_asked = isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit())
-    snapshots: dict[str, int | None] = {}
-    if snapshot_id_asked:
-        owners = [n for n, t in tables.items() if t.snapshot_by_id(int(as_of)) is not None]  # type: ignore[arg-type]
-        if not owners:
-            raise SnapshotNotFound(f"no table in the query has snapshot {as_of}")
-        for name, table in tables.items():
-            snapshots[f"{settings.namespace}.{name}"] = resolve_snapshot(
-                table, as_of if name in owners else None
-            )
-    else:
-        for name, table in tables.items():
-            snapshots[f"{settings.namespace}.{name}"] = resolve_snapshot(table, as_of)
+    snapshots = _snapshots(settings, tables, as_of)
 
     con = connect(settings)
+    timer = threading.Timer(settings.query_timeout_seconds, con.interrupt)
     try:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(settings.namespace)}")
         for name, table in tables.items():
-            _bind(con, settings, name, table, snapshots[f"{settings.namespace}.{name}"])
+            _bind(con, settings, name, table, snapshots[f"{settings.namespace}.{name}"], filters[name])
         con.execute(f"SET search_path = {literal(settings.namespace)}")
         lock(con, settings)
+        timer.start()
         try:
             plan = None
             if explain:
                 explained = con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
                 plan = "\n".join(str(r[-1]) for r in explained)
-            rel = con.sql(sql)
-            data = rel.limit(settings.query_max_rows + 1).to_arrow_table()
+            data = con.sql(sql).limit(settings.query_max_rows + 1).to_arrow_table()
+        except duckdb.InterruptException as e:
+            raise QueryLimitExceeded(
+                f"the query ran past its time limit of {settings.query_timeout_seconds:g}s"
+            ) from e
         except duckdb.Error as e:
             raise QueryFailed(str(e).strip()) from e
     finally:
+        timer.cancel()
         con.close()
     truncated = data.num_rows > settings.query_max_rows
     if truncated:
         data = data.slice(0, settings.query_max_rows)
+    if data.nbytes > settings.query_max_bytes:
+        data = data.slice(0, int(data.num_rows * settings.query_max_bytes / data.nbytes))
+        truncated = True
     columns = data.column_names
     pylists = [[_json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
     rows: list[list[Any]] = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
@@ -244,11 +282,36 @@ def run_sql(
     )
 
 
-def tables_overview(settings: Settings, catalog: Catalog | None = None) -> list[dict[str, Any]]:
-    """Every table: name, current snapshot, rows and files (from the snapshot summary)."""
+def _snapshots(
+    settings: Settings, tables: dict[str, Table], as_of: int | str | None
+) -> dict[str, int | None]:
+    """The snapshot each table is read at (see :func:`run_sql` for ``as_of``)."""
+    snapshot_id_asked = isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit())
+    if snapshot_id_asked:
+        owners = [n for n, t in tables.items() if t.snapshot_by_id(int(as_of)) is not None]  # type: ignore[arg-type]
+        if not owners:
+            raise SnapshotNotFound(f"no table in the query has snapshot {as_of}")
+        return {
+            f"{settings.namespace}.{name}": resolve_snapshot(table, as_of if name in owners else None)
+            for name, table in tables.items()
+        }
+    return {f"{settings.namespace}.{name}": resolve_snapshot(table, as_of) for name, table in tables.items()}
+
+
+def tables_overview(
+    settings: Settings, catalog: Catalog | None = None, principal: Principal = LOCAL
+) -> list[dict[str, Any]]:
+    """Every table the principal may read: name, current snapshot, rows and files."""
     catalog = catalog or get_catalog(settings)
-    out = []
+    out: list[dict[str, Any]] = []
     for qualified in list_tables(catalog, settings):
+        try:
+            row_filter(settings, principal, qualified.split(".", 1)[1])
+        except Forbidden:
+            continue
+        if principal.tenant is not None:  # counts span every tenant
+            out.append({"name": qualified})
+            continue
         table = catalog.load_table(qualified)
         snap = table.current_snapshot()
         summary = snap.summary if snap and snap.summary else None
@@ -266,9 +329,19 @@ def tables_overview(settings: Settings, catalog: Catalog | None = None) -> list[
 
 
 def describe_table(
-    settings: Settings, name: str, catalog: Catalog | None = None, max_files: int = 1000
+    settings: Settings,
+    name: str,
+    catalog: Catalog | None = None,
+    max_files: int = 1000,
+    principal: Principal = LOCAL,
 ) -> dict[str, Any]:
-    """Schema, partition spec, properties, snapshots, files and row count of one table."""
+    """Schema, partition spec, properties, snapshots, files and row count of one table.
+
+    Row counts and files span every tenant, so a tenant-bound key is refused.
+    """
+    if principal.tenant is not None:
+        raise Forbidden("table details span every tenant; a tenant key cannot read them")
+    row_filter(settings, principal, name.split(".", 1)[-1])
     catalog = catalog or get_catalog(settings)
     table = load_table(catalog, settings, name)
     schema = table.schema()

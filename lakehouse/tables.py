@@ -8,13 +8,14 @@ pinned to 0.12.x and this module is the only place that uses it) and commits the
 
 from __future__ import annotations
 
+import functools
 import itertools
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
@@ -79,7 +80,8 @@ def quarantine_schema() -> Schema:
     )
 
 
-def _create(catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str]) -> Table:
+def create_table(catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str]) -> Table:
+    """Load the table, or create it (a concurrent creator winning the race is fine)."""
     from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
 
     try:
@@ -98,7 +100,7 @@ def ensure_tables(catalog: Catalog, settings: Settings, contract: Contract) -> t
     from pyiceberg.transforms import MonthTransform
 
     schema = contract.iceberg_schema()
-    main = _create(
+    main = create_table(
         catalog,
         f"{settings.namespace}.{contract.name}",
         schema,
@@ -109,7 +111,7 @@ def ensure_tables(catalog: Catalog, settings: Settings, contract: Contract) -> t
     qspec = PartitionSpec(
         PartitionField(source_id=1, field_id=1000, transform=MonthTransform(), name="quarantined_at_month")
     )
-    quarantine = _create(
+    quarantine = create_table(
         catalog,
         f"{settings.namespace}.{contract.name}{QUARANTINE_SUFFIX}",
         qschema,
@@ -199,3 +201,184 @@ class StagedWrite:
             assert snapshot is not None
             return snapshot.snapshot_id, False
         raise AssertionError("unreachable")
+
+
+# --- table services: streamed rewrites and replace commits (pyiceberg private helpers) --------
+
+
+def read_files(table: Table, files: list[DataFile], prefetch: int = 4) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``files`` in the table's current schema, file by file.
+
+    At most ``prefetch`` files are read ahead (pyiceberg's ``ArrowScan`` materialises one file at
+    a time when given one task), so memory stays bounded by a few files, not by their number.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan
+    from pyiceberg.table import FileScanTask
+
+    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
+
+    def read(data_file: DataFile) -> list[pa.RecordBatch]:
+        return list(scan.to_record_batches([FileScanTask(data_file)]))
+
+    with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+        pending: list[Future[list[pa.RecordBatch]]] = []
+        queue = iter(files)
+        for data_file in itertools.islice(queue, max(1, prefetch)):
+            pending.append(pool.submit(read, data_file))
+        while pending:
+            batches = pending.pop(0).result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(read, nxt))
+            yield from batches
+
+
+class _PartitionPath:
+    """The partition key interface pyiceberg's location providers need (``to_path``)."""
+
+    def __init__(self, table: Table, partition: Any, spec_id: int) -> None:
+        self._path = table.specs()[spec_id].partition_to_path(partition, table.schema())
+
+    def to_path(self) -> str:
+        return self._path
+
+
+class DataFileWriter:
+    """One Parquet data file of one partition, written from streamed record batches.
+
+    Batches go to the store as row groups as they arrive; :meth:`close` returns the Iceberg
+    ``DataFile`` (with column statistics) for a commit. Nothing is visible until committed.
+    """
+
+    def __init__(self, table: Table, partition: Any, spec_id: int) -> None:
+        from pyiceberg.io.pyarrow import FileFormatFactory
+        from pyiceberg.manifest import FileFormat
+        from pyiceberg.table import TableProperties
+
+        props = dict(table.properties)
+        # Row groups follow the data; each file is one target-sized unit.
+        props.setdefault(TableProperties.PARQUET_ROW_GROUP_LIMIT, str(1_048_576))
+        self._table = table
+        self._schema = table.schema()
+        self._partition = partition
+        self._spec_id = spec_id
+        self._model = FileFormatFactory.get(FileFormat.PARQUET)
+        name = f"{uuid.uuid4()}-compacted.parquet"
+        self.path = table.location_provider().new_data_location(
+            data_file_name=name, partition_key=cast(Any, _PartitionPath(table, partition, spec_id))
+        )
+        self._output = table.io.new_output(self.path)
+        self._writer = self._model.create_writer(self._output, self._schema, props)
+        self.rows = 0
+
+    def write_table(self, data: pa.Table) -> None:
+        """Write ``data`` (in the table's schema) as one or more row groups."""
+        from pyiceberg.io.pyarrow import _to_requested_schema
+
+        if data.num_rows == 0:
+            return
+        converted = [
+            _to_requested_schema(
+                requested_schema=self._schema,
+                file_schema=self._schema,
+                batch=batch,
+                include_field_ids=True,
+                format_model=self._model,
+            )
+            for batch in data.to_batches()
+        ]
+        self._writer.write(pa.Table.from_batches(converted))
+        self.rows += data.num_rows
+
+    def close(self) -> DataFile:
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+        stats = self._writer.close()
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=self.path,
+            file_format=FileFormat.PARQUET,
+            partition=self._partition,
+            file_size_in_bytes=len(self._output),
+            sort_order_id=None,
+            spec_id=self._spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
+        )
+
+
+def commit_replace(
+    table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]
+) -> int:
+    """Swap ``removed`` for ``added`` in one snapshot that changes no rows; returns its id.
+
+    The snapshot is an ``overwrite`` (pyiceberg 0.12 cannot write ``replace`` summaries) whose
+    summary carries ``lake.operation``. Validation is snapshot isolation, as for Iceberg's
+    RewriteFiles: concurrent appends do not conflict (pyiceberg rebases onto them and retries),
+    a concurrent removal of a replaced file does. Raises pyiceberg's ``CommitFailedException``
+    or ``ValidationException``; either means nothing was committed.
+    """
+    with table.transaction() as tx:
+        update = tx.update_snapshot(snapshot_properties=properties)
+        producer = _replace_files_class()(
+            commit_uuid=None,
+            operation=_overwrite_operation(),
+            transaction=update._transaction,
+            io=update._io,
+            branch=update._branch,
+            snapshot_properties=properties,
+        )
+        with producer as replace:
+            for data_file in removed:
+                replace.delete_data_file(data_file)
+            for data_file in added:
+                replace.append_data_file(data_file)
+        snapshot_id = producer.snapshot_id
+    return snapshot_id
+
+
+def _overwrite_operation() -> Any:
+    from pyiceberg.table.snapshots import Operation
+
+    return Operation.OVERWRITE
+
+
+@functools.cache
+def _replace_files_class() -> Any:
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+    from pyiceberg.table.update.validate import (
+        _validate_data_files_exist,
+        _validate_no_new_deletes_for_data_files,
+    )
+
+    class ReplaceFiles(_OverwriteFiles):
+        """An overwrite that rewrites files without changing rows (snapshot isolation)."""
+
+        def _validate_concurrency(self) -> None:
+            window = self._commit_window
+            if window is None or window.is_empty() or window.head is None:
+                return
+            table = self._transaction._table
+            _validate_data_files_exist(table, window.head, self._deleted_data_files, window.base)
+            _validate_no_new_deletes_for_data_files(
+                table, window.head, None, self._deleted_data_files, window.base
+            )
+
+    return ReplaceFiles
+
+
+def commit_expiry(table: Table, snapshot_ids: list[int], properties: dict[str, str]) -> None:
+    """Remove ``snapshot_ids`` from the metadata and set ``properties``, in one commit that
+    fails (``CommitFailedException``) if the current snapshot moved since ``table`` was loaded."""
+    from pyiceberg.table.update import AssertRefSnapshotId
+    from pyiceberg.table.update.snapshot import ExpireSnapshots
+
+    current = table.metadata.current_snapshot_id
+    with table.transaction() as tx:
+        ExpireSnapshots(tx).by_ids(snapshot_ids).commit()
+        tx.set_properties(properties)
+        tx._stage((), (AssertRefSnapshotId(snapshot_id=current, ref="main"),))  # type: ignore[call-arg]

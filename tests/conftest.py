@@ -3,9 +3,12 @@ and an SQLite catalog), started by Lake's own code, in a temporary LAKE_HOME."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
-import threading
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -75,17 +78,41 @@ def client(stack: dict[str, Any]) -> LakeClient:
 
 
 @pytest.fixture(scope="session")
-def http_client(stack: dict[str, Any]) -> Iterator[LakeClient]:
-    """The query API over real HTTP (`lake serve`)."""
-    from lakehouse.serve import make_server
+def make_key(stack: dict[str, Any]) -> Callable[..., str]:
+    """Create an API key: ``make_key(scope, tenant)`` returns the token."""
+    from lakehouse.auth import create_key
 
-    server = make_server(0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    host, port = server.server_address[:2]
-    yield LakeClient(f"http://{host}:{port}")
-    server.shutdown()
-    server.server_close()
+    def make(scope: str = "read", tenant: str | None = None) -> str:
+        return create_key(load_settings(), scope, tenant, "test")[0]  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
+    """`lake serve` in its own process, keys required (its default), on a free port."""
+    out, err = lake_env / "serve.out", lake_env / "serve.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lakehouse.cli", "serve", "--port", "0", "--no-watch"],
+            stdout=stdout,
+            stderr=stderr,
+            cwd=ROOT,
+            env=dict(os.environ),
+        )
+    deadline = time.monotonic() + 60
+    while not out.read_text().strip():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    yield json.loads(out.read_text().splitlines()[0])["serving"]
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def http_client(serve_url: str, make_key: Callable[..., str]) -> LakeClient:
+    """The query API over real HTTP, with an admin key."""
+    return LakeClient(serve_url, key=make_key("admin"))
 
 
 @pytest.fixture()

@@ -1,21 +1,40 @@
-"""Query function behind a function URL: SQL, table metadata and health, routed by Powertools."""
+"""Query function behind a function URL: SQL, table metadata and health, routed by Powertools.
+
+Every request is authenticated (``LAKE_AUTH``), validated against the models below (which are
+also the published ``/openapi.json``), audited, and measured.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import LambdaFunctionUrlResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Body, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from lakehouse import query
+from lakehouse import audit, history, query
+from lakehouse.auth import LOCAL, Principal, authenticate
 from lakehouse.config import get_settings
-from lakehouse.errors import BadRequest, LakeError
-from lakehouse.logs import function_logger
+from lakehouse.errors import LakeError
+from lakehouse.logs import function_logger, function_metrics, function_tracer
 
 logger = function_logger("lake-query")
-app = LambdaFunctionUrlResolver()
+metrics = function_metrics("lake-query")
+tracer = function_tracer("lake-query")
+app = LambdaFunctionUrlResolver(enable_validation=True)
+app.configure_openapi(
+    title="Lake query API",
+    version="1.0.0",
+    description="Read-only SQL, table metadata and health over Lake's Iceberg tables.",
+)
+OPEN_PATHS = {"/health/live", "/health/ready", "/openapi.json"}
 
 
 class SqlRequest(BaseModel):
@@ -23,56 +42,151 @@ class SqlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sql: str = Field(min_length=1)
-    as_of: int | str | None = None
-    explain: bool = False
+    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT/WITH statement.")
+    as_of: int | str | None = Field(None, description="Snapshot id or ISO-8601 time.")
+    explain: bool = Field(False, description="Also return DuckDB's analysed plan.")
 
 
-def _error(status: int, error: str, message: str) -> Response[str]:
-    return Response(
-        status_code=status,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps({"error": error, "message": message}),
-    )
+class SqlResponse(BaseModel):
+    columns: list[str]
+    types: list[str]
+    rows: list[list[Any]]
+    snapshots: dict[str, int | None]
+    row_count: int
+    truncated: bool
+    elapsed_ms: float
+    plan: str | None = None
+    cached: bool = False
+
+
+class ErrorBody(BaseModel):
+    error: str
+    message: str | None = None
+
+
+def _error_responses(*codes: int) -> dict[int, Any]:
+    text = {
+        400: "Bad request",
+        401: "No valid key",
+        403: "Not allowed for this key",
+        404: "Not found",
+        503: "Temporarily unavailable",
+    }
+    return {c: {"description": text[c], "content": {"application/json": {"model": ErrorBody}}} for c in codes}
+
+
+COMMON = _error_responses(400, 401, 403, 503)
+
+
+def _error(status: int, error: str, message: str | None) -> Response[str]:
+    body = {"error": error} if message is None else {"error": error, "message": message}
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
 @app.exception_handler(LakeError)
 def _lake_error(e: LakeError) -> Response[str]:
     if e.http_status >= 500:
         logger.warning("request failed", extra={"error": type(e).__name__, "reason": str(e)})
+    if e.http_status in (401, 403):  # no data in the body of an auth failure
+        return _error(e.http_status, "Unauthorized" if e.http_status == 401 else "Forbidden", None)
     return _error(e.http_status, type(e).__name__, str(e))
 
 
-@app.exception_handler(ValidationError)
-def _bad_request(e: ValidationError) -> Response[str]:
+@app.exception_handler(RequestValidationError)
+def _bad_request(e: RequestValidationError) -> Response[str]:
     problems = "; ".join(
-        f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in e.errors()
+        f"{'.'.join(str(p) for p in err.get('loc', ())) or 'request'}: {err.get('msg', 'invalid')}"
+        for err in e.errors()
     )
     return _error(400, "BadRequest", problems)
 
 
-@app.exception_handler(json.JSONDecodeError)
-def _bad_json(e: json.JSONDecodeError) -> Response[str]:
-    return _error(400, "BadRequest", f"the body is not valid JSON: {e}")
+def principal() -> Principal:
+    found = app.context.get("principal")
+    return found if isinstance(found, Principal) else LOCAL
 
 
-@app.post("/sql")
-def post_sql() -> dict[str, Any]:
-    body = app.current_event.json_body
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object")
-    request = SqlRequest.model_validate(body)
-    return query.run_sql(get_settings(), request.sql, request.as_of, request.explain).to_dict()
+def _authenticate_and_audit(
+    app: LambdaFunctionUrlResolver, next_middleware: Callable[..., Response[Any]]
+) -> Response[Any]:
+    settings = get_settings()
+    event = app.current_event
+    path = event.path
+    if path in OPEN_PATHS:
+        return next_middleware(app)
+    started = time.perf_counter()
+    outcome = "error"
+    who = LOCAL
+    try:
+        iam = event.request_context.authorizer.iam.user_arn if event.request_context.authorizer else None
+        who = authenticate(settings, dict(event.headers or {}), iam)
+        app.append_context(principal=who)
+        response = next_middleware(app)
+        outcome = "ok" if response.status_code < 400 else f"http {response.status_code}"
+        return response
+    except LakeError as e:
+        outcome = type(e).__name__
+        raise
+    finally:
+        ms = (time.perf_counter() - started) * 1000
+        metrics.add_metric(name="RequestMs", unit=MetricUnit.Milliseconds, value=ms)
+        audit.record(
+            who.id,
+            f"{event.http_method} {path}",
+            outcome,
+            tenant=who.tenant,
+            target=app.context.get("target"),
+            rows=app.context.get("rows"),
+            request_id=event.request_context.request_id,
+        )
 
 
-@app.get("/tables")
+app.use(middlewares=[_authenticate_and_audit])
+
+
+@app.post(
+    "/sql",
+    responses={
+        200: {"description": "Query result", "content": {"application/json": {"model": SqlResponse}}},
+        **COMMON,
+        **_error_responses(404),
+    },
+)
+def post_sql(request: Annotated[SqlRequest, Body()]) -> dict[str, Any]:
+    result = query.run_sql(get_settings(), request.sql, request.as_of, request.explain, principal=principal())
+    app.append_context(target=",".join(result.snapshots) or None, rows=len(result.rows))
+    metrics.add_metric(name="QueryMs", unit=MetricUnit.Milliseconds, value=result.elapsed_ms)
+    metrics.add_metric(name="RowsReturned", unit=MetricUnit.Count, value=len(result.rows))
+    return result.to_dict()
+
+
+@app.get("/tables", responses=COMMON)
 def get_tables() -> dict[str, Any]:
-    return {"tables": query.tables_overview(get_settings())}
+    return {"tables": query.tables_overview(get_settings(), principal=principal())}
 
 
-@app.get("/tables/<name>")
+@app.get("/tables/<name>", responses={**COMMON, **_error_responses(404)})
 def get_table(name: str) -> dict[str, Any]:
-    return query.describe_table(get_settings(), name)
+    app.append_context(target=name)
+    return query.describe_table(get_settings(), name, principal=principal())
+
+
+@app.get("/tables/<name>/snapshots", responses={**COMMON, **_error_responses(404)})
+def get_snapshots(name: str) -> dict[str, Any]:
+    app.append_context(target=name)
+    return history.list_snapshots(get_settings(), name, principal=principal())
+
+
+@app.get("/tables/<name>/changes", responses={**COMMON, **_error_responses(404)})
+def get_changes(
+    name: str,
+    from_: Annotated[str, Query(alias="from", description="Snapshot id; changes after it.")],
+    to: Annotated[str | None, Query(description="Snapshot id; default the current one.")] = None,
+) -> dict[str, Any]:
+    app.append_context(target=name)
+    changes = history.changes(get_settings(), name, from_, to, principal=principal())
+    app.append_context(rows=changes["row_count"])
+    return changes
 
 
 @app.get("/health/live")
@@ -80,7 +194,7 @@ def live() -> dict[str, Any]:
     return {"live": True}
 
 
-@app.get("/health/ready")
+@app.get("/health/ready", responses=_error_responses(503))
 def ready() -> Response[str]:
     report = query.health(get_settings())
     return Response(
@@ -90,6 +204,18 @@ def ready() -> Response[str]:
     )
 
 
-@logger.inject_lambda_context
+@app.get("/openapi.json")
+def openapi() -> Response[str]:
+    return Response(
+        status_code=200, content_type=content_types.APPLICATION_JSON, body=app.get_openapi_json_schema()
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    try:
+        return app.resolve(event, context)
+    finally:
+        audit.flush_quietly(get_settings(), logger)
