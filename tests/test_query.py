@@ -48,7 +48,50 @@ FORBIDDEN = [
     "SELECT * FROM information_schema.tables",
     "SELECT * FROM other.main.t",
     "",
+    "SELECT 1 -- harmless\n; COPY (SELECT 1) TO '{tmp}/hidden.csv'",
+    "SELECT 1 /* ; */; ATTACH '{tmp}/hidden.db'",
+    "/* comment */ INSTALL iceberg",
+    "SELECT * FROM read_csv(['/etc/passwd', '/etc/hosts'])",
+    "SELECT * FROM parquet_scan('/tmp/x.parquet')",
+    "SELECT * FROM parquet_metadata('s3://lake-warehouse/x.parquet')",
+    "SELECT * FROM read_ndjson_objects('/etc/passwd')",
+    "SELECT * FROM sniff_csv('/etc/passwd')",
+    "SELECT * FROM iceberg_metadata('s3://lake-warehouse/lake/x')",
+    "SELECT * FROM iceberg_snapshots('s3://lake-warehouse/lake/x')",
+    "SELECT * FROM duckdb_extensions()",
+    "SELECT * FROM duckdb_databases()",
+    "SELECT * FROM pragma_table_info('lake.sensor_readings')",
+    "SELECT * FROM query('SELECT 1')",
+    "SELECT * FROM query_table('lake.sensor_readings')",
+    "SELECT * FROM sqlite_scan('{tmp}/x.db', 't')",
+    "SELECT * FROM 's3://lake-warehouse/lake/sensor_readings/data/x.parquet'",
+    "SELECT * FROM 'https://example.com/data.csv'",
+    "WITH x AS (SELECT * FROM read_blob('/etc/passwd')) SELECT * FROM x",
+    "SELECT * FROM lake.sensor_readings WHERE ts IN (SELECT ts FROM read_csv('/etc/passwd'))",
+    "SELECT 1 UNION ALL SELECT * FROM glob('/etc/*')",
+    "CREATE SECRET s (TYPE s3, KEY_ID 'a', SECRET 'b')",
+    "DROP SECRET lake_s3",
+    "CHECKPOINT",
+    "DETACH memory",
+    "USE memory",
+    "SET VARIABLE x = 1",
+    "SELECT * FROM duckdb_secrets(redact := false)",
+    "SELECT * FROM which_secret('s3://lake-warehouse/x', 's3')",
+    "VACUUM",
+    "ANALYZE",
+    "CREATE MACRO m(x) AS x",
+    "INSERT INTO lake.sensor_readings VALUES (1)",
+    "UPDATE lake.sensor_readings SET temp_c = 0",
+    "ALTER VIEW lake.sensor_readings RENAME TO x",
+    "SELECT * FROM read_csv_auto('s3://lake-landing/sensor_readings/x.csv')",
+    "EXPLAIN SELECT 1",
+    "CALL duckdb_settings()",
+    "SELECT * FROM memory.main.t",
 ]
+
+
+def test_the_hostile_corpus_is_large() -> None:
+    assert len(FORBIDDEN) >= 50
 
 
 @pytest.mark.parametrize("sql", FORBIDDEN)
@@ -150,3 +193,19 @@ def test_an_independent_reader_sees_the_same_rows(
         assert [[r[0].isoformat(), r[1], r[2], r[3]] for r in got] == expected
         # pyiceberg's own reader agrees too.
         assert table.scan().to_arrow().num_rows == len(expected) == 42
+
+
+def test_expensive_queries_are_bounded_in_time_rows_and_bytes(settings: Settings) -> None:
+    from lakehouse.errors import QueryLimitExceeded
+    from lakehouse.query import run_sql
+
+    tight = settings.model_copy(update={"query_timeout_seconds": 1.0, "query_max_rows": 100,
+                                        "query_max_bytes": 64 * 1024})
+    started = time.monotonic()
+    with pytest.raises(QueryLimitExceeded, match="time limit of 1s"):
+        run_sql(tight, "SELECT sum(a.range * b.range) FROM range(1000000) a, range(1000000) b")
+    assert time.monotonic() - started < 15
+    many = run_sql(tight, "SELECT * FROM range(1000000000)")
+    assert many.truncated and len(many.rows) == 100
+    wide = run_sql(tight, "SELECT repeat('x', 10000) AS s FROM range(50)")
+    assert wide.truncated and 0 < len(wide.rows) < 10
