@@ -27,6 +27,7 @@ from lakehouse.errors import StackNotRunning, TransientError
 ACCESS_KEY = "lake-local"
 SECRET_KEY = "lake-local-secret"
 CATALOG_FILE = "catalog.db"
+DLQ_NAME = "lake-ingest-dlq"
 
 
 def _free_port() -> int:
@@ -168,6 +169,21 @@ def _create_buckets(endpoint: str, region: str, buckets: list[str]) -> None:
         s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
+def _create_dlq(endpoint: str, region: str) -> str | None:
+    """The ingest dead-letter queue, as in AWS (moto serves SQS on the same endpoint)."""
+    import boto3
+
+    sqs = boto3.client(
+        "sqs", endpoint_url=endpoint, region_name=region, aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+    )
+    try:
+        url: str = sqs.create_queue(QueueName=DLQ_NAME)["QueueUrl"]
+    except Exception:  # noqa: BLE001 - MinIO serves S3 only: no local DLQ then
+        return None
+    return url
+
+
 def _serve(args: argparse.Namespace) -> None:
     home = Path(args.home)
     endpoint = f"http://127.0.0.1:{args.port}"
@@ -199,6 +215,7 @@ def _serve(args: argparse.Namespace) -> None:
             raise SystemExit(f"{args.kind} did not answer on {endpoint}")
         time.sleep(0.1)
     _create_buckets(endpoint, args.region, [args.landing, args.warehouse])
+    dlq_url = _create_dlq(endpoint, args.region) if args.kind == "moto" else None
     state = {
         "kind": args.kind,
         "pid": os.getpid(),
@@ -209,6 +226,7 @@ def _serve(args: argparse.Namespace) -> None:
         "landing_bucket": args.landing,
         "warehouse_bucket": args.warehouse,
         "catalog_uri": f"sqlite:///{home / CATALOG_FILE}",
+        "dlq_url": dlq_url,
         "home": str(home),
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

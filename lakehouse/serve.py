@@ -22,18 +22,32 @@ from lakehouse.storage import s3_client
 log = logging.getLogger("lake.serve")
 
 
-def deliver(settings: Settings, bucket: str, key: str) -> dict[str, Any]:
-    """Send the ObjectCreated event of an existing object to the ingest function; its response."""
+def invoke_ingest(event: dict[str, Any]) -> dict[str, Any]:
+    """Call the ingest function with an S3 event, as Lambda would."""
     from functions.ingest.handler import lambda_handler
+
+    result: dict[str, Any] = lambda_handler(event, cast(Any, LambdaContext("lake-ingest", memory_limit_in_mb=3008)))
+    return result
+
+
+def deliver(settings: Settings, bucket: str, key: str, dead_letter: bool = True) -> dict[str, Any]:
+    """Send the ObjectCreated event of an existing object to the ingest function; its response.
+
+    An event that fails terminally is parked in the dead-letter queue (when one is configured),
+    as Lambda does after its retries; ``lake dlq replay`` re-drives it after a fix.
+    """
+    from lakehouse import dlq
 
     head = s3_client(settings).head_object(Bucket=bucket, Key=key)
     event = s3_put_event(
         bucket, key, int(head["ContentLength"]), head["ETag"], head.get("VersionId"), settings.region
     )
-    result: dict[str, Any] = lambda_handler(
-        event, cast(Any, LambdaContext("lake-ingest", memory_limit_in_mb=3008))
-    )
-    return result
+    try:
+        return invoke_ingest(event)
+    except LakeError as e:
+        if dead_letter and e.terminal and settings.dlq_url:
+            dlq.send(settings, event, e)
+        raise
 
 
 class _Api(BaseHTTPRequestHandler):

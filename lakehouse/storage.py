@@ -34,3 +34,10 @@ def filesystem(settings: Settings) -> s3fs.S3FileSystem:
         kwargs["key"] = settings.access_key_id
         kwargs["secret"] = settings.secret_access_key
     return s3fs.S3FileSystem(**kwargs)
+
+
+def sqs_client(settings: Settings) -> Any:
+    """A boto3 SQS client (the ingest DLQ), on the same endpoint as S3 when one is set."""
+    import boto3
+
+    return boto3.client("sqs", **settings.s3_client_kwargs())
