@@ -124,13 +124,74 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
         raise SystemExit(f"error: no such file {path}")
     dataset = args.dataset or path.name.split(".", 1)[0]
     key = f"{dataset}/{path.name}"
-    s3_client(settings).upload_file(str(path), settings.landing_bucket, key)
-    response = deliver(settings, settings.landing_bucket, key)
+    response = _put_with_progress(args, settings, path, key, s3_client, deliver)
     for report in response["reports"]:
         if args.json:
             _out(json.dumps(report))
         else:
             _print_report(report)
+    return 0
+
+
+PROGRESS_MIN_BYTES = 64 << 20  # `lake put` shows a progress bar from this size on
+
+
+def _put_with_progress(
+    args: argparse.Namespace, settings: Settings, path: Path, key: str, s3: Any, deliver: Any
+) -> dict[str, Any]:
+    """Upload and ingest; a progress bar (bytes, rows, rows/s) on stderr for large files."""
+    from lakehouse.progress import StderrBar, reporting
+
+    size = path.stat().st_size
+    show = args.progress if args.progress is not None else size >= PROGRESS_MIN_BYTES
+    if not show:
+        s3(settings).upload_file(str(path), settings.landing_bucket, key)
+        result: dict[str, Any] = deliver(settings, settings.landing_bucket, key)
+        return result
+    upload = StderrBar(size, "upload ")
+    sent = [0]
+
+    def uploaded(n: int) -> None:
+        sent[0] += n
+        upload.update(sent[0], 0)
+
+    s3(settings).upload_file(str(path), settings.landing_bucket, key, Callback=uploaded)
+    upload.close()
+    bar = StderrBar(size, "ingest ")
+    with reporting(bar):
+        result = deliver(settings, settings.landing_bucket, key)
+    bar.close()
+    return result
+
+
+def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.quarantine import list_quarantine
+
+    _need_stack(settings)
+    body = list_quarantine(settings, args.dataset, args.source, args.limit)
+    if args.json:
+        _out(json.dumps(body))
+        return 0
+    cols = ["quarantined_at", "source_uri", "row_number", "column", "rule", "reason"]
+    _out(render_table(cols, [[r[c] for c in cols] for r in body["rows"]], max_width=60))
+    rules = ", ".join(f"{rule} {n}" for rule, n in body["by_rule"].items())
+    _out(f"({len(body['rows'])} of {body['total']} quarantined rows{'; ' + rules if rules else ''})")
+    return 0
+
+
+def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.quarantine import replay
+
+    _need_stack(settings)
+    report = replay(settings, args.dataset, args.source).to_dict()
+    if args.json:
+        _out(json.dumps(report))
+    else:
+        _out(
+            f"{args.dataset}: {report['replayed']} of {report['examined']} quarantined rows moved to the "
+            f"table (contract v{report['contract_version']}); {report['still_failing']} still fail, "
+            f"{report['unparseable']} cannot be parsed"
+        )
     return 0
 
 
@@ -203,14 +264,70 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
-    from lakehouse.maintenance import apply_retention
+    import datetime as dt
 
-    results = [r.to_dict() for r in apply_retention(settings)]
+    from lakehouse.maintenance import JOBS, MaintenanceOptions, run_maintenance
+
+    _need_stack(settings)
+    chosen = tuple(j for j in JOBS if getattr(args, j))
+    options = MaintenanceOptions(
+        jobs=chosen or JOBS,
+        dry_run=args.dry_run,
+        tables=tuple(args.table) if args.table else None,
+        orphan_age=None if args.orphan_age_days is None else dt.timedelta(days=args.orphan_age_days),
+    )
+    report = run_maintenance(settings, options)
     if args.json:
-        _out(json.dumps(results, indent=2))
+        _out(json.dumps(report, indent=2, default=str))
+        return 0
+    views = {
+        "retention": ["table", "cutoff", "files_dropped", "rows_dropped", "files_rewritten"],
+        "compact": ["table", "partitions_compacted", "files_before", "files_after", "bytes_rewritten"],
+        "expire": ["table", "snapshots_expired", "snapshots_kept", "files_deleted", "bytes_freed"],
+        "orphans": ["table", "files_found", "files_deleted", "bytes_freed", "older_than"],
+    }
+    for job, results in report["jobs"].items():
+        _out(f"\n{job}{' (dry run)' if args.dry_run else ''}:")
+        cols = views.get(job) or sorted({c for r in results for c in r})
+        _out(render_table(cols, [[r.get(c) for c in cols] for r in results]))
+    verb = "would free" if args.dry_run else "freed"
+    _out(f"\n{verb} {report['bytes_freed']:,} bytes")
+    return 0
+
+
+def cmd_snapshots(args: argparse.Namespace, settings: Settings) -> int:
+    body = _check(_client(args).snapshots(args.name))
+    if args.json:
+        _out(json.dumps(body, indent=2))
+        return 0
+    cols = ["snapshot_id", "parent_id", "timestamp", "operation", "current", "added_rows", "total_rows"]
+    _out(render_table(cols, [[s[c] for c in cols] for s in body["snapshots"]]))
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse.history import rollback
+
+    _need_stack(settings)
+    result = rollback(settings, args.name, args.to)
+    if args.json:
+        _out(json.dumps(result))
     else:
-        cols = ["table", "cutoff", "files_dropped", "rows_dropped", "files_rewritten"]
-        _out(render_table(cols, [[r[c] for c in cols] for r in results]))
+        _out(
+            f"{result['table']}: current snapshot {result['from_snapshot_id']} → {result['to_snapshot_id']} "
+            f"({result['rows']} rows)"
+        )
+    return 0
+
+
+def cmd_changes(args: argparse.Namespace, settings: Settings) -> int:
+    body = _check(_client(args).changes(args.name, args.from_, args.to))
+    if args.json:
+        _out(json.dumps(body))
+        return 0
+    _out(render_table(body["columns"], body["rows"]))
+    more = " (truncated)" if body["truncated"] else ""
+    _out(f"({body['row_count']} rows{more} from {len(body['snapshots'])} appends)")
     return 0
 
 
@@ -227,6 +344,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     watcher = Watcher(settings, interval=args.poll)
     if not args.no_watch:
         watcher.start()
+    from lakehouse.schedule import MaintenanceScheduler
+
+    scheduler = MaintenanceScheduler(settings)  # the schedules of template.yaml
+    if not args.no_maintain:
+        scheduler.start()
     host, port = cast(tuple[str, int], server.server_address[:2])
     _out(
         json.dumps(
@@ -241,9 +363,36 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        scheduler.stop_event.set()
         watcher.stop_event.set()
         server.server_close()
     return 0
+
+
+def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from lakehouse import dlq
+    from lakehouse.serve import invoke_ingest
+
+    _need_stack(settings)
+    if args.dlq_command == "list":
+        entries = [e.to_dict() for e in dlq.list_dead_letters(settings)]
+        if args.json:
+            _out(json.dumps(entries, indent=2))
+        else:
+            cols = ["message_id", "failed_at", "error_type", "error", "sources"]
+            _out(render_table(cols, [[e[c] for c in cols] for e in entries], max_width=60))
+        return 0
+    results = dlq.replay(settings, invoke_ingest, args.id)
+    for r in results:
+        if args.json:
+            _out(json.dumps(r))
+        elif r["replayed"]:
+            _out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): ok, removed from the queue")
+        else:
+            _out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): failed again: {r['error']}")
+    if not results:
+        _out("the dead-letter queue is empty")
+    return 0 if all(r["replayed"] for r in results) else 1
 
 
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
@@ -317,7 +466,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--dataset", help="dataset name (default: the file name before its first dot)")
     s.add_argument("--json", action="store_true", help="print the ingest report as JSON")
+    s.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: files of 64 MiB or more)",
+    )
     s.set_defaults(func=cmd_put)
+
+    s = sub.add_parser("quarantine", help="list or replay a dataset's quarantined rows")
+    qsub = s.add_subparsers(dest="quarantine_command", required=True)
+    q = qsub.add_parser("list", help="quarantined rows, newest first, with counts by rule")
+    q.add_argument("dataset")
+    q.add_argument("--source", help="only rows of this upload (landing key or s3:// URI)")
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_quarantine_list)
+    q = qsub.add_parser("replay", help="re-validate quarantined rows and move the ones that now pass")
+    q.add_argument("dataset")
+    q.add_argument("--source", help="only rows of this upload (landing key or s3:// URI)")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_quarantine_replay)
 
     s = sub.add_parser("sql", help="run a read-only SQL query through the query function")
     s.add_argument("query")
@@ -337,17 +506,55 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--url")
     s.set_defaults(func=cmd_describe)
 
-    s = sub.add_parser("maintain", help="run the maintenance job now (retention)")
+    s = sub.add_parser("maintain", help="run table maintenance now (no job flag: every job)")
+    s.add_argument("--compact", action="store_true", help="bin-pack small files per partition")
+    s.add_argument("--expire", action="store_true", help="expire old snapshots and delete their files")
+    s.add_argument("--orphans", action="store_true", help="delete unreferenced files older than the age")
+    s.add_argument("--retention", action="store_true", help="drop months older than the contract keeps")
+    s.add_argument("--dry-run", action="store_true", help="report what would happen; change nothing")
+    s.add_argument("--table", action="append", help="only this table (repeatable; default: all)")
+    s.add_argument("--orphan-age-days", type=float, help="override LAKE_ORPHAN_AGE_DAYS")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_maintain)
+
+    s = sub.add_parser("snapshots", help="a table's snapshots (history)")
+    s.add_argument("name")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--url")
+    s.set_defaults(func=cmd_snapshots)
+    s = sub.add_parser("rollback", help="make an earlier snapshot current again")
+    s.add_argument("name")
+    s.add_argument("--to", required=True, help="snapshot id or ISO-8601 time")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_rollback)
+    s = sub.add_parser("changes", help="rows appended between two snapshots (change feed)")
+    s.add_argument("name")
+    s.add_argument("--from", dest="from_", required=True, help="snapshot id (exclusive)")
+    s.add_argument("--to", help="snapshot id (inclusive; default: current)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--url")
+    s.set_defaults(func=cmd_changes)
 
     s = sub.add_parser("serve", help="serve the function URL API and ingest new landing objects")
     s.add_argument("--port", type=int, default=8080)
     s.add_argument("--poll", type=float, default=2.0, help="seconds between landing bucket scans")
     s.add_argument("--no-watch", action="store_true", help="serve the API only")
+    s.add_argument(
+        "--no-maintain", action="store_true", help="do not run the maintenance schedules (compaction, GC)"
+    )
     s.add_argument("--auth", choices=["keys", "none"], default="keys",
                    help="require API keys (default) or serve without authentication")
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("dlq", help="failed ingest events: list them, re-drive them after a fix")
+    dsub = s.add_subparsers(dest="dlq_command", required=True)
+    d = dsub.add_parser("list", help="list parked events (they stay parked)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dlq)
+    d = dsub.add_parser("replay", help="re-drive parked events; each is removed once it succeeds")
+    d.add_argument("--id", help="only this message id")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=cmd_dlq)
 
     s = sub.add_parser("keys", help="API keys for `lake serve` (stored hashed in the warehouse)")
     ksub = s.add_subparsers(dest="keys_command", required=True)

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     batch_rows: int = Field(131_072, ge=1, description="Rows per record batch read from an upload.")
     commit_retries: int = Field(6, ge=0, description="Outer retries of a conflicting Iceberg commit.")
     ingest_memory_limit: str = Field(
-        "256MB", description="DuckDB memory limit of one ingest (unique values, upsert staging); spills past it."
+        "256MB", description="DuckDB memory limit of one ingest (unique values, upsert staging); spills."
     )
     pii_salt: str | None = Field(None, description="Key of PII hashing (`pii: hash`); required to hash.")
     metrics_namespace: str = Field("Lake", description="CloudWatch namespace of the quality metrics.")
@@ -93,8 +93,9 @@ class Settings(BaseSettings):
         description="`lake serve`: seconds between retention, expiry + GC and orphan runs (0: never).",
     )
     auth: Literal["none", "keys", "iam"] = Field(
-        "none", description="Who authenticates API calls: none (local, in process), keys (API keys), iam (AWS)."
+        "none", description="Who authenticates API calls: none (local, in process), keys, iam (AWS)."
     )
+    dlq_url: str | None = Field(None, description="SQS dead-letter queue of the ingest function (lake dlq).")
     api_key: str | None = Field(None, description="API key the CLI sends with --url requests.")
     query_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one query.")
     query_max_bytes: int = Field(16 << 20, ge=1024, description="Most bytes of result a query returns.")
@@ -158,6 +159,7 @@ def _stack_overrides(home: Path) -> dict[str, Any]:
         "warehouse_bucket": state["warehouse_bucket"],
         "catalog_type": "sql",
         "catalog_uri": state["catalog_uri"],
+        "dlq_url": state.get("dlq_url"),
     }
 
 

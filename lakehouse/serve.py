@@ -26,7 +26,8 @@ def invoke_ingest(event: dict[str, Any]) -> dict[str, Any]:
     """Call the ingest function with an S3 event, as Lambda would."""
     from functions.ingest.handler import lambda_handler
 
-    result: dict[str, Any] = lambda_handler(event, cast(Any, LambdaContext("lake-ingest", memory_limit_in_mb=3008)))
+    context = cast(Any, LambdaContext("lake-ingest", memory_limit_in_mb=3008))
+    result: dict[str, Any] = lambda_handler(event, context)
     return result
 
 
