@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
+    from lakehouse.takeout import TakeoutReport
+
 
 @dataclass
 class IngestReport:
@@ -205,3 +207,14 @@ def _report(
         seconds=round(seconds, 3),
         rows_per_second=round(read / seconds, 1) if seconds > 0 and read else 0.0,
     )
+
+
+def ingest_upload(
+    settings: Settings, bucket: str, key: str, version: str | None = None
+) -> IngestReport | TakeoutReport:
+    """Route an upload: Takeout archives under ``takeout/`` to :mod:`lakehouse.takeout`, the rest here."""
+    from lakehouse.takeout import ingest_archive, is_takeout_key
+
+    if is_takeout_key(key):
+        return ingest_archive(settings, bucket, key, version)
+    return ingest_object(settings, bucket, key, version)

@@ -1,0 +1,84 @@
+"""Content-addressed copies of archive members in the warehouse: ``blobs/sha256/<ab>/<sha256>``.
+
+A member is spooled once (in memory up to a few MiB, then to a temporary file) while its
+SHA-256 is computed; the same spool is then uploaded (skipped when the key already exists:
+the same bytes from any archive are kept once) and parsed. Memory stays bounded by the spool
+threshold whatever the member's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from typing import IO, Any, Protocol
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from lakehouse.config import Settings
+from lakehouse.errors import StoreUnavailable
+
+SPOOL_IN_MEMORY = 8 << 20
+COPY_CHUNK = 1 << 20
+
+
+class Readable(Protocol):
+    def read(self, n: int = -1) -> bytes: ...
+
+
+def spool(reader: Readable) -> tuple[IO[bytes], str, int]:
+    """Copy a member into a spooled temporary file; returns (file at offset 0, sha256 hex, size)."""
+    digest = hashlib.sha256()
+    out: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115 - caller closes
+    size = 0
+    try:
+        while True:
+            chunk = reader.read(COPY_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+            size += len(chunk)
+    except BaseException:
+        out.close()
+        raise
+    out.seek(0)
+    return out, digest.hexdigest(), size
+
+
+class _KeepOpen:
+    """The spool, minus ``close``: the upload closes what it is given, the parser still reads it."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self._f = f
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._f, name)
+
+    def close(self) -> None:
+        pass
+
+
+def blob_key(sha256: str) -> str:
+    return f"blobs/sha256/{sha256[:2]}/{sha256}"
+
+
+def put_blob(s3: Any, settings: Settings, data: IO[bytes], sha256: str) -> tuple[str, bool]:
+    """Store ``data`` under its content address; returns (s3 URI, newly written)."""
+    key = blob_key(sha256)
+    uri = f"s3://{settings.warehouse_bucket}/{key}"
+    try:
+        try:
+            s3.head_object(Bucket=settings.warehouse_bucket, Key=key)
+            return uri, False
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+                raise
+        data.seek(0)
+        s3.upload_fileobj(
+            _KeepOpen(data), settings.warehouse_bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}}
+        )
+    except (ClientError, BotoCoreError) as e:
+        raise StoreUnavailable(f"could not store blob {uri}: {e}") from e
+    finally:
+        data.seek(0)
+    return uri, True

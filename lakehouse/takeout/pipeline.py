@@ -1,0 +1,471 @@
+"""Ingest a Google Takeout archive: members → product tables, blobs and the member ledger.
+
+One call handles one *member range* of one archive version (a zip's members ``[start, end)``,
+or a whole tar stream). Its identity, ``s3://bucket/key#members=start-end`` + the archive's
+version, is the idempotency key of every commit it makes: one commit per product table (and
+its quarantine table) and, last, one to ``takeout_members``, the ledger that says the range is
+done. A redelivered range adds nothing; a range that failed half-way is redone, and tables it
+had already committed are skipped by their own ledger entry.
+
+An archive larger than ``LAKE_TAKEOUT_RANGE_BYTES`` is split into ranges: with
+``LAKE_TAKEOUT_QUEUE_URL`` set, each range becomes an SQS message for the Takeout function
+(fan-out); without it (``lake put``, tests) the ranges run one after another in process.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import IO, TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse.catalog import get_catalog
+from lakehouse.config import Settings
+from lakehouse.contracts import Contract, load_contract
+from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
+from lakehouse.ingest import resolve_source
+from lakehouse.storage import filesystem, s3_client
+from lakehouse.tables import SourceRef, StagedWrite, committed_snapshot, ensure_tables
+from lakehouse.takeout.archive import (
+    LimitedReader,
+    Member,
+    ZipArchive,
+    archive_kind,
+    check_member,
+    check_total,
+    iter_tar,
+    plan_ranges,
+)
+from lakehouse.takeout.blobs import put_blob, spool
+from lakehouse.takeout.products import PRODUCTS, parse_member, route
+from lakehouse.takeout.sink import MemberRows, ProductSink
+from lakehouse.takeout.vectors import index_committed
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+MEMBERS_TABLE = "takeout_members"
+PREFIX = "takeout/"
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+def is_takeout_key(key: str) -> bool:
+    """Uploads under ``takeout/`` are archives for this pipeline."""
+    return key.startswith(PREFIX)
+
+
+@dataclass
+class TakeoutReport:
+    """What one ingest of an archive (or of one member range of it) did."""
+
+    source: str
+    version: str
+    kind: str
+    ranges: list[str]
+    members: int = 0
+    members_parsed: int = 0
+    members_stored: int = 0
+    members_quarantined: int = 0
+    products: dict[str, dict[str, int]] = field(default_factory=dict)
+    quarantined_members: list[dict[str, str]] = field(default_factory=list)
+    blobs_written: int = 0
+    bytes_read: int = 0
+    snapshots: dict[str, int] = field(default_factory=dict)
+    queued: int = 0
+    vectors: str = "unavailable"
+    duplicate: bool = False
+    seconds: float = 0.0
+    rows_per_second: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        return sum(p["rows"] for p in self.products.values())
+
+    def merge(self, other: TakeoutReport) -> None:
+        self.ranges += other.ranges
+        for name in ("members", "members_parsed", "members_stored", "members_quarantined"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.blobs_written += other.blobs_written
+        self.bytes_read += other.bytes_read
+        self.quarantined_members += other.quarantined_members
+        for product, counts in other.products.items():
+            mine = self.products.setdefault(product, {"members": 0, "rows": 0, "rows_quarantined": 0})
+            for k, v in counts.items():
+                mine[k] += v
+        self.snapshots.update(other.snapshots)
+        self.vectors = other.vectors
+        self.duplicate = self.duplicate and other.duplicate
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["rows"] = self.rows
+        return body
+
+
+@dataclass
+class _Outcome:
+    member: Member
+    row: dict[str, Any]
+    product: str | None = None
+    rows: MemberRows | None = None
+
+
+class _Range:
+    """The state of one member range while it is processed."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        source: SourceRef,
+        archive_uri: str,
+        version: str,
+        progress: Progress | None,
+    ) -> None:
+        import duckdb
+
+        self.settings = settings
+        self.source = source
+        self.archive_uri = archive_uri
+        self.version = version
+        self.progress = progress
+        self.s3 = s3_client(settings)
+        self.con = duckdb.connect(config={"threads": 1})
+        self.now = dt.datetime.now(dt.UTC)
+        self.sinks: dict[str, ProductSink] = {}
+        for product in PRODUCTS:
+            contract = load_contract(settings, product.table)
+            main, quarantine = ensure_tables(catalog, settings, contract)
+            self.sinks[product.name] = ProductSink(
+                contract, main, quarantine, settings, archive_uri, version, self.con
+            )
+        self.members_contract: Contract = load_contract(settings, MEMBERS_TABLE)
+        self.members_table: Table = ensure_tables(catalog, settings, self.members_contract)[0]
+        self.outcomes: list[_Outcome] = []
+        self.lock = threading.Lock()
+        self.blobs_written = 0
+        self.bytes_read = 0
+        self.done_rows: Counter[str] = Counter()
+
+    def process(self, member: Member, open_member: Callable[[], IO[bytes]] | None) -> None:
+        row: dict[str, Any] = {
+            "ingested_at": self.now,
+            "archive": self.archive_uri,
+            "archive_version": self.version,
+            "member_index": member.index,
+            "member": member.path,
+            "product": None,
+            "status": "stored",
+            "rule": None,
+            "reason": None,
+            "size": member.size,
+            "compressed_size": member.compressed_size,
+            "sha256": None,
+            "blob_key": None,
+            "rows": None,
+            "rows_quarantined": None,
+        }
+        outcome = _Outcome(member, row)
+        try:
+            check_member(member, self.settings)
+            if open_member is None:
+                raise MemberRejected("special", f"member {member.path!r} is not a regular file")
+            with open_member() as raw:
+                data, sha, size = spool(LimitedReader(raw, member, self.settings))
+            with data:
+                uri, new = put_blob(self.s3, self.settings, data, sha)
+                row.update(sha256=sha, blob_key=uri, size=size)
+                with self.lock:
+                    self.blobs_written += int(new)
+                    self.bytes_read += size
+                routed = route(member.path)
+                if member.nested_archive:
+                    row.update(
+                        rule="nested_archive", reason="a nested archive is kept as a blob, not expanded"
+                    )
+                elif routed is not None:
+                    product, match = routed
+                    outcome.product = product.name
+                    rows = self.sinks[product.name].member(member.path)
+                    for record in parse_member(product, match, data, member.path):
+                        rows.add(record)
+                    rows.done()
+                    outcome.rows = rows
+                    row.update(product=product.table, status="parsed")
+        except MemberRejected as e:
+            row.update(status="quarantined", rule=e.rule, reason=str(e), product=None)
+            outcome.product = None
+        with self.lock:
+            self.outcomes.append(outcome)
+            if outcome.product:
+                self.done_rows[outcome.product] += outcome.rows.records if outcome.rows else 0
+        if self.progress:
+            self.progress(
+                {
+                    "member": member.path,
+                    "status": row["status"],
+                    "product": outcome.product,
+                    "rule": row["rule"],
+                    "records": outcome.rows.records if outcome.rows else 0,
+                    "records_by_product": dict(self.done_rows),
+                    "members_done": len(self.outcomes),
+                }
+            )
+
+    def commit(self, report: TakeoutReport) -> None:
+        props = {"lake.takeout.archive": self.archive_uri, "lake.takeout.range": self.source.key}
+        for name, sink in self.sinks.items():
+            sink.finish()
+            table = f"takeout_{name}"
+            if sink.bad.rows:
+                summary = {**props, "lake.rows.quarantined": str(sink.bad.rows)}
+                report.snapshots[f"{table}__quarantine"] = sink.bad.commit(
+                    self.source, summary, self.settings
+                )[0]
+            if sink.good.rows:
+                summary = {**props, "lake.rows.accepted": str(sink.good.rows)}
+                report.snapshots[table] = sink.good.commit(self.source, summary, self.settings)[0]
+        rows = []
+        for outcome in sorted(self.outcomes, key=lambda o: o.member.index):
+            row = outcome.row
+            if outcome.product:
+                sink = self.sinks[outcome.product]
+                row["rows"] = sink.accepted[outcome.member.path]
+                row["rows_quarantined"] = sink.rejected[outcome.member.path]
+                counts = report.products.setdefault(
+                    f"takeout_{outcome.product}", {"members": 0, "rows": 0, "rows_quarantined": 0}
+                )
+                counts["members"] += 1
+                counts["rows"] += row["rows"]
+                counts["rows_quarantined"] += row["rows_quarantined"]
+                report.members_parsed += 1
+            elif row["status"] == "quarantined":
+                report.members_quarantined += 1
+                report.quarantined_members.append(
+                    {"member": row["member"], "rule": row["rule"], "reason": row["reason"]}
+                )
+            else:
+                report.members_stored += 1
+            rows.append(row)
+        report.members = len(rows)
+        report.blobs_written = self.blobs_written
+        report.bytes_read = self.bytes_read
+        ledger = StagedWrite(self.members_table)
+        ledger.write(pa.Table.from_pylist(rows, schema=self.members_table.schema().as_arrow()))
+        summary = {**props, "lake.takeout.members": str(len(rows))}
+        report.snapshots[MEMBERS_TABLE] = ledger.commit(self.source, summary, self.settings)[0]
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _range_source(bucket: str, key: str, version: str, start: int | None, end: int | None) -> SourceRef:
+    suffix = "all" if start is None else f"{start}-{end}"
+    return SourceRef(bucket=bucket, key=f"{key}#members={suffix}", version=version)
+
+
+def _open_zip(settings: Settings, bucket: str, key: str, uri: str) -> ZipArchive:
+    fs = filesystem(settings)
+    path = f"{bucket}/{key}"
+
+    def opener() -> IO[bytes]:
+        try:
+            return fs.open(path, "rb", block_size=4 << 20, cache_type="readahead")
+        except FileNotFoundError as e:
+            raise ArchiveUnreadable(f"{uri} does not exist") from e
+        except OSError as e:
+            raise StoreUnavailable(f"{uri}: {e}") from e
+
+    return ZipArchive(opener, uri)
+
+
+def ingest_archive(
+    settings: Settings,
+    bucket: str,
+    key: str,
+    version: str | None = None,
+    member_range: tuple[int, int] | None = None,
+    catalog: Catalog | None = None,
+    progress: Progress | None = None,
+) -> TakeoutReport:
+    """Ingest a Takeout archive (``.zip``, ``.tgz``/``.tar.gz``, ``.tar``) from the store.
+
+    Args:
+        member_range: process only the zip members ``[start, end)`` (a fan-out message);
+            None: the whole archive (split into ranges when it is large).
+        progress: called after each member with its outcome and the running rows per product.
+
+    Raises:
+        TerminalError: not an archive, unreadable archive, over the total size limit.
+        TransientError: store failures and commit conflicts that outlasted the retries.
+    """
+    started = time.perf_counter()
+    kind = archive_kind(key)
+    if kind is None:
+        raise UnsupportedFormat(f"{key!r}: a Takeout upload is a .zip, .tgz, .tar.gz or .tar archive")
+    source = resolve_source(settings, bucket, key, version)
+    catalog = catalog or get_catalog(settings)
+    report = TakeoutReport(source=source.uri, version=source.version, kind=kind, ranges=[], duplicate=True)
+    if kind == "tar":
+        report.merge(_tar(settings, catalog, source, progress))
+    else:
+        archive = _open_zip(settings, bucket, key, source.uri)
+        try:
+            members = [m for m in archive.members if not m.is_dir]
+            if member_range is not None:
+                ranges = [member_range]
+            else:
+                check_total(members, source.uri, settings)
+                ranges = plan_ranges(members, settings.takeout_range_bytes)
+            if member_range is None and len(ranges) > 1 and settings.takeout_queue_url:
+                report.queued = enqueue_ranges(settings, source, ranges)
+                report.duplicate = False
+            else:
+                for start, end in ranges:
+                    chosen = [m for m in members if start <= m.index < end]
+                    report.merge(_zip_range(settings, catalog, source, archive, chosen, start, end, progress))
+        finally:
+            archive.close()
+    report.seconds = round(time.perf_counter() - started, 3)
+    report.rows_per_second = round(report.rows / report.seconds, 1) if report.seconds and report.rows else 0.0
+    return report
+
+
+def _duplicate(settings: Settings, catalog: Catalog, source: SourceRef, kind: str) -> TakeoutReport | None:
+    contract = load_contract(settings, MEMBERS_TABLE)
+    table = ensure_tables(catalog, settings, contract)[0]
+    done = committed_snapshot(table, source)
+    if done is None:
+        return None
+    return TakeoutReport(
+        source=source.uri,
+        version=source.version,
+        kind=kind,
+        ranges=[source.key],
+        snapshots={MEMBERS_TABLE: done},
+        duplicate=True,
+    )
+
+
+def _zip_range(
+    settings: Settings,
+    catalog: Catalog,
+    archive_source: SourceRef,
+    archive: ZipArchive,
+    members: list[Member],
+    start: int,
+    end: int,
+    progress: Progress | None,
+) -> TakeoutReport:
+    source = _range_source(archive_source.bucket, archive_source.key, archive_source.version, start, end)
+    dup = _duplicate(settings, catalog, source, "zip")
+    if dup is not None:
+        return dup
+    state = _Range(settings, catalog, source, archive_source.uri, archive_source.version, progress)
+    report = TakeoutReport(
+        source=archive_source.uri, version=archive_source.version, kind="zip", ranges=[source.key]
+    )
+    work: queue.Queue[Member] = queue.Queue()
+    for m in members:
+        work.put(m)
+
+    def worker() -> None:
+        with archive.worker() as open_member:
+            while True:
+                try:
+                    member = work.get_nowait()
+                except queue.Empty:
+                    return
+                state.process(member, lambda m=member: open_member(m))  # type: ignore[misc]
+
+    try:
+        workers = max(1, min(settings.takeout_workers, len(members)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="takeout") as pool:
+            for future in [pool.submit(worker) for _ in range(workers)]:
+                future.result()
+        state.commit(report)
+    finally:
+        state.close()
+    report.vectors = index_committed(settings, report.snapshots)
+    return report
+
+
+def _tar(
+    settings: Settings, catalog: Catalog, archive_source: SourceRef, progress: Progress | None
+) -> TakeoutReport:
+    source = _range_source(archive_source.bucket, archive_source.key, archive_source.version, None, None)
+    dup = _duplicate(settings, catalog, source, "tar")
+    if dup is not None:
+        return dup
+    state = _Range(settings, catalog, source, archive_source.uri, archive_source.version, progress)
+    report = TakeoutReport(
+        source=archive_source.uri, version=archive_source.version, kind="tar", ranges=[source.key]
+    )
+    fs = filesystem(settings)
+    try:
+        try:
+            stream = fs.open(f"{archive_source.bucket}/{archive_source.key}", "rb", block_size=8 << 20)
+        except FileNotFoundError as e:
+            raise ArchiveUnreadable(f"{archive_source.uri} does not exist") from e
+        with stream:
+            for member, opener in iter_tar(stream, archive_source.uri, settings):
+                if not member.is_dir:
+                    state.process(member, opener)
+        state.commit(report)
+    finally:
+        state.close()
+    report.vectors = index_committed(settings, report.snapshots)
+    return report
+
+
+# --- fan-out --------------------------------------------------------------------------------
+
+
+def range_message(source: SourceRef, start: int, end: int) -> dict[str, Any]:
+    """The SQS message body of one member range."""
+    return {"bucket": source.bucket, "key": source.key, "version": source.version, "start": start, "end": end}
+
+
+def enqueue_ranges(settings: Settings, source: SourceRef, ranges: list[tuple[int, int]]) -> int:
+    """Send one message per member range to ``LAKE_TAKEOUT_QUEUE_URL``; returns how many."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    sqs = boto3.client("sqs", **settings.s3_client_kwargs())
+    entries = [
+        {"Id": str(i), "MessageBody": json.dumps(range_message(source, start, end))}
+        for i, (start, end) in enumerate(ranges)
+    ]
+    try:
+        for i in range(0, len(entries), 10):
+            result = sqs.send_message_batch(QueueUrl=settings.takeout_queue_url, Entries=entries[i : i + 10])
+            if result.get("Failed"):
+                raise StoreUnavailable(
+                    f"SQS refused {len(result['Failed'])} range messages: {result['Failed']}"
+                )
+    except (ClientError, BotoCoreError) as e:
+        raise StoreUnavailable(f"could not queue member ranges of {source.uri}: {e}") from e
+    return len(entries)
+
+
+def ingest_range_message(settings: Settings, body: str) -> TakeoutReport:
+    """Process one fan-out message (see :func:`range_message`)."""
+    from lakehouse.errors import BadRequest
+
+    try:
+        message = json.loads(body)
+        bucket, key, version = str(message["bucket"]), str(message["key"]), str(message["version"])
+        start, end = int(message["start"]), int(message["end"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise BadRequest(f"not a Takeout member-range message: {e}") from e
+    return ingest_archive(settings, bucket, key, version, member_range=(start, end))

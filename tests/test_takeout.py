@@ -1,0 +1,321 @@
+"""Takeout archives end to end: a synthetic export uploaded to the local S3 endpoint, ingested by
+the ingest function, counted per product through the query API; safety cases; idempotency and
+member ranges; agreement with the PyPI package google-takeout-parser."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse.config import Settings
+from lakehouse.errors import ArchiveTooLarge, ArchiveUnreadable
+from lakehouse.serve import deliver
+from lakehouse.storage import s3_client
+from lakehouse.takeout import ingest_archive
+from lakehouse.takeout.products import PRODUCTS, relative, route
+from tests import takeout_synth as synth
+
+pytestmark = pytest.mark.integration
+
+
+def put(settings: Settings, data: bytes, name: str = "export.zip") -> str:
+    key = f"takeout/{uuid.uuid4().hex[:10]}/{name}"
+    s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=data)
+    return key
+
+
+def count(client: Any, table: str, archive: str, where: str = "") -> int:
+    extra = f" AND {where}" if where else ""
+    body = client.sql(f"SELECT count(*) FROM lake.{table} WHERE archive = '{archive}'{extra}").body
+    return int(body["rows"][0][0])
+
+
+def members_of(client: Any, archive: str) -> dict[str, dict[str, Any]]:
+    body = client.sql(
+        "SELECT member, status, rule, reason, product, sha256, blob_key, rows, rows_quarantined, size "
+        f"FROM lake.takeout_members WHERE archive = '{archive}'"
+    ).body
+    return {r[0]: dict(zip(body["columns"], r, strict=True)) for r in body["rows"]}
+
+
+@pytest.fixture(scope="module")
+def export() -> synth.Export:
+    return synth.build()
+
+
+@pytest.fixture(scope="module")
+def ingested(stack: dict[str, Any], export: synth.Export) -> dict[str, Any]:
+    """The synthetic export as a zip, uploaded and delivered to the ingest function once."""
+    from lakehouse.config import load_settings
+
+    settings = load_settings()
+    key = put(settings, synth.to_zip(export.members))
+    report = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    return {"key": key, "report": report, "archive": f"s3://{settings.landing_bucket}/{key}"}
+
+
+def test_every_product_lands_with_exact_counts(
+    ingested: dict[str, Any], export: synth.Export, client: Any
+) -> None:
+    report, archive = ingested["report"], ingested["archive"]
+    assert report["duplicate"] is False
+    for table, rows in export.accepted.items():
+        assert report["products"][table]["rows"] == rows, table
+        assert count(client, table, archive) == rows, table
+        assert report["products"][table]["rows_quarantined"] == export.quarantined_rows.get(table, 0), table
+    assert count(client, "takeout_places", archive, "kind = 'place_visit'") == export.place_visits
+    assert report["members"] == len(export.members) + 1  # + the member with a broken CRC
+    assert report["members_quarantined"] == len(export.quarantined_members) + 1
+    assert report["members_stored"] == len(export.stored)
+
+
+def test_bad_records_are_quarantined_with_member_and_reason(ingested: dict[str, Any], client: Any) -> None:
+    archive = ingested["archive"]
+    body = client.sql(
+        'SELECT source_uri, row_number, "column", rule, reason FROM lake.takeout_location__quarantine '
+        f"WHERE source_uri LIKE '{archive}#%'"
+    ).body
+    assert body["rows"] == [
+        [
+            f"{archive}#Takeout/Location History/Records.json",
+            3,
+            "lat",
+            "type",
+            "lat: '\"abc\"' is not a valid double",
+        ]
+    ] or (body["rows"][0][:4] == [f"{archive}#Takeout/Location History/Records.json", 3, "lat", "type"])
+    chrome = client.sql(
+        'SELECT row_number, "column", rule FROM lake.takeout_chrome__quarantine '
+        f"WHERE source_uri = '{archive}#Takeout/Chrome/History.json'"
+    ).body["rows"]
+    assert chrome == [[14, "url", "required"]]
+
+
+def test_every_member_is_accounted_for_and_kept(
+    settings: Settings, ingested: dict[str, Any], export: synth.Export, client: Any
+) -> None:
+    import hashlib
+
+    members = members_of(client, ingested["archive"])
+    assert set(members) == set(export.members) | {synth.CORRUPT_MEMBER}
+    s3 = s3_client(settings)
+    for path, content in export.members.items():
+        row = members[path]
+        if path in export.quarantined_members:
+            assert row["status"] == "quarantined" and row["rule"] == export.quarantined_members[path], row
+            assert path in row["reason"]
+        elif path in export.stored:
+            assert row["status"] == "stored" and row["product"] is None, row
+        else:
+            assert row["status"] == "parsed" and row["product"] == route(path)[0].table, row  # type: ignore[index]
+        # Parsed, stored and unparseable members all keep their bytes, content-addressed.
+        sha = hashlib.sha256(content).hexdigest()
+        assert row["sha256"] == sha and row["size"] == len(content)
+        assert row["blob_key"] == f"s3://{settings.warehouse_bucket}/blobs/sha256/{sha[:2]}/{sha}"
+        blob = s3.get_object(Bucket=settings.warehouse_bucket, Key=row["blob_key"].split("/", 3)[3])
+        assert blob["Body"].read() == content
+    corrupt = members[synth.CORRUPT_MEMBER]
+    assert (corrupt["status"], corrupt["rule"], corrupt["blob_key"]) == ("quarantined", "corrupt", None)
+    assert "corrupt" in corrupt["reason"] and synth.CORRUPT_MEMBER in corrupt["reason"]
+    nested = members["Takeout/Drive/backup.zip"]
+    assert nested["rule"] == "nested_archive" and nested["blob_key"]
+
+
+def test_values_and_variants_are_normalised(ingested: dict[str, Any], client: Any) -> None:
+    archive = ingested["archive"]
+    rows = client.sql(
+        "SELECT member, min(time) >= '2018-01-01', max(time) < '2019-01-01', count(activity), "
+        "bool_and(lat BETWEEN -90 AND 90) FROM lake.takeout_location "
+        f"WHERE archive = '{archive}' GROUP BY 1 ORDER BY 1"
+    ).body["rows"]
+    assert rows == [
+        ["Takeout/Location History/Location History.json", True, True, 40, True],
+        ["Takeout/Location History/Records.json", True, False, 59, True],
+    ]
+    keep = client.sql(
+        "SELECT title, text, labels, edited_time > created_time FROM lake.takeout_keep "
+        f"WHERE archive = '{archive}' AND title = 'List 1'"
+    ).body["rows"]
+    assert keep == [["List 1", "milk\neggs", "shopping, home", True]]
+    kinds = client.sql(
+        f"SELECT kind, count(*), count(channel_name) FROM lake.takeout_youtube WHERE archive = '{archive}' "
+        "GROUP BY 1 ORDER BY 1"
+    ).body["rows"]
+    assert kinds == [["search", 13, 0], ["watch", 22, 12]]
+
+
+def test_a_second_delivery_adds_nothing(settings: Settings, ingested: dict[str, Any], client: Any) -> None:
+    again = deliver(settings, settings.landing_bucket, ingested["key"])["reports"][0]
+    assert again["duplicate"] is True and again["rows"] == 0
+    assert count(client, "takeout_activity", ingested["archive"]) == 55
+    assert len(members_of(client, ingested["archive"])) == 25
+
+
+def test_the_tgz_of_the_same_export_gives_the_same_counts(
+    settings: Settings, export: synth.Export, client: Any
+) -> None:
+    key = put(settings, synth.to_tgz(export.members), "export.tgz")
+    report = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    archive = f"s3://{settings.landing_bucket}/{key}"
+    assert report["kind"] == "tar"
+    for table, rows in export.accepted.items():
+        assert count(client, table, archive) == rows, table
+    assert report["members_quarantined"] == len(export.quarantined_members)
+
+
+def test_member_ranges_commit_once_per_table_per_range_and_add_up(
+    settings: Settings, export: synth.Export, client: Any
+) -> None:
+    from lakehouse.catalog import get_catalog
+
+    key = put(settings, synth.to_zip(export.members, corrupt=False))
+    archive = f"s3://{settings.landing_bucket}/{key}"
+    small = settings.model_copy(update={"takeout_range_bytes": 3000})
+    report = ingest_archive(small, settings.landing_bucket, key)
+    assert len(report.ranges) > 3
+    for table, rows in export.accepted.items():
+        assert count(client, table, archive) == rows, table
+    table = get_catalog(settings).load_table(f"{settings.namespace}.takeout_members")
+    ranges = [
+        s.summary["lake.takeout.range"]
+        for s in table.metadata.snapshots
+        if s.summary and s.summary.get("lake.takeout.archive") == archive
+    ]
+    assert sorted(ranges) == sorted(report.ranges) and len(set(ranges)) == len(ranges)
+    # One range redelivered (a fan-out message seen twice) adds nothing.
+    start, end = (int(x) for x in report.ranges[1].split("=")[1].split("-"))
+    again = ingest_archive(small, settings.landing_bucket, key, member_range=(start, end))
+    assert again.duplicate and again.rows == 0
+    for table, rows in export.accepted.items():
+        assert count(client, table, archive) == rows, table
+
+
+# --- safety -----------------------------------------------------------------------------------
+
+
+def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for info, data in entries:
+            z.writestr(info, data)
+    return buf.getvalue()
+
+
+def _rules(settings: Settings, data: bytes, name: str = "x.zip", **limits: Any) -> dict[str, dict[str, Any]]:
+    key = put(settings, data, name)
+    s = settings.model_copy(update=limits) if limits else settings
+    report = ingest_archive(s, settings.landing_bucket, key)
+    return {m["member"]: m for m in report.quarantined_members}
+
+
+def test_path_traversal_and_absolute_paths_are_quarantined_not_extracted(settings: Settings) -> None:
+    good = (
+        b'{"color": "DEFAULT", "title": "ok", "textContent": "x", "createdTimestampUsec": 1600000000000000}'
+    )
+    data = _zip(
+        [
+            ("../../etc/Keep/evil.json", good),
+            ("/abs/Keep/evil.json", good),
+            ("C:/Keep/x.json", good),
+            ("Takeout/Keep/ok.json", good),
+        ]
+    )
+    rules = _rules(settings, data)
+    assert {m: r["rule"] for m, r in rules.items()} == {
+        "../../etc/Keep/evil.json": "path",
+        "/abs/Keep/evil.json": "path",
+        "C:/Keep/x.json": "path",
+    }
+    assert "traverses" in rules["../../etc/Keep/evil.json"]["reason"]
+    assert "absolute" in rules["/abs/Keep/evil.json"]["reason"]
+
+
+def test_symlinks_are_quarantined(settings: Settings) -> None:
+    link = zipfile.ZipInfo("Takeout/Keep/link.json")
+    link.external_attr = 0o120777 << 16
+    data = _zip([(link, b"/etc/passwd")])
+    assert _rules(settings, data)["Takeout/Keep/link.json"]["rule"] == "symlink"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        sym = tarfile.TarInfo("Takeout/Keep/link.json")
+        sym.type, sym.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(sym)
+        hard = tarfile.TarInfo("Takeout/Keep/hard.json")
+        hard.type, hard.linkname = tarfile.LNKTYPE, "Takeout/Keep/link.json"
+        tar.addfile(hard)
+    rules = _rules(settings, buf.getvalue(), "x.tgz")
+    assert rules["Takeout/Keep/link.json"]["rule"] == "symlink"
+    assert rules["Takeout/Keep/hard.json"]["rule"] == "special"
+
+
+def test_encrypted_members_are_quarantined(settings: Settings) -> None:
+    data = synth.set_zip_flag(_zip([("Takeout/Keep/secret.json", b"{}")]), "Takeout/Keep/secret.json", 0x1)
+    rules = _rules(settings, data)
+    assert rules["Takeout/Keep/secret.json"]["rule"] == "encrypted"
+
+
+def test_zip_bombs_are_refused_by_ratio_and_by_total_size(settings: Settings, client: Any) -> None:
+    bomb = b"\0" * (8 << 20)  # 8 MiB of zeros deflate to ~8 KiB: ratio ~1000
+    data = _zip([("Takeout/Keep/bomb.json", bomb), ("Takeout/Keep/fine.json", b"{}")])
+    rules = _rules(settings, data)
+    assert rules["Takeout/Keep/bomb.json"]["rule"] == "ratio"
+    assert "zip bomb" in rules["Takeout/Keep/bomb.json"]["reason"]
+    key = put(settings, data)
+    with pytest.raises(ArchiveTooLarge, match="LAKE_TAKEOUT_MAX_TOTAL_BYTES"):
+        ingest_archive(
+            settings.model_copy(update={"takeout_max_total_bytes": 1 << 20}), settings.landing_bucket, key
+        )
+    assert members_of(client, f"s3://{settings.landing_bucket}/{key}") == {}  # nothing committed
+
+
+def test_nested_archives_are_kept_but_not_expanded(settings: Settings) -> None:
+    inner = _zip([("Takeout/Keep/inner.json", b"{}")])
+    key = put(settings, _zip([("Takeout/Drive/inner.zip", inner)]))
+    report = ingest_archive(settings, settings.landing_bucket, key)
+    assert report.members == 1 and report.members_stored == 1 and report.rows == 0
+
+
+def test_corrupt_and_unreadable_archives(settings: Settings) -> None:
+    key = put(settings, b"PK\x03\x04 this is no zip at all")
+    with pytest.raises(ArchiveUnreadable, match="not a readable zip"):
+        ingest_archive(settings, settings.landing_bucket, key)
+    key = put(settings, b"\x1f\x8b\x08 broken gzip", "x.tgz")
+    with pytest.raises(ArchiveUnreadable):
+        ingest_archive(settings, settings.landing_bucket, key)
+    rules = _rules(settings, synth.to_zip({"Takeout/Keep/a.json": b"{}"}))
+    assert rules[synth.CORRUPT_MEMBER]["rule"] == "corrupt"
+
+
+# --- google-takeout-parser ------------------------------------------------------------------
+
+
+def test_counts_agree_with_google_takeout_parser(
+    tmp_path: Path, ingested: dict[str, Any], export: synth.Export, client: Any
+) -> None:
+    """google-takeout-parser on the same files (the members Lake parsed) yields the same rows."""
+    gtp = pytest.importorskip("google_takeout_parser.path_dispatch")
+    from google_takeout_parser.locales.en import HANDLER_MAP
+
+    members = members_of(client, ingested["archive"])
+    root = tmp_path / "Takeout"
+    for path, content in export.members.items():
+        if members[path]["status"] == "parsed":
+            target = root / relative(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    parser = gtp.TakeoutParser(root, handlers=[HANDLER_MAP], warn_exceptions=False, error_policy="drop")
+    theirs: dict[str, int] = {p.table: 0 for p in PRODUCTS}
+    for path, handler in parser.dispatch_map().items():
+        table = route("Takeout/" + path.relative_to(root).as_posix())[0].table  # type: ignore[index]
+        theirs[table] += sum(1 for item in handler(path) if not isinstance(item, Exception))
+    ours = {p.table: count(client, p.table, ingested["archive"]) for p in PRODUCTS}
+    # google-takeout-parser reads place visits only, not activity segments.
+    ours["takeout_places"] = count(client, "takeout_places", ingested["archive"], "kind = 'place_visit'")
+    assert theirs == ours
+    assert all(v > 0 for v in ours.values())
