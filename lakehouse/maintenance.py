@@ -1,16 +1,26 @@
-"""Table upkeep run on a schedule. Retention: whole months older than a contract's
-``retention_months`` are dropped with a metadata-only delete (no data file is rewritten).
+"""Table upkeep run on a schedule: one entry point, :func:`run_maintenance`, for the jobs
+
+* ``retention``: whole months older than a contract's ``retention_months`` are dropped with a
+  metadata-only delete (no data file is rewritten);
+* ``compact``: small files bin-packed per partition (:mod:`lakehouse.compaction`);
+* ``expire``: snapshots past the retention expired and the files only they reached deleted
+  (:mod:`lakehouse.gc`), which is what frees the bytes retention and compaction let go of;
+* ``orphans``: unreferenced files older than ``LAKE_ORPHAN_AGE_DAYS`` deleted;
+
+plus any job registered with :func:`register_job` (the extension point for Lance upkeep:
+compacting fragments and cleaning old versions of the vector datasets).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts import Contract, list_contracts
+from lakehouse.contracts import Contract, contract_path, list_contracts, load_contract
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -39,15 +49,22 @@ def retention_cutoff(now: dt.datetime, months: int) -> dt.datetime:
 
 
 def apply_retention(
-    settings: Settings, catalog: Catalog | None = None, now: dt.datetime | None = None
+    settings: Settings,
+    catalog: Catalog | None = None,
+    now: dt.datetime | None = None,
+    datasets: list[str] | None = None,
 ) -> list[RetentionResult]:
-    """Drop expired months from every dataset table that exists."""
+    """Drop expired months from every dataset table that exists (or only from ``datasets``)."""
     from pyiceberg.exceptions import NoSuchTableError
 
     catalog = catalog or get_catalog(settings)
     now = now or dt.datetime.now(dt.UTC)
     results = []
-    for contract in list_contracts(settings):
+    if datasets is None:
+        contracts = list_contracts(settings)
+    else:  # tables without a contract have no retention
+        contracts = [load_contract(settings, d) for d in datasets if contract_path(settings, d).exists()]
+    for contract in contracts:
         try:
             table = catalog.load_table(f"{settings.namespace}.{contract.name}")
         except NoSuchTableError:
@@ -74,3 +91,102 @@ def _retain(table: Any, contract: Contract, cutoff: dt.datetime) -> RetentionRes
         files_rewritten=int(summary.get("added-data-files", 0) or 0),
         snapshot_id=snap.snapshot_id if snap else None,
     )
+
+
+# --- the scheduled run ------------------------------------------------------------------------
+
+JOBS = ("retention", "compact", "expire", "orphans")  # built-in jobs, in the order they run
+
+
+@dataclass
+class MaintenanceOptions:
+    """What one maintenance run does."""
+
+    jobs: tuple[str, ...] = JOBS
+    dry_run: bool = False
+    tables: tuple[str, ...] | None = None  # qualified names; None: every table in the namespace
+    now: dt.datetime | None = None
+    snapshot_retention: dt.timedelta | None = None  # None: table property, else the setting
+    orphan_age: dt.timedelta | None = None  # None: LAKE_ORPHAN_AGE_DAYS
+    deadline: float | None = None  # time.monotonic() after which no new partition is compacted
+
+
+ExtraJob = Callable[[Settings, MaintenanceOptions], list[dict[str, Any]]]
+_EXTRA_JOBS: dict[str, ExtraJob] = {}
+
+
+def register_job(name: str, job: ExtraJob) -> None:
+    """Add a maintenance job that runs after the built-in ones (and alone with ``jobs=(name,)``).
+
+    A job gets the settings and the run's options and returns one JSON-able dict per item it
+    kept (with ``bytes_freed`` where it frees storage). This is where Lance upkeep (fragment
+    compaction, cleanup of old dataset versions) plugs in once vectors land; nothing is
+    registered today.
+    """
+    if name in JOBS:
+        raise ValueError(f"{name!r} is a built-in maintenance job")
+    _EXTRA_JOBS[name] = job
+
+
+def registered_jobs() -> tuple[str, ...]:
+    """Every job name a run accepts: the built-in ones, then the registered ones."""
+    return JOBS + tuple(_EXTRA_JOBS)
+
+
+def run_maintenance(
+    settings: Settings, options: MaintenanceOptions | None = None, catalog: Catalog | None = None
+) -> dict[str, Any]:
+    """Run the chosen jobs over every table; returns a JSON-able report with bytes freed.
+
+    Raises:
+        BadRequest: an unknown job name.
+    """
+    from lakehouse.catalog import list_tables, load_table
+    from lakehouse.compaction import compact_table
+    from lakehouse.errors import BadRequest
+    from lakehouse.gc import expire_snapshots, remove_orphans
+    from lakehouse.tables import QUARANTINE_SUFFIX
+
+    options = options or MaintenanceOptions()
+    unknown = sorted(set(options.jobs) - set(registered_jobs()))
+    if unknown:
+        raise BadRequest(f"unknown maintenance job(s) {unknown}; known: {list(registered_jobs())}")
+    catalog = catalog or get_catalog(settings)
+    now = options.now or dt.datetime.now(dt.UTC)
+    names = list(options.tables) if options.tables is not None else list_tables(catalog, settings)
+    report: dict[str, Any] = {"started": now.isoformat(), "dry_run": options.dry_run, "jobs": {}}
+    jobs = [j for j in registered_jobs() if j in options.jobs]
+    for job in jobs:
+        if job == "retention":
+            # Retention has no dry run: a dry run skips it.
+            datasets = None
+            if options.tables is not None:
+                prefix = f"{settings.namespace}."
+                datasets = [n.removeprefix(prefix) for n in names if n.startswith(prefix)]
+                datasets = [d for d in datasets if not d.endswith(QUARANTINE_SUFFIX)]
+            dropped = [] if options.dry_run else apply_retention(settings, catalog, now, datasets)
+            results = [r.to_dict() for r in dropped]
+        elif job in ("compact", "expire", "orphans"):
+            results = []
+            for name in names:
+                table = load_table(catalog, settings, name)
+                if job == "compact":
+                    if not options.dry_run:
+                        results.append(compact_table(table, settings, options.deadline).to_dict())
+                elif job == "expire":
+                    results.append(
+                        expire_snapshots(
+                            settings, table, now, options.snapshot_retention, dry_run=options.dry_run
+                        ).to_dict()
+                    )
+                else:
+                    results.append(
+                        remove_orphans(settings, table, now, options.orphan_age, options.dry_run).to_dict()
+                    )
+        else:
+            results = _EXTRA_JOBS[job](settings, options)
+        report["jobs"][job] = results
+    report["bytes_freed"] = sum(
+        int(r.get("bytes_freed", 0) or 0) for results in report["jobs"].values() for r in results
+    )
+    return report

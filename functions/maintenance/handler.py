@@ -1,20 +1,44 @@
-"""Maintenance function, run on a schedule: retention for every dataset with a contract."""
+"""Maintenance function, run on schedules: the event says which jobs run.
+
+The hourly schedule sends ``{"jobs": ["compact"]}``, the daily one
+``{"jobs": ["retention", "expire", "orphans"]}``; an event without ``jobs`` (the plain
+EventBridge scheduled event) runs them all. ``"dry_run": true`` reports without changing anything.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse.config import get_settings
 from lakehouse.logs import function_logger
-from lakehouse.maintenance import apply_retention
+from lakehouse.maintenance import JOBS, MaintenanceOptions, run_maintenance
 
 logger = function_logger("lake-maintenance")
+MARGIN_SECONDS = 120.0  # no partition is started this close to the function's timeout
+
+
+class MaintenanceEvent(BaseModel):
+    """The schedule's input (extra EventBridge fields are ignored)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    jobs: list[str] = Field(default_factory=lambda: list(JOBS))
+    dry_run: bool = False
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    results = [r.to_dict() for r in apply_retention(get_settings())]
-    logger.info("maintenance done", extra={"retention": results})
-    return {"retention": results}
+    request = MaintenanceEvent.model_validate(event or {})
+    remaining = context.get_remaining_time_in_millis() / 1000
+    options = MaintenanceOptions(
+        jobs=tuple(request.jobs),
+        dry_run=request.dry_run,
+        deadline=time.monotonic() + max(0.0, remaining - MARGIN_SECONDS),
+    )
+    report = run_maintenance(get_settings(), options)
+    logger.info("maintenance done", extra={"jobs": request.jobs, "bytes_freed": report["bytes_freed"]})
+    return report
