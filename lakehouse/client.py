@@ -85,6 +85,59 @@ class LakeClient:
     def snapshots(self, name: str) -> ApiResponse:
         return self.request("GET", f"/tables/{name}/snapshots")
 
+    def quarantine(self, dataset: str, source: str | None = None, limit: int | None = None) -> ApiResponse:
+        query: dict[str, str] = {}
+        if source is not None:
+            query["source"] = source
+        if limit is not None:
+            query["limit"] = str(limit)
+        return self.request("GET", f"/quarantine/{dataset}", query=query or None)
+
+    def timeseries(
+        self,
+        table: str,
+        agg: str,
+        bucket: str,
+        column: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        group_by: str | None = None,
+        explain: bool = False,
+    ) -> ApiResponse:
+        """``GET /timeseries/{table}``: ``agg(column)`` per time ``bucket`` in ``[start, end)``."""
+        params = {"column": column, "agg": agg, "bucket": bucket, "from": start, "to": end}
+        params["group_by"] = group_by
+        query = {k: v for k, v in params.items() if v is not None}
+        if explain:
+            query["explain"] = "true"
+        return self.request("GET", f"/timeseries/{table}", query=query)
+
+    def geo(
+        self,
+        table: str,
+        bbox: tuple[float, float, float, float] | None = None,
+        near: tuple[float, float] | None = None,
+        radius_m: float | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        explain: bool = False,
+    ) -> ApiResponse:
+        """``GET /geo/{table}``: rows in ``bbox`` (minlon, minlat, maxlon, maxlat) or within
+        ``radius_m`` of ``near`` (lon, lat), nearest first."""
+        query: dict[str, str] = {}
+        if bbox is not None:
+            query["bbox"] = ",".join(repr(float(v)) for v in bbox)
+        if near is not None:
+            query["near"] = ",".join(repr(float(v)) for v in near)
+        if radius_m is not None:
+            query["radius_m"] = repr(float(radius_m))
+        for name, value in (("from", start), ("to", end)):
+            if value is not None:
+                query[name] = value
+        if explain:
+            query["explain"] = "true"
+        return self.request("GET", f"/geo/{table}", query=query)
+
     def changes(self, name: str, from_: int | str, to: int | str | None = None) -> ApiResponse:
         query = {"from": str(from_)}
         if to is not None:

@@ -53,7 +53,7 @@ class Column(BaseModel):
     max: float | None = None
     enum: list[str | int | float] | None = None
     pattern: str | None = None
-    max_length: int | None = Field(None, ge=1)
+    max_length: int | None = Field(default=None, ge=1)
     unique: bool = False
     not_future: bool = False
     not_before: str | None = None
@@ -110,7 +110,7 @@ class Contract(BaseModel):
     columns: dict[str, Column]
     checks: list[Check] = Field(default_factory=list)
     on_error: Literal["quarantine", "reject_file"] = "quarantine"
-    max_bad_fraction: float = Field(0.0, ge=0.0, le=1.0)
+    max_bad_fraction: float = Field(default=0.0, ge=0.0, le=1.0)
     evolution: Literal["ignore", "add_columns", "strict"] = "ignore"
     detect_pii: bool = False
     pii_default: PiiMode = "mask"

@@ -1,25 +1,38 @@
 """Ingest: one uploaded object → validated rows in ``<ns>.<dataset>``, rejected rows in
-``<ns>.<dataset>__quarantine``, at most one commit per table, idempotent per object version."""
+``<ns>.<dataset>__quarantine``, at most one commit per table, idempotent per object version.
+
+The object is streamed in record batches (memory bounded by ``LAKE_BATCH_ROWS``); each batch
+is validated in one DuckDB statement and written as Parquet data files at once. Contracts with
+a ``primary_key`` stage the accepted rows in DuckDB instead and merge them at commit
+(:mod:`lakehouse.upsert`). State that outlives a batch (``unique`` values, upsert staging) sits
+in DuckDB, which spills to disk past ``LAKE_INGEST_MEMORY_LIMIT``.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections import Counter
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from lakehouse import progress
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, load_contract
-from lakehouse.errors import BadObjectKey, UnreadableFile
+from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
+from lakehouse.evolution import evolve, extra_columns
 from lakehouse.readers import RAW, ROW, MalformedRow, detect_format, read_batches
 from lakehouse.storage import filesystem, s3_client
 from lakehouse.tables import SourceRef, StagedWrite, committed_snapshot, ensure_tables
-from lakehouse.validate import ERRORS, check_batch
+from lakehouse.upsert import MergeWrite
+from lakehouse.validate import ERROR_TYPE, ERRORS, Validator
 
 if TYPE_CHECKING:
+    import duckdb
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
 
@@ -43,6 +56,15 @@ class IngestReport:
     duplicate: bool
     seconds: float
     rows_per_second: float
+    bytes_read: int = 0
+    quality_score: float = 1.0
+    rule_failures: dict[str, int] = field(default_factory=dict)
+    pii_detected: dict[str, int] = field(default_factory=dict)
+    schema_changes: list[str] = field(default_factory=list)
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_superseded: int | None = None
+    files_rewritten: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,33 +86,63 @@ def resolve_source(settings: Settings, bucket: str, key: str, version: str | Non
     return SourceRef(bucket=bucket, key=key, version=str(version))
 
 
-def _quarantine_rows(
+def connect_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """The validation connection: UTC, two threads, a memory limit with spilling, no file access
+    from contract SQL (checks run in it)."""
+    import duckdb
+
+    spill = str(settings.duckdb_home or tempfile.gettempdir())
+    con = duckdb.connect(config={"threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
+    con.execute(f"SET temp_directory = '{spill}'")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _malformed_table(malformed: list[MalformedRow]) -> pa.Table:
+    return pa.table(
+        {
+            ROW: pa.array([m.row for m in malformed], pa.int64()),
+            ERRORS: pa.array(
+                [[{"column": None, "rule": "parse", "reason": m.reason}] for m in malformed], ERROR_TYPE
+            ),
+            RAW: pa.array([m.raw for m in malformed], pa.string()),
+        }
+    )
+
+
+def quarantine_rows(
+    con: duckdb.DuckDBPyConnection,
     rejected: pa.Table,
-    malformed: list[MalformedRow],
     source: SourceRef,
     contract: Contract,
     now: dt.datetime,
     target: pa.Schema,
 ) -> pa.Table:
-    errors = rejected[ERRORS].to_pylist()
-    rows = rejected[ROW].to_pylist() + [m.row for m in malformed]
-    errs = errors + [[{"column": None, "rule": "parse", "reason": m.reason}] for m in malformed]
-    records = rejected[RAW].to_pylist() + [m.raw for m in malformed]
-    n = len(rows)
-    return pa.table(
-        {
-            "quarantined_at": pa.array([now] * n, pa.timestamp("us", tz="UTC")),
-            "source_uri": [source.uri] * n,
-            "source_version": [source.version] * n,
-            "row_number": pa.array(rows, pa.int64()),
-            "column": [e[0]["column"] for e in errs],
-            "rule": [e[0]["rule"] for e in errs],
-            "reason": ["; ".join(f"{x['column'] or 'row'}: {x['reason']}" for x in e) for e in errs],
-            "errors": errs,
-            "record": records,
-            "contract_version": pa.array([contract.version] * n, pa.int32()),
-        }
-    ).cast(target)
+    """Quarantine rows (the ``__quarantine`` table's schema) from rejected rows, in one statement."""
+    con.register("__lake_rejected", rejected.select([ROW, ERRORS, RAW]))
+    try:
+        out = con.execute(
+            f"SELECT ?::TIMESTAMPTZ AS quarantined_at, ? AS source_uri, ? AS source_version, "
+            f"{ROW} AS row_number, {ERRORS}[1]['column'] AS \"column\", {ERRORS}[1]['rule'] AS rule, "
+            f"array_to_string(list_transform({ERRORS}, e -> coalesce(e['column'], 'row') || ': ' || "
+            f"e['reason']), '; ') AS reason, {ERRORS} AS errors, {RAW} AS record, "
+            f"?::INTEGER AS contract_version FROM __lake_rejected",
+            [now, source.uri, source.version, contract.version],
+        ).to_arrow_table()
+    finally:
+        con.unregister("__lake_rejected")
+    return out.cast(target)
+
+
+@dataclass
+class _Tally:
+    rows_read: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    pii: Counter[str] = field(default_factory=Counter)
+    changes: list[str] = field(default_factory=list)
 
 
 def ingest_object(
@@ -99,11 +151,10 @@ def ingest_object(
     """Ingest one object from the store.
 
     Raises:
-        TerminalError: no contract, unreadable or unsupported file (send the event to the DLQ).
+        TerminalError: no contract, unreadable or unsupported file, a refused schema change, or
+            too many bad rows under ``on_error: reject_file`` (send the event to the DLQ).
         TransientError: commit conflicts or store failures that outlasted the retries.
     """
-    import duckdb
-
     started = time.perf_counter()
     dataset = dataset_of(key)
     contract = load_contract(settings, dataset)
@@ -114,52 +165,100 @@ def ingest_object(
     done = committed_snapshot(main, source)
     if done is not None:
         return _report(
-            contract, source, main, 0, 0, 0, 0, done, committed_snapshot(quarantine, source), True, started
+            contract,
+            source,
+            main,
+            _Tally(),
+            0,
+            0,
+            0,
+            done,
+            committed_snapshot(quarantine, source),
+            True,
+            started,
         )
 
+    tally = _Tally()
+    tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
     fmt = detect_format(key)
-    target = main.schema().as_arrow()
+    # Evolution needs every column of the file; otherwise read only the contract's.
+    wanted = None if contract.evolution != "ignore" else list(contract.columns)
     qtarget = quarantine.schema().as_arrow()
-    good, bad = StagedWrite(main), StagedWrite(quarantine)
+    bad = StagedWrite(quarantine)
+    good: StagedWrite | MergeWrite | None = None
+    validator: Validator | None = None
     malformed: list[MalformedRow] = []
-    rows_read = 0
     now = dt.datetime.now(dt.UTC)
-    con = duckdb.connect(config={"threads": 2})
-    con.execute("SET TimeZone = 'UTC'")
+    listener = progress.current()
+    con = connect_duckdb(settings)
     fs = filesystem(settings)
     path = f"{bucket}/{key}"
     try:
         with fs.open(path, "rb", block_size=8 << 20) as f:
-            for batch in read_batches(f, fmt, list(contract.columns), settings.batch_rows, malformed):
-                rows_read += batch.num_rows
-                checked = check_batch(con, batch, contract, target)
-                good.write(checked.accepted)
-                if checked.rejected.num_rows or malformed:
-                    bad.write(_quarantine_rows(checked.rejected, malformed, source, contract, now, qtarget))
-                    rows_read += len(malformed)
+            for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed):
+                if validator is None:
+                    extras = extra_columns(contract, batch.schema)
+                    tally.changes += [
+                        f"{c.kind} {c.column}" for c in evolve(main, contract, settings, extras)
+                    ]
+                    validator = Validator(
+                        con,
+                        contract,
+                        main.schema().as_arrow(),
+                        salt=settings.pii_salt,
+                        now=now,
+                        extras=list(extras),
+                    )
+                    good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+                assert good is not None
+                tally.rows_read += batch.num_rows
+                checked = validator.check(batch)
+                tally.failures.update(checked.failures)
+                tally.pii.update(checked.pii)
+                if isinstance(good, MergeWrite):
+                    good.write(checked.accepted, checked.accepted_rows)
+                else:
+                    good.write(checked.accepted)
+                rejected = checked.rejected
+                if malformed:
+                    rejected = pa.concat_tables([rejected, _malformed_table(malformed)])
+                    tally.failures["parse"] += len(malformed)
+                    tally.rows_read += len(malformed)
                     malformed.clear()
-        if malformed:
-            bad.write(_quarantine_rows(_empty_rejected(), malformed, source, contract, now, qtarget))
-            rows_read += len(malformed)
+                if rejected.num_rows:
+                    bad.write(quarantine_rows(con, rejected, source, contract, now, qtarget))
+                if listener is not None:
+                    listener.update(f.tell(), tally.rows_read)
+            if malformed:
+                bad.write(quarantine_rows(con, _malformed_table(malformed), source, contract, now, qtarget))
+                tally.failures["parse"] += len(malformed)
+                tally.rows_read += len(malformed)
+            bytes_read = f.tell()
+            if listener is not None:
+                listener.update(bytes_read, tally.rows_read)
+        if good is None:
+            good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+        _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
+
+        props = {
+            "lake.dataset": dataset,
+            "lake.contract.version": str(contract.version),
+            "lake.rows.accepted": str(good.rows),
+            "lake.rows.quarantined": str(bad.rows),
+            **quality_properties(tally.rows_read, bad.rows, tally.failures, tally.pii),
+        }
+        # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
+        qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
+        snap, duplicate = good.commit(source, props, settings)
     except FileNotFoundError as e:
         raise UnreadableFile(f"s3://{path} does not exist") from e
     finally:
         con.close()
-
-    props = {
-        "lake.dataset": dataset,
-        "lake.contract.version": str(contract.version),
-        "lake.rows.accepted": str(good.rows),
-        "lake.rows.quarantined": str(bad.rows),
-    }
-    # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
-    qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
-    snap, duplicate = good.commit(source, props, settings)
-    return _report(
+    report = _report(
         contract,
         source,
         main,
-        rows_read,
+        tally,
         good.rows,
         bad.rows,
         len(good.files) + len(bad.files),
@@ -168,21 +267,62 @@ def ingest_object(
         duplicate,
         started,
     )
+    report.bytes_read = bytes_read
+    if isinstance(good, MergeWrite):
+        report.rows_inserted = good.stats.rows_inserted
+        report.rows_updated = good.stats.rows_updated
+        report.rows_superseded = good.stats.rows_superseded
+        report.files_rewritten = good.stats.files_rewritten
+    return report
 
 
-def _empty_rejected() -> pa.Table:
-    from lakehouse.validate import ERROR_TYPE
-
-    return pa.table(
-        {ROW: pa.array([], pa.int64()), ERRORS: pa.array([], ERROR_TYPE), RAW: pa.array([], pa.string())}
+def _enforce_on_error(
+    contract: Contract, source: SourceRef, tally: _Tally, bad_rows: int, staged: list[Any]
+) -> None:
+    """``on_error: reject_file``: refuse the whole object when too many rows failed."""
+    if contract.on_error != "reject_file" or not tally.rows_read:
+        return
+    fraction = bad_rows / tally.rows_read
+    if fraction <= contract.max_bad_fraction:
+        return
+    for write in staged:
+        if isinstance(write, StagedWrite):
+            discard(write)
+    worst = ", ".join(f"{rule} ×{n}" for rule, n in tally.failures.most_common(5))
+    raise FileRejected(
+        f"{source.uri}: {bad_rows} of {tally.rows_read} rows failed ({fraction:.1%}), more than "
+        f"max_bad_fraction {contract.max_bad_fraction:g} allows; nothing committed. Failures: {worst}"
     )
+
+
+def discard(write: StagedWrite) -> None:
+    """Delete the data files of a write that will never be committed (best effort)."""
+    for data_file in write.files:
+        try:
+            write.table.io.delete(data_file.file_path)
+        except OSError:
+            pass  # an unreferenced file; orphan cleanup removes it later
+    write.files.clear()
+
+
+def quality_properties(rows: int, bad: int, failures: Counter[str], pii: Counter[str]) -> dict[str, str]:
+    """The quality figures of an ingest as snapshot summary properties."""
+    props = {"lake.quality.score": f"{quality_score(rows, bad):.6f}"}
+    props.update({f"lake.quality.rule.{rule}": str(n) for rule, n in sorted(failures.items())})
+    props.update({f"lake.pii.{kind}": str(n) for kind, n in sorted(pii.items())})
+    return props
+
+
+def quality_score(rows: int, bad: int) -> float:
+    """Good rows over all rows (1.0 for an empty file)."""
+    return 1.0 if rows == 0 else round((rows - bad) / rows, 6)
 
 
 def _report(
     contract: Contract,
     source: SourceRef,
     main: Table,
-    read: int,
+    tally: _Tally,
     accepted: int,
     quarantined: int,
     files: int,
@@ -192,6 +332,7 @@ def _report(
     started: float,
 ) -> IngestReport:
     seconds = time.perf_counter() - started
+    read = tally.rows_read
     return IngestReport(
         dataset=contract.name,
         source=source.uri,
@@ -206,6 +347,10 @@ def _report(
         duplicate=duplicate,
         seconds=round(seconds, 3),
         rows_per_second=round(read / seconds, 1) if seconds > 0 and read else 0.0,
+        quality_score=quality_score(read, quarantined),
+        rule_failures=dict(sorted(tally.failures.items())),
+        pii_detected=dict(sorted(tally.pii.items())),
+        schema_changes=tally.changes,
     )
 
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lakehouse import audit
+from lakehouse import audit, quality
 from lakehouse.config import get_settings
 from lakehouse.errors import LakeError
 from lakehouse.ingest import ingest_upload
@@ -63,6 +63,7 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
                 raise
             body = report.to_dict()
             logger.info("ingested", extra=body)
+            quality.publish(report, settings)
             for name in ("rows_accepted", "rows_quarantined"):
                 metrics.add_metric(
                     name=name.title().replace("_", ""), unit=MetricUnit.Count, value=body.get(name) or 0

@@ -19,7 +19,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from lakehouse import audit, history, query
+from lakehouse import audit, geo, history, quarantine, query, timeseries
 from lakehouse.auth import LOCAL, Principal, authenticate
 from lakehouse.config import get_settings
 from lakehouse.errors import LakeError
@@ -187,6 +187,58 @@ def get_changes(
     changes = history.changes(get_settings(), name, from_, to, principal=principal())
     app.append_context(rows=changes["row_count"])
     return changes
+
+
+@app.get("/quarantine/<dataset>", responses={**COMMON, **_error_responses(404)})
+def get_quarantine(
+    dataset: str,
+    source: Annotated[str | None, Query(description="Only rows of this upload (key or s3:// URI).")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000, description="Most rows returned.")] = 100,
+) -> dict[str, Any]:
+    app.append_context(target=f"{dataset}__quarantine")
+    body = quarantine.list_quarantine(get_settings(), dataset, source, limit, principal=principal())
+    app.append_context(rows=len(body["rows"]))
+    return body
+
+
+@app.get("/timeseries/<table>", responses={**COMMON, **_error_responses(404)})
+def get_timeseries(
+    table: str,
+    agg: Annotated[str, Query(description="avg, min, max, sum or count.")],
+    bucket: Annotated[str, Query(description="1m, 1h, 1d, 1w, 1mo or 1y.")],
+    column: Annotated[str | None, Query(description="Column to aggregate (count: optional).")] = None,
+    from_: Annotated[str | None, Query(alias="from", description="ISO-8601 start (inclusive).")] = None,
+    to: Annotated[str | None, Query(description="ISO-8601 end (exclusive).")] = None,
+    group_by: Annotated[str | None, Query(description="Also group by this column.")] = None,
+    explain: Annotated[bool, Query(description="Also return DuckDB's analysed plan.")] = False,
+) -> dict[str, Any]:
+    app.append_context(target=table)
+    result = timeseries.rollup(
+        get_settings(), table, column, agg, bucket, from_, to, group_by, explain, principal=principal()
+    )
+    app.append_context(rows=len(result.rows))
+    return result.to_dict()
+
+
+@app.get("/geo/<table>", responses={**COMMON, **_error_responses(404)})
+def get_geo(
+    table: str,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
+    near: Annotated[str | None, Query(description="lon,lat (with radius_m)")] = None,
+    radius_m: Annotated[float | None, Query(gt=0, description="Radius in metres around near.")] = None,
+    from_: Annotated[str | None, Query(alias="from", description="ISO-8601 start (inclusive).")] = None,
+    to: Annotated[str | None, Query(description="ISO-8601 end (exclusive).")] = None,
+    lat_column: Annotated[str, Query(description="Latitude column.")] = "lat",
+    lon_column: Annotated[str, Query(description="Longitude column.")] = "lon",
+    explain: Annotated[bool, Query(description="Also return DuckDB's analysed plan.")] = False,
+) -> dict[str, Any]:
+    app.append_context(target=table)
+    result = geo.geo_query(
+        get_settings(), table, bbox, near, radius_m, from_, to, lat_column, lon_column, explain,
+        principal=principal(),
+    )
+    app.append_context(rows=len(result.rows))
+    return result.to_dict()
 
 
 @app.get("/health/live")
