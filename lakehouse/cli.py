@@ -122,6 +122,8 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
     path = Path(args.file)
     if not path.is_file():
         raise SystemExit(f"error: no such file {path}")
+    if _is_archive(path) and args.dataset in (None, "takeout"):
+        return _put_takeout(args, settings, path)
     dataset = args.dataset or path.name.split(".", 1)[0]
     key = f"{dataset}/{path.name}"
     response = _put_with_progress(args, settings, path, key, s3_client, deliver)
@@ -134,6 +136,46 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
 
 
 PROGRESS_MIN_BYTES = 64 << 20  # `lake put` shows a progress bar from this size on
+
+
+def _is_archive(path: Path) -> bool:
+    from lakehouse.takeout.archive import archive_kind
+
+    return archive_kind(path.name) is not None
+
+
+def _put_takeout(args: argparse.Namespace, settings: Settings, path: Path) -> int:
+    """A Takeout archive: upload to ``takeout/<file>``, ingest it here with progress per product."""
+    from lakehouse.storage import s3_client
+    from lakehouse.takeout import ingest_archive
+    from lakehouse.takeout.console import ProductProgress, summary
+
+    key = f"takeout/{path.name}"
+    s3_client(settings).upload_file(str(path), settings.landing_bucket, key)
+    show = args.progress if args.progress is not None else not args.json
+    progress = ProductProgress() if show else None
+    report = ingest_archive(settings, settings.landing_bucket, key, progress=progress)
+    if args.json:
+        _out(json.dumps(report.to_dict()))
+    else:
+        for line in summary(report):
+            _out(line)
+    return 0
+
+
+def cmd_rollup(args: argparse.Namespace, settings: Settings) -> int:
+    body = _check(
+        _client(args).timeseries(
+            args.table, args.agg, args.bucket, args.column, args.start, args.end, args.group_by
+        )
+    )
+    if args.format == "json":
+        _out(json.dumps(body))
+    else:
+        _out(render_table(body["columns"], body["rows"]))
+        more = " (truncated)" if body["truncated"] else ""
+        _out(f"({body['row_count']} buckets{more}, {body['elapsed_ms']} ms)")
+    return 0
 
 
 def _put_with_progress(
@@ -487,6 +529,18 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--source", help="only rows of this upload (landing key or s3:// URI)")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_quarantine_replay)
+
+    s = sub.add_parser("rollup", help="aggregate a column per time bucket (GET /timeseries)")
+    s.add_argument("table")
+    s.add_argument("--agg", required=True, choices=["avg", "min", "max", "sum", "count"])
+    s.add_argument("--bucket", required=True, help="1m, 1h, 1d, 1w, 1mo or 1y")
+    s.add_argument("--column", help="column to aggregate (count: optional)")
+    s.add_argument("--from", dest="start", help="ISO-8601 start (inclusive)")
+    s.add_argument("--to", dest="end", help="ISO-8601 end (exclusive)")
+    s.add_argument("--group-by", help="also group by this column")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--url", help="query API base URL (default: call the function in process)")
+    s.set_defaults(func=cmd_rollup)
 
     s = sub.add_parser("sql", help="run a read-only SQL query through the query function")
     s.add_argument("query")

@@ -1,0 +1,52 @@
+"""What ``lake put`` prints for a Takeout archive: progress per product, then a summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from lakehouse.takeout.pipeline import TakeoutReport
+
+
+class ProductProgress:
+    """A progress callback for :func:`lakehouse.takeout.ingest_archive`: one stderr line per
+    member done, with the records parsed so far per product."""
+
+    def __init__(self, out: TextIO | None = None) -> None:
+        self.out = out or sys.stderr
+        self.started = time.monotonic()
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        totals = event["records_by_product"]
+        running = "  ".join(f"{p} {n:,}" for p, n in sorted(totals.items())) or "-"
+        what = event["product"] or event["status"]
+        if event["status"] == "quarantined":
+            what = f"quarantined ({event['rule']})"
+        seconds = time.monotonic() - self.started
+        self.out.write(
+            f"[{event['members_done']:>5} members, {seconds:6.1f}s] {running}  <- {what}: {event['member']}\n"
+        )
+        self.out.flush()
+
+
+def summary(report: TakeoutReport) -> list[str]:
+    """Human lines for a finished archive ingest."""
+    if report.queued:
+        return [f"{report.source}: {report.queued} member ranges queued for the Takeout function"]
+    if report.duplicate:
+        return [f"{report.source}: already ingested; nothing added"]
+    lines = [
+        f"{report.source}: {report.members} members ({report.members_parsed} parsed, "
+        f"{report.members_stored} kept as blobs only, {report.members_quarantined} quarantined), "
+        f"{report.rows:,} rows in {report.seconds}s ({report.rows_per_second:,.0f} rows/s), "
+        f"{len(report.ranges)} range(s)"
+    ]
+    for table, counts in sorted(report.products.items()):
+        lines.append(
+            f"  {table:<20} {counts['members']:>5} members  {counts['rows']:>10,} rows  "
+            f"{counts['rows_quarantined']:>6,} quarantined"
+        )
+    for member in report.quarantined_members:
+        lines.append(f"  quarantined {member['member']}: {member['reason']}")
+    return lines
