@@ -140,20 +140,34 @@ def delete_files(settings: Settings, table: Table, paths: Iterable[str]) -> None
 
 
 def reachable(table: Table, snapshots: Iterable[Snapshot], cache: dict[str, list[str]]) -> set[str]:
-    """Manifest lists, manifests and live data/delete files of ``snapshots``."""
-    paths: set[str] = set()
-    for snapshot in snapshots:
-        paths.add(_normalise(snapshot.manifest_list))
-        for manifest in snapshot.manifests(table.io):
-            paths.add(_normalise(manifest.manifest_path))
-            files = cache.get(manifest.manifest_path)
-            if files is None:
-                files = [
-                    _normalise(e.data_file.file_path)
-                    for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
-                ]
-                cache[manifest.manifest_path] = files
-            paths.update(files)
+    """Manifest lists, manifests and live data/delete files of ``snapshots``.
+
+    Manifest lists and manifests are read in parallel (each is one GET); ``cache`` keeps the
+    files of each manifest across calls.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    snapshots = list(snapshots)
+    paths: set[str] = {_normalise(s.manifest_list) for s in snapshots}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        manifests: dict[str, Any] = {}
+        for listed in pool.map(lambda s: s.manifests(table.io), snapshots):
+            for manifest in listed:
+                manifests.setdefault(manifest.manifest_path, manifest)
+        paths.update(_normalise(p) for p in manifests)
+        missing = [m for p, m in manifests.items() if p not in cache]
+
+        def entries(manifest: Any) -> tuple[str, list[str]]:
+            files = [
+                _normalise(e.data_file.file_path)
+                for e in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+            ]
+            return manifest.manifest_path, files
+
+        for path, files in pool.map(entries, missing):
+            cache[path] = files
+    for path in manifests:
+        paths.update(cache[path])
     return paths
 
 

@@ -267,9 +267,9 @@ class DataFileWriter:
         self._spec_id = spec_id
         self._model = FileFormatFactory.get(FileFormat.PARQUET)
         name = f"{uuid.uuid4()}-compacted.parquet"
-        self.path = table.location_provider().new_data_location(
-            data_file_name=name, partition_key=cast(Any, _PartitionPath(table, partition, spec_id))
-        )
+        partitioned = bool(table.specs()[spec_id].fields)
+        key = cast(Any, _PartitionPath(table, partition, spec_id)) if partitioned else None
+        self.path = table.location_provider().new_data_location(data_file_name=name, partition_key=key)
         self._output = table.io.new_output(self.path)
         self._writer = self._model.create_writer(self._output, self._schema, props)
         self.rows = 0
