@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 from aws_lambda_powertools.utilities.parser import BaseModel, parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, LambdaFunctionUrlModel, S3Model
+from aws_lambda_powertools.utilities.parser.models import (
+    EventBridgeModel,
+    LambdaFunctionUrlModel,
+    S3Model,
+    SqsModel,
+)
 
 from lakehouse.config import Settings
 from lakehouse.invoke import function_spec, load_template
@@ -26,6 +31,7 @@ SAMPLE_EVENTS: dict[str, tuple[str, type[BaseModel]]] = {
     "IngestFunction": ("s3-put.json", S3Model),
     "QueryFunction": ("function-url-sql.json", LambdaFunctionUrlModel),
     "MaintenanceFunction": ("schedule.json", EventBridgeModel),
+    "TakeoutFunction": ("sqs-takeout-range.json", SqsModel),
 }
 EXTRA_EVENTS: dict[str, type[BaseModel]] = {"function-url-tables.json": LambdaFunctionUrlModel}
 

@@ -438,10 +438,11 @@ def range_message(source: SourceRef, start: int, end: int) -> dict[str, Any]:
 
 def enqueue_ranges(settings: Settings, source: SourceRef, ranges: list[tuple[int, int]]) -> int:
     """Send one message per member range to ``LAKE_TAKEOUT_QUEUE_URL``; returns how many."""
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    sqs = boto3.client("sqs", **settings.s3_client_kwargs())
+    from lakehouse.storage import sqs_client
+
+    sqs = sqs_client(settings)
     entries = [
         {"Id": str(i), "MessageBody": json.dumps(range_message(source, start, end))}
         for i, (start, end) in enumerate(ranges)
