@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     ingest_memory_limit: str = Field(
         "256MB", description="DuckDB memory limit of one ingest (unique values, upsert staging); spills."
     )
+    write_workers: int = Field(
+        1, ge=1, description="Threads writing an ingest's data files at once (memory grows with each)."
+    )
     pii_salt: str | None = Field(None, description="Key of PII hashing (`pii: hash`); required to hash.")
     metrics_namespace: str = Field("Lake", description="CloudWatch namespace of the quality metrics.")
     query_max_rows: int = Field(10_000, ge=1, description="Most rows a query returns.")
@@ -95,6 +98,9 @@ class Settings(BaseSettings):
     auth: Literal["none", "keys", "iam"] = Field(
         "none", description="Who authenticates API calls: none (local, in process), keys, iam (AWS)."
     )
+    s3_max_attempts: int = Field(10, ge=1, description="Attempts per object-store request (all clients).")
+    s3_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the object store.")
+    s3_read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for an object-store answer.")
     dlq_url: str | None = Field(None, description="SQS dead-letter queue of the ingest function (lake dlq).")
     api_key: str | None = Field(None, description="API key the CLI sends with --url requests.")
     query_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one query.")
@@ -136,7 +142,12 @@ class Settings(BaseSettings):
 
     def pyiceberg_io_properties(self) -> dict[str, str]:
         """FileIO properties pyiceberg uses to reach the object store."""
-        props = {"s3.region": self.region}
+        props = {
+            "s3.region": self.region,
+            "s3.connect-timeout": str(self.s3_connect_timeout),
+            "s3.request-timeout": str(self.s3_read_timeout),
+            "s3.retry-strategy-impl": "lakehouse.storage.LakeS3RetryStrategy",
+        }
         if self.s3_endpoint:
             props["s3.endpoint"] = self.s3_endpoint
         if self.access_key_id and self.secret_access_key:

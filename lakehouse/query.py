@@ -95,6 +95,9 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     for name in EXTENSIONS:
         con.execute(f"LOAD {literal(extension_path(name))}")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET http_retries = {settings.s3_max_attempts}")
+    con.execute("SET http_retry_wait_ms = 50")
+    con.execute(f"SET http_timeout = {int(settings.s3_read_timeout)}")
     parts = [f"TYPE s3, REGION {literal(settings.region)}, URL_STYLE 'path'"]
     if settings.s3_endpoint:
         url = urlparse(settings.s3_endpoint)

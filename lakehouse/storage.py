@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.config import Settings
+import pyarrow.fs
+
+from lakehouse.config import Settings, get_settings
 
 if TYPE_CHECKING:
     import s3fs
@@ -17,7 +19,12 @@ def s3_client(settings: Settings) -> Any:
 
     return boto3.client(
         "s3",
-        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, s3={"addressing_style": "path"}),
+        config=Config(
+            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+            connect_timeout=settings.s3_connect_timeout,
+            read_timeout=settings.s3_read_timeout,
+            s3={"addressing_style": "path"},
+        ),
         **settings.s3_client_kwargs(),
     )
 
@@ -29,7 +36,15 @@ def filesystem(settings: Settings) -> s3fs.S3FileSystem:
     client_kwargs: dict[str, Any] = {"region_name": settings.region}
     if settings.s3_endpoint:
         client_kwargs["endpoint_url"] = settings.s3_endpoint
-    kwargs: dict[str, Any] = {"client_kwargs": client_kwargs, "use_listings_cache": False}
+    kwargs: dict[str, Any] = {
+        "client_kwargs": client_kwargs,
+        "use_listings_cache": False,
+        "config_kwargs": {
+            "retries": {"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+            "connect_timeout": settings.s3_connect_timeout,
+            "read_timeout": settings.s3_read_timeout,
+        },
+    }
     if settings.access_key_id and settings.secret_access_key:
         kwargs["key"] = settings.access_key_id
         kwargs["secret"] = settings.secret_access_key
@@ -41,3 +56,10 @@ def sqs_client(settings: Settings) -> Any:
     import boto3
 
     return boto3.client("sqs", **settings.s3_client_kwargs())
+
+
+class LakeS3RetryStrategy(pyarrow.fs.AwsStandardS3RetryStrategy):  # type: ignore[misc]
+    """pyiceberg's Arrow S3 file IO retries as many times as the other clients (``LAKE_S3_MAX_ATTEMPTS``)."""
+
+    def __init__(self) -> None:
+        super().__init__(max_attempts=get_settings().s3_max_attempts)
