@@ -58,7 +58,7 @@ def sqs_client(settings: Settings) -> Any:
     return boto3.client("sqs", **settings.s3_client_kwargs())
 
 
-class LakeS3RetryStrategy(pyarrow.fs.AwsStandardS3RetryStrategy):  # type: ignore[misc]
+class LakeS3RetryStrategy(pyarrow.fs.AwsStandardS3RetryStrategy):
     """pyiceberg's Arrow S3 file IO retries as many times as the other clients (``LAKE_S3_MAX_ATTEMPTS``)."""
 
     def __init__(self) -> None:
