@@ -27,7 +27,7 @@ from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
 from lakehouse.evolution import evolve, extra_columns
 from lakehouse.readers import RAW, ROW, MalformedRow, detect_format, read_batches
 from lakehouse.storage import filesystem, s3_client
-from lakehouse.tables import SourceRef, StagedWrite, committed_snapshot, ensure_tables
+from lakehouse.tables import SourceRef, StagedWrite, committed_snapshot, ensure_tables, limit_write_workers
 from lakehouse.upsert import MergeWrite
 from lakehouse.validate import ERROR_TYPE, ERRORS, Validator
 
@@ -179,6 +179,7 @@ def ingest_object(
         )
 
     tally = _Tally()
+    limit_write_workers(settings.write_workers)
     tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
     fmt = detect_format(key)
     # Evolution needs every column of the file; otherwise read only the contract's.

@@ -40,8 +40,14 @@ def hash_expr(col: str, salt: str | None) -> str:
 
 
 def flag_expr(col: str, kind: str) -> str:
-    """TRUE where the value contains PII of ``kind``."""
-    return f"coalesce(regexp_matches({col}, {_lit(DETECTORS[kind])}), false)"
+    """TRUE where the value contains PII of ``kind``, once the kinds before it are cut out (a card
+    number is not also counted as a phone number)."""
+    text = col
+    for earlier, pattern in DETECTORS.items():
+        if earlier == kind:
+            break
+        text = f"regexp_replace({text}, {_lit(pattern)}, ' ', 'g')"
+    return f"coalesce(regexp_matches({text}, {_lit(DETECTORS[kind])}), false)"
 
 
 def redact_expr(col: str) -> str:

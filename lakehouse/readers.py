@@ -18,13 +18,16 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Literal
+from typing import IO, Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
 
 from lakehouse.errors import UnreadableFile, UnsupportedFormat
 
+# CSV values read as null. Not "NaN"/"nan" (pyarrow's default list has them): a NaN is a double,
+# and silently nulling it would hide it from the contract's rules.
+NULL_SPELLINGS = ["", "NULL", "null", "NA", "N/A", "n/a", "#N/A"]
 ROW = "__lake_row"
 RAW = "__lake_raw"
 Kind = Literal["csv", "ndjson", "json", "parquet"]
@@ -94,6 +97,8 @@ def read_batches(
         if fmt.kind == "parquet":
             yield from _parquet(f, columns, batch_rows)
             return
+        if not fmt.gzip:
+            f = _check_magic(f, fmt)
         stream: Any = gzip.GzipFile(fileobj=f, mode="rb") if fmt.gzip else f
         if fmt.kind == "csv":
             yield from _csv(stream, fmt.delimiter, batch_rows, malformed)
@@ -106,6 +111,25 @@ def read_batches(
                 yield from _ndjson(buffered, columns, batch_rows, malformed)
     except (pa.ArrowInvalid, OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
         raise UnreadableFile(f"cannot read the file as {fmt.kind}{' (gzip)' if fmt.gzip else ''}: {e}") from e
+
+
+MAGIC: dict[bytes, str] = {
+    b"\x1f\x8b": "gzip-compressed (name it .gz)",
+    b"PAR1": "a Parquet file",
+    b"PK\x03\x04": "a zip archive",
+    b"%PDF": "a PDF document",
+    b"\x89PNG": "a PNG image",
+}
+
+
+def _check_magic(f: IO[bytes], fmt: FileFormat) -> IO[bytes]:
+    """Refuse a text file whose first bytes say it is something else (a name that lies)."""
+    buffered = f if isinstance(f, io.BufferedReader) else io.BufferedReader(cast(Any, f), buffer_size=1 << 16)
+    head = buffered.peek(8)[:8]
+    for magic, what in MAGIC.items():
+        if head.startswith(magic):
+            raise UnreadableFile(f"the file is named .{fmt.kind} but its content is {what}")
+    return buffered
 
 
 def _with_rows(batch: pa.RecordBatch, rows: np.ndarray) -> pa.RecordBatch:
@@ -172,7 +196,9 @@ def _csv(
         read_options=pacsv.ReadOptions(block_size=4 << 20, use_threads=False),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
         convert_options=pacsv.ConvertOptions(
-            column_types={name: pa.string() for name in header}, strings_can_be_null=True
+            column_types={name: pa.string() for name in header},
+            strings_can_be_null=True,
+            null_values=NULL_SPELLINGS,
         ),
     )
     done = 0  # data rows yielded so far

@@ -136,6 +136,23 @@ def committed_snapshot(table: Table, source: SourceRef) -> int | None:
     return None
 
 
+def limit_write_workers(workers: int) -> None:
+    """Cap the threads pyiceberg writes data files with (its process-wide executor).
+
+    Every concurrent partition write holds a Parquet writer and an upload buffer: on a small
+    Lambda the peak memory of an ingest is mostly these, so the cap keeps it bounded.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyiceberg.utils.concurrent import ExecutorFactory
+
+    current = ExecutorFactory._instance
+    if isinstance(current, ThreadPoolExecutor) and current._max_workers == workers:
+        return
+    ExecutorFactory.get_or_create()  # records the pid
+    ExecutorFactory._instance = ThreadPoolExecutor(max_workers=workers)
+
+
 @dataclass
 class StagedWrite:
     """Data files written for one table, not yet visible until :meth:`commit`."""
