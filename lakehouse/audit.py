@@ -1,13 +1,16 @@
 """The audit trail: who did what, when, to what, how many rows, and how it ended.
 
-Every ingest, query, maintenance run and key change records a row; the rows of one invocation
-are committed together to the Iceberg table ``<namespace>.audit`` (partitioned by month) when
-the function finishes (:func:`flush`). Only admin keys can read it.
+Every ingest, query, maintenance run and key change records a row. The rows of one invocation
+are written together, when the function finishes, as one Parquet object in a spool
+(:func:`flush`); the maintenance job ``audit`` folds the spool into the Iceberg table
+``<namespace>.audit`` (partitioned by month). Queries of ``<namespace>.audit`` read the table
+and the spool not yet folded, so every row is visible at once. Only admin keys can read it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -19,8 +22,11 @@ from lakehouse.config import Settings
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
     from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
 
 AUDIT_TABLE = "audit"
+SPOOL_PREFIX = "_lake/audit-spool/"
+FOLDED = "lake.audit.folded"
 _pending: list[dict[str, Any]] = []
 _lock = threading.Lock()
 
@@ -75,37 +81,122 @@ def pending() -> int:
         return len(_pending)
 
 
-def flush(settings: Settings, catalog: Catalog | None = None) -> int:
-    """Commit the queued rows in one snapshot; returns how many were written."""
-    from pyiceberg.partitioning import PartitionField, PartitionSpec
-    from pyiceberg.transforms import MonthTransform
+def flush(settings: Settings) -> int:
+    """Write the queued rows as one Parquet object in the audit spool; returns how many.
 
-    from lakehouse.catalog import get_catalog
-    from lakehouse.tables import SourceRef, StagedWrite, create_table
+    One PUT, no catalog commit: concurrent functions never contend for the audit table. The
+    spool is folded into the Iceberg table by :func:`fold` (a maintenance job), and queries of
+    the audit table read the table plus the spool not yet folded.
+    """
+    import pyarrow.parquet as pq
+
+    from lakehouse.storage import filesystem
 
     with _lock:
         rows = list(_pending)
         _pending.clear()
     if not rows:
         return 0
-    catalog = catalog or get_catalog(settings)
-    schema = audit_schema()
+    name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+    data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
+    with filesystem(settings).open(f"{settings.warehouse_bucket}/{SPOOL_PREFIX}{name}", "wb") as f:
+        pq.write_table(data, f)
+    return len(rows)
+
+
+def spool_files(settings: Settings) -> list[str]:
+    """Keys of the spool objects, oldest first."""
+    from lakehouse.storage import s3_client
+
+    keys: list[str] = []
+    pages = (
+        s3_client(settings)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=settings.warehouse_bucket, Prefix=SPOOL_PREFIX)
+    )
+    for page in pages:
+        keys.extend(obj["Key"] for obj in page.get("Contents", []))
+    return sorted(keys)
+
+
+def folded_files(table: Table) -> set[str]:
+    """Spool objects that the audit table's snapshots already hold."""
+    done: set[str] = set()
+    for snap in table.metadata.snapshots:
+        listed = snap.summary.get(FOLDED) if snap.summary else None
+        if listed:
+            done.update(listed.split(","))
+    return done
+
+
+def audit_table(catalog: Catalog, settings: Settings) -> Table:
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import MonthTransform
+
+    from lakehouse.tables import create_table
+
     spec = PartitionSpec(
         PartitionField(source_id=1, field_id=1000, transform=MonthTransform(), name="ts_month")
     )
-    table = create_table(
+    return create_table(
         catalog,
         f"{settings.namespace}.{AUDIT_TABLE}",
-        schema,
+        audit_schema(),
         spec,
         {"format-version": "2", "write.parquet.compression-codec": "zstd"},
     )
-    staged = StagedWrite(table)
-    staged.write(pa.Table.from_pylist(rows, schema=schema.as_arrow()))
-    staged.commit(
-        SourceRef("audit", "audit", uuid.uuid4().hex), {"lake.audit.rows": str(len(rows))}, settings
-    )
-    return len(rows)
+
+
+def fold(settings: Settings, catalog: Catalog | None = None, limit: int = 500) -> dict[str, Any]:
+    """Move spooled rows into the audit table: one commit, then the spool objects go.
+
+    The commit lists the objects it folded, so a fold that dies before deleting them never
+    folds them twice.
+    """
+    import pyarrow.parquet as pq
+
+    from lakehouse.catalog import get_catalog
+    from lakehouse.storage import filesystem, s3_client
+    from lakehouse.tables import SourceRef, StagedWrite
+
+    catalog = catalog or get_catalog(settings)
+    table = audit_table(catalog, settings)
+    keys = spool_files(settings)
+    done = folded_files(table)
+    fresh = [k for k in keys if k.removeprefix(SPOOL_PREFIX) not in done][:limit]
+    rows = 0
+    if fresh:
+        fs = filesystem(settings)
+        data = pa.concat_tables(
+            [pq.read_table(f"{settings.warehouse_bucket}/{k}", filesystem=fs) for k in fresh]
+        )
+        staged = StagedWrite(table)
+        staged.write(data.cast(table.schema().as_arrow()))
+        names = [k.removeprefix(SPOOL_PREFIX) for k in fresh]
+        source = SourceRef("audit", "fold", hashlib.sha256(",".join(names).encode()).hexdigest())
+        staged.commit(source, {FOLDED: ",".join(names)}, settings)
+        rows = data.num_rows
+        table.refresh()
+        done = folded_files(table)
+    gone = [k for k in keys if k.removeprefix(SPOOL_PREFIX) in done]
+    s3 = s3_client(settings)
+    for start in range(0, len(gone), 1000):
+        s3.delete_objects(
+            Bucket=settings.warehouse_bucket,
+            Delete={"Objects": [{"Key": k} for k in gone[start : start + 1000]]},
+        )
+    return {
+        "table": f"{settings.namespace}.{AUDIT_TABLE}",
+        "rows_folded": rows,
+        "spool_objects_removed": len(gone),
+    }
+
+
+def fold_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
+    """The ``audit`` maintenance job."""
+    if getattr(options, "dry_run", False):
+        return []
+    return [fold(settings)]
 
 
 def flush_quietly(settings: Settings, logger: Any) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from lakehouse.audit import fold_job
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, contract_path, list_contracts, load_contract
@@ -120,8 +121,8 @@ def register_job(name: str, job: ExtraJob) -> None:
 
     A job gets the settings and the run's options and returns one JSON-able dict per item it
     kept (with ``bytes_freed`` where it frees storage). This is where Lance upkeep (fragment
-    compaction, cleanup of old dataset versions) plugs in once vectors land; nothing is
-    registered today.
+    compaction, cleanup of old dataset versions) plugs in once vectors land; the audit spool
+    fold (``audit``) is registered this way.
     """
     if name in JOBS:
         raise ValueError(f"{name!r} is a built-in maintenance job")
@@ -190,3 +191,6 @@ def run_maintenance(
         int(r.get("bytes_freed", 0) or 0) for results in report["jobs"].values() for r in results
     )
     return report
+
+
+register_job("audit", fold_job)  # fold the audit spool into the audit table

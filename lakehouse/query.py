@@ -165,6 +165,37 @@ def _bind(
     )
 
 
+def _bind_audit(con: duckdb.DuckDBPyConnection, settings: Settings, catalog: Catalog) -> int | None:
+    """``<namespace>.audit``: the audit table (current snapshot) plus the spool not yet folded."""
+    import pyarrow as pa
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from lakehouse.audit import AUDIT_TABLE, SPOOL_PREFIX, audit_schema, folded_files, spool_files
+
+    parts: list[str] = []
+    done: set[str] = set()
+    snapshot_id = None
+    try:
+        table = catalog.load_table(f"{settings.namespace}.{AUDIT_TABLE}")
+    except NoSuchTableError:
+        table = None
+    if table is not None and (snap := table.current_snapshot()) is not None:
+        snapshot_id = snap.snapshot_id
+        scan = f"iceberg_scan({literal(table.metadata_location)}, snapshot_from_id = {snapshot_id})"
+        parts.append(f"SELECT * FROM {scan}")
+        done = folded_files(table)
+    pending = [f"s3://{settings.warehouse_bucket}/{k}" for k in spool_files(settings)
+               if k.removeprefix(SPOOL_PREFIX) not in done]
+    if pending:
+        parts.append(f"SELECT * FROM read_parquet([{', '.join(literal(p) for p in pending)}])")
+    if not parts:
+        con.register("__empty_audit", pa.table(audit_schema().as_arrow().empty_table()))
+        parts.append("SELECT * FROM __empty_audit")
+    view = f"{ident(settings.namespace)}.{ident(AUDIT_TABLE)}"
+    con.execute(f"CREATE VIEW {view} AS {' UNION ALL BY NAME '.join(parts)}")
+    return snapshot_id
+
+
 def row_filter(settings: Settings, principal: Principal, name: str) -> str | None:
     """The rows of table ``name`` that ``principal`` may read (None: all), or Forbidden.
 
@@ -238,7 +269,9 @@ def run_sql(
     names = check_sql(sql, settings.namespace)
     filters = {name: row_filter(settings, principal, name) for name in names}
     catalog = catalog or get_catalog(settings)
-    tables = {name: load_table(catalog, settings, name) for name in names}
+    from lakehouse.audit import AUDIT_TABLE
+
+    tables = {name: load_table(catalog, settings, name) for name in names if name != AUDIT_TABLE}
     snapshots = _snapshots(settings, tables, as_of)
 
     con = connect(settings)
@@ -247,6 +280,8 @@ def run_sql(
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(settings.namespace)}")
         for name, table in tables.items():
             _bind(con, settings, name, table, snapshots[f"{settings.namespace}.{name}"], filters[name])
+        if AUDIT_TABLE in names:
+            snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = _bind_audit(con, settings, catalog)
         con.execute(f"SET search_path = {literal(settings.namespace)}")
         lock(con, settings)
         timer.start()

@@ -124,3 +124,23 @@ def test_keys_cli_creates_lists_and_revokes() -> None:
     listed = lake("keys", "list").stdout
     assert key_id in listed and "write" in listed and "acme" in listed and token not in listed
     assert f"revoked {key_id}" in lake("keys", "revoke", key_id).stdout
+
+
+def test_audit_rows_are_spooled_then_folded_and_counted_once(
+    serve_url: str, make_key: Callable[..., str], client: LakeClient
+) -> None:
+    from lakehouse.audit import fold, spool_files
+    from lakehouse.config import load_settings
+
+    settings = load_settings()
+    key = make_key("admin")
+    admin = LakeClient(serve_url, key=key)
+    for i in range(3):
+        assert admin.sql(f"SELECT {i}").status == 200
+    mine = f"SELECT count(*) FROM lake.audit WHERE principal = '{key.split('_')[1]}'"
+    assert client.sql(mine).body["rows"] == [[3]]  # spooled, not yet folded: visible already
+    assert spool_files(settings)
+    folded = fold(settings)
+    assert folded["rows_folded"] >= 3 and not spool_files(settings)
+    assert fold(settings)["rows_folded"] == 0  # nothing new since: a second fold adds nothing
+    assert client.sql(mine).body["rows"] == [[3]]  # folded: counted once
