@@ -101,6 +101,8 @@ class Settings(BaseSettings):
     s3_max_attempts: int = Field(10, ge=1, description="Attempts per object-store request (all clients).")
     s3_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the object store.")
     s3_read_timeout: float = Field(60.0, gt=0, description="Seconds to wait for an object-store answer.")
+    query_cache: bool = Field(True, description="Answer repeated queries on unchanged snapshots from cache.")
+    query_cache_entries: int = Field(1000, ge=1, description="Result cache entries kept on local disk.")
     dlq_url: str | None = Field(None, description="SQS dead-letter queue of the ingest function (lake dlq).")
     api_key: str | None = Field(None, description="API key the CLI sends with --url requests.")
     query_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one query.")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+from lakehouse import cache
 from lakehouse.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, list_tables, load_table
 from lakehouse.config import Settings
@@ -47,6 +48,7 @@ class QueryResult:
     truncated: bool = False
     elapsed_ms: float = 0.0
     plan: str | None = None
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -57,6 +59,7 @@ class QueryResult:
             "row_count": len(self.rows),
             "truncated": self.truncated,
             "elapsed_ms": self.elapsed_ms,
+            "cached": self.cached,
         }
         if self.plan is not None:
             body["plan"] = self.plan
@@ -273,6 +276,11 @@ def run_sql(
 
     tables = {name: load_table(catalog, settings, name) for name in names if name != AUDIT_TABLE}
     snapshots = _snapshots(settings, tables, as_of)
+    cacheable = settings.query_cache and not explain and AUDIT_TABLE not in names
+    key = cache.cache_key(sql, snapshots, filters, settings) if cacheable else ""
+    if cacheable and (hit := cache.get(settings, key)) is not None:
+        hit.update(cached=True, elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
+        return QueryResult(**{k: v for k, v in hit.items() if k != "row_count"})
 
     con = connect(settings)
     timer = threading.Timer(settings.query_timeout_seconds, con.interrupt)
@@ -309,7 +317,7 @@ def run_sql(
     columns = data.column_names
     pylists = [[_json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
     rows: list[list[Any]] = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
-    return QueryResult(
+    result = QueryResult(
         columns=columns,
         types=[str(t) for t in data.schema.types],
         rows=rows,
@@ -318,6 +326,9 @@ def run_sql(
         elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
         plan=plan,
     )
+    if cacheable:
+        cache.put(settings, key, result.to_dict())
+    return result
 
 
 def _snapshots(

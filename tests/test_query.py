@@ -209,3 +209,23 @@ def test_expensive_queries_are_bounded_in_time_rows_and_bytes(settings: Settings
     assert many.truncated and len(many.rows) == 100
     wide = run_sql(tight, "SELECT repeat('x', 10000) AS s FROM range(50)")
     assert wide.truncated and 0 < len(wide.rows) < 10
+
+
+def test_results_are_cached_until_a_commit_changes_the_snapshot(
+    settings: Settings, dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]], client: Any
+) -> None:
+    from lakehouse.cache import PREFIX
+    from lakehouse.storage import s3_client
+
+    name = dataset(SENSOR_CONTRACT)
+    upload(name, "a.csv", to_csv(month_rows(1)))
+    sql = f"SELECT count(*) FROM lake.{name}"
+    first, second = client.sql(sql).body, client.sql(sql).body
+    assert (first["cached"], second["cached"]) == (False, True)
+    assert second["rows"] == first["rows"] == [[3]] and second["snapshots"] == first["snapshots"]
+    listed = s3_client(settings).list_objects_v2(Bucket=settings.warehouse_bucket, Prefix=PREFIX)
+    assert listed["KeyCount"] >= 1  # shared with other instances through the warehouse
+    upload(name, "b.csv", to_csv(month_rows(2)))
+    third = client.sql(sql).body
+    assert third["cached"] is False and third["rows"] == [[9]] and third["snapshots"] != first["snapshots"]
+    assert client.sql(sql).body["cached"] is True
