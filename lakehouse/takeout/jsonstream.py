@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 from lakehouse.errors import UnparseableMember
@@ -61,12 +61,18 @@ class _Buffer:
         self.pos += 1
         return c
 
-    def value(self, decoder: json.JSONDecoder) -> Any:
+    def value(self, scan: Callable[[str, int], tuple[Any, int]]) -> Any:
         """Decode the next JSON value, reading more while it is cut off by the buffer's end."""
         self.peek()
         while True:
             try:
-                obj, end = decoder.raw_decode(self.text, self.pos)
+                obj, end = scan(self.text, self.pos)  # what raw_decode calls, minus a frame
+            except StopIteration as e:
+                if self.fill(len(self.text) - self.pos):
+                    continue
+                raise UnparseableMember(
+                    "parse", f"{self.member}: invalid or truncated JSON at character {e.value}"
+                ) from e
             except json.JSONDecodeError as e:
                 if self.fill(len(self.text) - self.pos):
                     continue
@@ -86,7 +92,8 @@ def iter_array(stream: IO[bytes], member: str, key: str | None = None) -> Iterat
         UnparseableMember: the member is not JSON of that shape (the message says where).
     """
     buf = _Buffer(stream, member)
-    decoder = json.JSONDecoder()
+    stdlib: Any = json.JSONDecoder()
+    decoder: Callable[[str, int], tuple[Any, int]] = stdlib.scan_once  # the C scanner raw_decode uses
     if key is not None:
         buf.expect("{", f"a JSON object with {key!r}")
         while True:

@@ -29,6 +29,9 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 LINEAGE = ("archive", "member")
+# Parsed records wait as Python dicts (~1 KiB each) until validated: at most this many per buffer
+# (one per worker's member, one pooled per product), whatever LAKE_BATCH_ROWS says.
+ROW_BUFFER = 32_768
 _ARROW_INPUT: dict[str, pa.DataType] = {
     "string": pa.string(),
     "int": pa.int64(),
@@ -95,6 +98,7 @@ class ProductSink:
         self.rejected: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.now = dt.datetime.now(dt.UTC)
+        self.limit = min(settings.batch_rows, ROW_BUFFER)
 
     def member(self, name: str) -> MemberRows:
         return MemberRows(self, name)
@@ -163,7 +167,7 @@ class ProductSink:
             self.accepted.update(rows.accepted)
             self.rejected.update(rows.rejected)
             self.shared.extend(rows.pending)
-            if len(self.shared.rows) + len(self.shared.malformed) >= self.settings.batch_rows:
+            if len(self.shared.rows) + len(self.shared.malformed) >= self.limit:
                 self._flush_shared()
 
     def _flush_shared(self) -> None:
@@ -201,7 +205,7 @@ class MemberRows:
             self.pending.members.append(self.name)
             self.pending.positions.append(self.records)
         self.records += 1
-        if len(self.pending.rows) + len(self.pending.malformed) >= self.sink.settings.batch_rows:
+        if len(self.pending.rows) + len(self.pending.malformed) >= self.sink.limit:
             accepted, rejected = self.sink.validate_and_write(self.pending, self.good, self.bad)
             self.accepted.update(accepted)
             self.rejected.update(rejected)
