@@ -12,6 +12,7 @@ import hashlib
 import tempfile
 from typing import IO, Any, Protocol
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehouse.config import Settings
@@ -19,6 +20,8 @@ from lakehouse.errors import StoreUnavailable
 
 SPOOL_IN_MEMORY = 8 << 20
 COPY_CHUNK = 1 << 20
+# Multipart uploads of large members: 8 MiB parts, 2 in flight (each worker uploads its own member).
+UPLOAD = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=2)
 
 
 class Readable(Protocol):
@@ -75,7 +78,11 @@ def put_blob(s3: Any, settings: Settings, data: IO[bytes], sha256: str) -> tuple
                 raise
         data.seek(0)
         s3.upload_fileobj(
-            _KeepOpen(data), settings.warehouse_bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}}
+            _KeepOpen(data),
+            settings.warehouse_bucket,
+            key,
+            ExtraArgs={"Metadata": {"sha256": sha256}},
+            Config=UPLOAD,
         )
     except (ClientError, BotoCoreError) as e:
         raise StoreUnavailable(f"could not store blob {uri}: {e}") from e
