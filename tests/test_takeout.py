@@ -289,9 +289,18 @@ def test_symlinks_are_quarantined(settings: Settings) -> None:
         hard = tarfile.TarInfo("Takeout/Keep/hard.json")
         hard.type, hard.linkname = tarfile.LNKTYPE, "Takeout/Keep/link.json"
         tar.addfile(hard)
+        evil = tarfile.TarInfo("../../Keep/evil.json")
+        evil.size = 2
+        tar.addfile(evil, io.BytesIO(b"{}"))
     rules = _rules(settings, buf.getvalue(), "x.tgz")
     assert rules["Takeout/Keep/link.json"]["rule"] == "symlink"
     assert rules["Takeout/Keep/hard.json"]["rule"] == "special"
+    assert rules["../../Keep/evil.json"]["rule"] == "path"
+    # A tgz is a stream: its total is counted as it goes, and past the limit nothing is committed.
+    key = put(settings, synth.to_tgz({f"Takeout/Keep/{i}.json": b"{}" * 1000 for i in range(5)}), "big.tgz")
+    small = settings.model_copy(update={"takeout_max_total_bytes": 5000})
+    with pytest.raises(ArchiveTooLarge, match="LAKE_TAKEOUT_MAX_TOTAL_BYTES"):
+        ingest_archive(small, settings.landing_bucket, key)
 
 
 def test_encrypted_members_are_quarantined(settings: Settings) -> None:
