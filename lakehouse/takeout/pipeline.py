@@ -336,6 +336,8 @@ def ingest_archive(
                     report.merge(_zip_range(settings, catalog, source, archive, chosen, start, end, progress))
         finally:
             archive.close()
+    if not report.ranges and not report.queued:  # an archive without files: nothing to do, nothing done
+        report.duplicate = False
     report.seconds = round(time.perf_counter() - started, 3)
     report.rows_per_second = round(report.rows / report.seconds, 1) if report.seconds and report.rows else 0.0
     return report
