@@ -10,7 +10,9 @@ stays small too), uploads it, and then measures in fresh interpreters:
 
 * **Lake**: ``lakehouse.ingest.ingest_object`` on the uploaded object (streamed over the S3
   HTTP endpoint, validated, written as data files per batch, one commit). Its peak RSS is
-  the phase process's own high-water mark (``VmHWM``).
+  the phase process's own high-water mark (``VmHWM``). The phase runs with the ingest
+  function's allocator environment (``template.yaml``: ``ARROW_DEFAULT_MEMORY_POOL=system``,
+  ``MALLOC_ARENA_MAX=2``, ``MALLOC_MMAP_THRESHOLD_=131072``).
 * **baseline**: a bare pyiceberg ``Table.append`` of the first one-million-row slice
   (``bench/ingest.py``'s baseline phase), the reference rows/s of the same machine and run.
 
@@ -48,6 +50,13 @@ from lakehouse import localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
 KEY = f"{DATASET}/large.csv"
+# The ingest function's allocator settings (template.yaml): Arrow on the system allocator, large
+# buffers unmapped when freed, two malloc arenas. They must be set before the process starts.
+ALLOCATOR_ENV = {
+    "ARROW_DEFAULT_MEMORY_POOL": "system",
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "131072",
+}
 CHUNK_ROWS = 1_000_000
 
 
@@ -98,11 +107,13 @@ def run_phase(args: argparse.Namespace) -> None:
 
 
 def spawn(phase: str, home: Path, csv: Path, out: Path) -> dict[str, Any]:
+    import os
     import subprocess
 
     cmd = [sys.executable, str(Path(__file__).resolve()), "--phase", phase, "--home", str(home)]
     cmd += ["--csv", str(csv), "--out", str(out)]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False)
+    env = {**os.environ, **ALLOCATOR_ENV} if phase == "lake" else None
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False, env=env)
     if proc.returncode != 0 or not out.exists():
         raise SystemExit(f"bench phase {phase!r} failed (exit code {proc.returncode})")
     result: dict[str, Any] = json.loads(out.read_text())
@@ -152,6 +163,7 @@ def run_bench(target_bytes: int, chunk_rows: int, rss_limit: float, workdir: str
         "lake_files_written": lake["files_written"],
         "rss_limit_mib": rss_limit,
         "rss_ok": lake["peak_rss_mib"] < rss_limit,
+        "lake_env": ALLOCATOR_ENV,
         "baseline_rows": base["rows"],
         "baseline_seconds": round(base["seconds"], 2),
         "baseline_rows_per_second": round(base_rps, 1),

@@ -96,6 +96,10 @@ def connect_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
     con.execute(f"SET temp_directory = '{spill}'")
+    # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by
+    # default: a Lambda-sized ingest gives it back at once.
+    con.execute("SET allocator_flush_threshold = '8MB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
     con.execute("SET enable_external_access = false")
     con.execute("SET lock_configuration = true")
     return con
