@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from lakehouse.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, load_table
 from lakehouse.config import Settings
-from lakehouse.errors import BadRequest
+from lakehouse.errors import BadRequest, TableNotFound
 from lakehouse.query import QueryResult, run_sql
 from lakehouse.validate import ident, literal
 
@@ -44,7 +44,7 @@ def table_info(settings: Settings, name: str, catalog: Catalog | None = None) ->
     """Columns and event-time column of a Lake table (``name`` or ``<namespace>.name``)."""
     bare = name.split(".", 1)[1] if name.startswith(f"{settings.namespace}.") else name
     if not _NAME.match(bare):
-        raise BadRequest(f"{name!r} is not a table name")
+        raise TableNotFound(f"no table {name!r}: table names are letters, digits and underscores")
     table = load_table(catalog or get_catalog(settings), settings, bare)
     schema: Schema = table.schema()
     columns = {f.name: str(f.field_type) for f in schema.fields}

@@ -75,7 +75,7 @@ def _error_responses(*codes: int) -> dict[int, Any]:
     return {c: {"description": text[c], "content": {"application/json": {"model": ErrorBody}}} for c in codes}
 
 
-COMMON = _error_responses(400, 401, 403, 503)
+COMMON = {200: {"description": "OK"}, **_error_responses(400, 401, 403, 503)}
 
 
 def _error(status: int, error: str, message: str | None) -> Response[str]:
@@ -147,9 +147,9 @@ app.use(middlewares=[_authenticate_and_audit])
 @app.post(
     "/sql",
     responses={
-        200: {"description": "Query result", "content": {"application/json": {"model": SqlResponse}}},
         **COMMON,
         **_error_responses(404),
+        200: {"description": "Query result", "content": {"application/json": {"model": SqlResponse}}},
     },
 )
 def post_sql(request: Annotated[SqlRequest, Body()]) -> dict[str, Any]:
@@ -204,8 +204,8 @@ def get_quarantine(
 @app.get("/timeseries/<table>", responses={**COMMON, **_error_responses(404)})
 def get_timeseries(
     table: str,
-    agg: Annotated[str, Query(description="avg, min, max, sum or count.")],
-    bucket: Annotated[str, Query(description="1m, 1h, 1d, 1w, 1mo or 1y.")],
+    agg: Annotated[str, Query(min_length=1, description="avg, min, max, sum or count.")],
+    bucket: Annotated[str, Query(min_length=1, description="1m, 1h, 1d, 1w, 1mo or 1y.")],
     column: Annotated[str | None, Query(description="Column to aggregate (count: optional).")] = None,
     from_: Annotated[str | None, Query(alias="from", description="ISO-8601 start (inclusive).")] = None,
     to: Annotated[str | None, Query(description="ISO-8601 end (exclusive).")] = None,
@@ -246,7 +246,7 @@ def live() -> dict[str, Any]:
     return {"live": True}
 
 
-@app.get("/health/ready", responses=_error_responses(503))
+@app.get("/health/ready", responses={200: {"description": "Ready"}, **_error_responses(503)})
 def ready() -> Response[str]:
     report = query.health(get_settings())
     return Response(
