@@ -167,6 +167,10 @@ class ProductSink:
             self.accepted.update(rows.accepted)
             self.rejected.update(rows.rejected)
             self.shared.extend(rows.pending)
+            # The member's own buffers now belong to the range: let go of them (the member's
+            # outcome lives until the commit; its rows must not).
+            rows.pending = Pending()
+            rows.good.files, rows.bad.files = [], []
             if len(self.shared.rows) + len(self.shared.malformed) >= self.limit:
                 self._flush_shared()
 
