@@ -15,7 +15,9 @@ Per-table overrides (table properties): ``lake.compaction.target-file-size-bytes
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -161,11 +163,19 @@ def _rewrite_bin(table: Table, part: PartitionPlan, files: list[DataFile]) -> Da
     return writer.close()
 
 
-def compact_partition(table: Table, part: PartitionPlan) -> tuple[int, list[DataFile]]:
+def compact_partition(
+    table: Table,
+    part: PartitionPlan,
+    commit_attempts: int = 1,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[int, list[DataFile]]:
     """Rewrite one partition and commit the replacement; returns (snapshot id, new files).
 
-    Raises pyiceberg's ``CommitFailedException`` or ``ValidationException`` when the commit
-    lost; the new files are deleted first (nothing references them).
+    The files are written once; the commit is tried up to ``commit_attempts`` times (each try
+    is pyiceberg's own rebase-and-retry loop) with jittered backoff, since appenders that
+    commit often can win every race of a short loop. Raises pyiceberg's
+    ``CommitFailedException`` (out of attempts) or ``ValidationException`` (a replaced file
+    was removed meanwhile); the new files are deleted first (nothing references them).
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
 
@@ -182,7 +192,15 @@ def compact_partition(table: Table, part: PartitionPlan) -> tuple[int, list[Data
             "lake.compaction.bytes-rewritten": str(sum(f.file_size_in_bytes for f in removed)),
             "lake.compaction.bytes-written": str(sum(f.file_size_in_bytes for f in written)),
         }
-        snapshot_id = commit_replace(table, removed, written, summary)
+        for attempt in range(commit_attempts):
+            try:
+                snapshot_id = commit_replace(table, removed, written, summary)
+                break
+            except CommitFailedException:
+                if attempt + 1 == commit_attempts:
+                    raise
+                sleep(min(5.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.5))
+                table.refresh()
     except (CommitFailedException, ValidationException):
         for data_file in written:
             table.io.delete(data_file.file_path)
@@ -218,7 +236,7 @@ def compact_table(
             if current is None:
                 break
             try:
-                snapshot_id, written = compact_partition(table, current)
+                snapshot_id, written = compact_partition(table, current, settings.commit_retries + 1)
             except ValidationException as e:
                 result.skipped.append(f"{current.path}: {e}")
                 result.partitions_skipped += 1

@@ -92,7 +92,7 @@ def _normalise(path: str) -> str:
 
 
 def list_table_files(settings: Settings, table: Table) -> list[StoredFile]:
-    """Every object under the table's location, listed from the store."""
+    """Every object under the table's location, listed from the store (directory markers aside)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     bucket, prefix = _split(table.location())
@@ -101,6 +101,8 @@ def list_table_files(settings: Settings, table: Table) -> list[StoredFile]:
         pages = s3_client(settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
         for page in pages:
             for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):  # a directory marker (pyarrow leaves them), not a file
+                    continue
                 found.append(StoredFile(f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"]))
     except (BotoCoreError, ClientError) as e:
         raise StoreUnavailable(f"cannot list {table.location()}: {e}") from e

@@ -4,7 +4,9 @@ retention that frees storage, rollback, time travel and the change feed."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.catalog import get_catalog
-from lakehouse.compaction import compact_table
+from lakehouse.compaction import CompactionOptions, compact_partition, compact_table, plan
 from lakehouse.config import Settings
 from lakehouse.contracts import load_contract
 from lakehouse.errors import ChangeFeedUnavailable, SnapshotExpired
@@ -114,40 +116,49 @@ def test_compaction_racing_four_appenders_loses_no_row(
     table = new_table(settings, dataset)
     for i in range(8):
         table.append(rows(table, i, 1))
-    per_thread, threads_n = 6, 4
-    errors: list[BaseException] = []
     name = ".".join(table.name())
+    parts = plan(table, CompactionOptions.for_table(table, settings))  # planned at snapshot 8
+    assert len(parts) == 1
+    started = threading.Barrier(5)
+    committed: list[str] = []  # the rows whose append commits returned
+    errors: list[BaseException] = []
 
     def appender(worker: int) -> None:
         try:
             own = get_catalog(settings).load_table(name)
-            for j in range(per_thread):
+            for j in range(6):
                 start = 1000 + worker * 100 + j
                 staged = StagedWrite(own)
                 staged.write(rows(own, start, 1))
                 staged.commit(SourceRef("race", f"w{worker}/{j}", "v1"), {}, settings)
+                committed.append(f"r{start:05d}")
+                if j == 0:
+                    started.wait()  # every worker has committed once: the plan is stale
+                time.sleep(random.uniform(0.02, 0.15))  # uploads arrive, not back to back
         except BaseException as e:  # noqa: BLE001 - reported by the test
             errors.append(e)
+            started.abort()
 
-    workers = [threading.Thread(target=appender, args=(w,)) for w in range(threads_n)]
+    workers = [threading.Thread(target=appender, args=(w,)) for w in range(4)]
     for w in workers:
         w.start()
-    compacted = 0
-    compactor = get_catalog(settings).load_table(name)
-    while any(w.is_alive() for w in workers) or compacted == 0:
-        compactor.refresh()
-        compacted += compact_table(compactor, settings).partitions_compacted
+    started.wait()
+    # Written and committed while the workers keep appending: the commit must rebase.
+    snapshot_id, written = compact_partition(table, parts[0], settings.commit_retries + 1)
     for w in workers:
         w.join()
     assert not errors, errors
-    assert compacted >= 1
     table.refresh()
+    compaction = table.snapshot_by_id(snapshot_id)
+    parent = table.snapshot_by_id(compaction.parent_snapshot_id)
+    assert parent.summary["lake.source.uri"].startswith("s3://race/")  # rebased onto a worker's append
     got = [r["sensor_id"] for r in read_all(table)]
-    expected = sorted(
-        [f"r{i:05d}" for i in range(8)]
-        + [f"r{1000 + w * 100 + j:05d}" for w in range(threads_n) for j in range(per_thread)]
-    )
-    assert got == expected
+    assert got == sorted([f"r{i:05d}" for i in range(8)] + committed)  # every committed row, once
+    assert len(committed) == 24
+    after = compact_table(table, settings)  # the next run folds the workers' files in too
+    assert after.partitions_compacted == 1
+    table.refresh()
+    assert [r["sensor_id"] for r in read_all(table)] == got and len(data_files(table)) == 1
 
 
 def test_orphan_cleanup_removes_a_planted_stray_file_and_nothing_else(
@@ -289,3 +300,30 @@ def test_rollback_time_travel_and_the_change_feed(
         rollback(settings, name, at)
     gone = http_client.changes(short, first)
     assert gone.status == 400 and gone.body["error"] == "SnapshotExpired"
+
+
+def test_a_compaction_whose_files_were_removed_meanwhile_commits_nothing_and_cleans_up(
+    settings: Settings, dataset: Callable[[str], str]
+) -> None:
+    from pyiceberg.exceptions import ValidationException
+
+    settings = services_settings(settings)
+    table = new_table(settings, dataset)
+    for i in range(6):
+        table.append(rows(table, i, 1))
+    name = ".".join(table.name())
+    parts = plan(table, CompactionOptions.for_table(table, settings))
+    assert len(parts) == 1 and len(parts[0].files) == 6
+    other = get_catalog(settings).load_table(name)  # a concurrent retention-style delete
+    other.delete(delete_filter="sensor_id = 'r00003'")
+    before = stored(settings, table)
+    with pytest.raises(ValidationException):
+        compact_partition(table, parts[0])
+    table.refresh()
+    assert stored(settings, table) - before <= {
+        p for p in stored(settings, table) if p.endswith(".metadata.json")
+    }  # the rewritten file was deleted again
+    assert table.current_snapshot().summary.operation.value == "delete"
+    assert [r["sensor_id"] for r in read_all(table)] == [f"r{i:05d}" for i in (0, 1, 2, 4, 5)]
+    result = compact_table(table, settings)  # the next run plans afresh
+    assert (result.partitions_compacted, result.files_before) == (1, 5)
