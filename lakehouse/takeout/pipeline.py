@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from pyiceberg.table import Table
 
 MEMBERS_TABLE = "takeout_members"
+REPORTED_QUARANTINE = 100  # quarantined members listed in a report (all are in takeout_members)
 PREFIX = "takeout/"
 
 Progress = Callable[[dict[str, Any]], None]
@@ -251,7 +252,8 @@ class _Range:
                 report.members_parsed += 1
             elif row["status"] == "quarantined":
                 report.members_quarantined += 1
-                report.quarantined_members.append(
+                if len(report.quarantined_members) < REPORTED_QUARANTINE:
+                    report.quarantined_members.append(
                     {"member": row["member"], "rule": row["rule"], "reason": row["reason"]}
                 )
             else:
