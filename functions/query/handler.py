@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from lakehouse import audit, geo, history, quarantine, query, timeseries
 from lakehouse.auth import LOCAL, Principal, authenticate
 from lakehouse.config import get_settings
-from lakehouse.errors import LakeError
+from lakehouse.errors import LakeError, StoreUnavailable
 from lakehouse.logs import function_logger, function_metrics, function_tracer
 
 logger = function_logger("lake-query")
@@ -234,7 +234,16 @@ def get_geo(
 ) -> dict[str, Any]:
     app.append_context(target=table)
     result = geo.geo_query(
-        get_settings(), table, bbox, near, radius_m, from_, to, lat_column, lon_column, explain,
+        get_settings(),
+        table,
+        bbox,
+        near,
+        radius_m,
+        from_,
+        to,
+        lat_column,
+        lon_column,
+        explain,
         principal=principal(),
     )
     app.append_context(rows=len(result.rows))
@@ -247,16 +256,15 @@ def live() -> dict[str, Any]:
 
 
 @app.get("/health/ready", responses={200: {"description": "Ready"}, **_error_responses(503)})
-def ready() -> Response[str]:
+def ready() -> dict[str, Any]:
     report = query.health(get_settings())
-    return Response(
-        status_code=200 if report["ready"] else 503,
-        content_type=content_types.APPLICATION_JSON,
-        body=json.dumps(report),
-    )
+    if not report["ready"]:
+        failing = {name: check.get("error") for name, check in report["checks"].items() if not check["ok"]}
+        raise StoreUnavailable(f"not ready: {json.dumps(failing)}")
+    return report
 
 
-@app.get("/openapi.json")
+@app.get("/openapi.json", include_in_schema=False)
 def openapi() -> Response[str]:
     return Response(
         status_code=200, content_type=content_types.APPLICATION_JSON, body=app.get_openapi_json_schema()
