@@ -450,7 +450,8 @@ def health(settings: Settings) -> dict[str, Any]:
     """Readiness: the catalog answers and the warehouse bucket is reachable, within seconds."""
     from lakehouse.storage import s3_client
 
-    settings = settings.model_copy(update={"s3_max_attempts": 1, "s3_connect_timeout": 2.0, "s3_read_timeout": 5.0})
+    quick = {"s3_max_attempts": 1, "s3_connect_timeout": 2.0, "s3_read_timeout": 5.0}
+    settings = settings.model_copy(update=quick)
     checks: dict[str, Any] = {}
     try:
         catalog = get_catalog(settings)

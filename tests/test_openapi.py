@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from lakehouse.client import LakeClient
 
