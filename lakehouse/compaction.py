@@ -86,6 +86,7 @@ class CompactionResult:
     snapshot_ids: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    dry_run: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,7 +210,11 @@ def compact_partition(
 
 
 def compact_table(
-    table: Table, settings: Settings, deadline: float | None = None, attempts: int = 2
+    table: Table,
+    settings: Settings,
+    deadline: float | None = None,
+    attempts: int = 2,
+    dry_run: bool = False,
 ) -> CompactionResult:
     """Compact every partition of ``table`` that needs it.
 
@@ -220,12 +225,23 @@ def compact_table(
             remaining time).
         attempts: tries per partition when a concurrent writer wins the commit race; then the
             partition is skipped until the next run.
+        dry_run: only plan: the partitions and files that would be rewritten.
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
 
     started = time.perf_counter()
     result = CompactionResult(table=".".join(table.name()))
     options = CompactionOptions.for_table(table, settings)
+    if dry_run:
+        plans = plan(table, options)
+        result.dry_run = True
+        result.partitions_compacted = len(plans)
+        result.files_before = sum(len(p.files) for p in plans)
+        result.files_after = sum(len(p.bins) for p in plans)
+        result.bytes_rewritten = sum(f.file_size_in_bytes for p in plans for f in p.files)
+        result.rows_rewritten = sum(f.record_count for p in plans for f in p.files)
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
     for part in plan(table, options):
         if deadline is not None and time.monotonic() > deadline:
             result.skipped.append(f"{part.path or '(unpartitioned)'}: out of time")

@@ -172,8 +172,8 @@ def run_maintenance(
             for name in names:
                 table = load_table(catalog, settings, name)
                 if job == "compact":
-                    if not options.dry_run:
-                        results.append(compact_table(table, settings, options.deadline).to_dict())
+                    compacted = compact_table(table, settings, options.deadline, dry_run=options.dry_run)
+                    results.append(compacted.to_dict())
                 elif job == "expire":
                     results.append(
                         expire_snapshots(

@@ -120,7 +120,13 @@ def test_maintain_snapshots_changes_and_rollback_commands(
 
     monkeypatch.setenv("LAKE_COMPACTION_MIN_FILES", "5")
     dry = json.loads(lake("maintain", "--compact", "--dry-run", "--table", qualified, "--json").stdout)
-    assert dry["dry_run"] is True and dry["jobs"] == {"compact": []}
+    planned = dry["jobs"]["compact"][0]
+    assert dry["dry_run"] is True and planned["dry_run"] is True
+    assert (planned["partitions_compacted"], planned["files_before"], planned["files_after"]) == (1, 6, 1)
+    assert (
+        planned["snapshot_ids"] == []
+        and len(json.loads(lake("snapshots", name, "--json").stdout)["snapshots"]) == 6
+    )
     report = json.loads(lake("maintain", "--compact", "--table", qualified, "--json").stdout)
     compacted = report["jobs"]["compact"][0]
     assert (compacted["files_before"], compacted["files_after"]) == (6, 1)
