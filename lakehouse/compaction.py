@@ -34,6 +34,7 @@ FRACTION_PROPERTY = "lake.compaction.small-file-fraction"
 OPERATION = "lake.operation"
 ROW_GROUP_ROWS = 131_072
 ROW_GROUP_BYTES = 64 * 2**20
+READ_AHEAD_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,9 @@ def _rewrite_bin(table: Table, part: PartitionPlan, files: list[DataFile]) -> Da
     writer = DataFileWriter(table, part.partition, part.spec_id)
     buffered: list[pa.RecordBatch] = []
     rows = nbytes = 0
-    for batch in read_files(table, files):
+    # Read a few files ahead, but never more than ~READ_AHEAD_BYTES of compressed input at once.
+    prefetch = max(1, min(4, READ_AHEAD_BYTES // max(f.file_size_in_bytes for f in files)))
+    for batch in read_files(table, files, prefetch=prefetch):
         buffered.append(batch)
         rows += batch.num_rows
         nbytes += batch.nbytes
