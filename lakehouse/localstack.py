@@ -78,8 +78,14 @@ def status(settings: Settings) -> dict[str, Any]:
     return {**state, "running": _endpoint_ok(state["endpoint"])}
 
 
-def up(settings: Settings, port: int = 0, timeout: float = 60.0) -> dict[str, Any]:
-    """Start the stack, or return the running one unchanged."""
+def up(
+    settings: Settings, port: int = 0, timeout: float = 60.0, owner_pid: int | None = None
+) -> dict[str, Any]:
+    """Start the stack, or return the running one unchanged.
+
+    With ``owner_pid`` (test sessions) the stack stops by itself when that process is gone, so
+    an interrupted run leaves no server behind.
+    """
     home = settings.home.resolve()
     existing = read_state(home)
     if existing is not None:
@@ -107,7 +113,7 @@ def up(settings: Settings, port: int = 0, timeout: float = 60.0) -> dict[str, An
         settings.warehouse_bucket,
         "--region",
         settings.region,
-    ]
+    ] + (["--owner-pid", str(owner_pid)] if owner_pid else [])
     log = open(home / "stack.log", "ab")  # noqa: SIM115 - handed to the child process
     proc = subprocess.Popen(
         cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
@@ -174,7 +180,10 @@ def _create_dlq(endpoint: str, region: str) -> str | None:
     import boto3
 
     sqs = boto3.client(
-        "sqs", endpoint_url=endpoint, region_name=region, aws_access_key_id=ACCESS_KEY,
+        "sqs",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=ACCESS_KEY,
         aws_secret_access_key=SECRET_KEY,
     )
     try:
@@ -233,7 +242,7 @@ def _serve(args: argparse.Namespace) -> None:
     tmp = home / (STACK_FILE + ".tmp")
     tmp.write_text(json.dumps(state, indent=2))
     tmp.replace(home / STACK_FILE)
-    while not stop["now"]:
+    while not stop["now"] and (args.owner_pid is None or _alive(args.owner_pid)):
         time.sleep(0.2)
     if child is not None:
         child.terminate()
@@ -251,6 +260,7 @@ def main() -> None:
     parser.add_argument("--landing", required=True)
     parser.add_argument("--warehouse", required=True)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--owner-pid", type=int, help="stop when this process is gone")
     _serve(parser.parse_args())
 
 

@@ -59,7 +59,7 @@ def lake_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def stack(lake_env: Path) -> Iterator[dict[str, Any]]:
     """The local stack, started once for the session with `lake up`'s code and stopped after."""
-    state = localstack.up(load_settings())
+    state = localstack.up(load_settings(), owner_pid=os.getpid())
     get_settings.cache_clear()
     yield state
     localstack.down(load_settings())
