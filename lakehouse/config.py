@@ -51,7 +51,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="Extra pyiceberg catalog properties, as a JSON object."
     )
     batch_rows: int = Field(131_072, ge=1, description="Rows per record batch read from an upload.")
-    commit_retries: int = Field(6, ge=0, description="Outer retries of a conflicting Iceberg commit.")
+    commit_retries: int = Field(
+        40, ge=0, description="Outer retries of a conflicting Iceberg commit (jittered, at most 2 s apart)."
+    )
     ingest_memory_limit: str = Field(
         "256MB", description="DuckDB memory limit of one ingest (unique values, upsert staging); spills."
     )

@@ -34,6 +34,11 @@ SOURCE_URI = "lake.source.uri"
 SOURCE_VERSION = "lake.source.version"
 
 
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped at 2 s, jittered."""
+    return min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5)
+
+
 @dataclass(frozen=True)
 class SourceRef:
     """The identity of an uploaded object: the idempotency key of its commits."""
@@ -212,7 +217,7 @@ class StagedWrite:
                         f"{self.table.name()}: commit of {source.uri} lost to concurrent writers "
                         f"{attempt + 1} times"
                     ) from e
-                sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
+                sleep(backoff(attempt))
                 continue
             snapshot = self.table.current_snapshot()
             assert snapshot is not None
