@@ -18,7 +18,14 @@ from lakehouse.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, load_table
 from lakehouse.compaction import OPERATION
 from lakehouse.config import Settings
-from lakehouse.errors import BadRequest, ChangeFeedUnavailable, Forbidden, SnapshotExpired, SnapshotNotFound
+from lakehouse.errors import (
+    BadRequest,
+    ChangeFeedUnavailable,
+    CommitConflict,
+    Forbidden,
+    SnapshotExpired,
+    SnapshotNotFound,
+)
 from lakehouse.gc import EXPIRED_IDS_PROPERTY, EXPIRED_THROUGH_PROPERTY
 
 if TYPE_CHECKING:
@@ -146,11 +153,16 @@ def rollback(
     settings: Settings, name: str, target: int | str, catalog: Catalog | None = None
 ) -> dict[str, Any]:
     """Make ``target`` (a snapshot id or a time) the table's current snapshot again."""
+    from pyiceberg.exceptions import CommitFailedException
+
     table = load_table(catalog or get_catalog(settings), settings, name)
     before = table.current_snapshot()
     snapshot_id = resolve(table, target)
     if before is None or before.snapshot_id != snapshot_id:
-        table.manage_snapshots().set_current_snapshot(snapshot_id=snapshot_id).commit()
+        try:
+            table.manage_snapshots().set_current_snapshot(snapshot_id=snapshot_id).commit()
+        except CommitFailedException as e:  # a writer committed since the table was loaded
+            raise CommitConflict(f"{_name(table)}: a concurrent commit won; run the rollback again") from e
     table.refresh()
     after = table.current_snapshot()
     summary = after.summary if after and after.summary else {}
