@@ -1,7 +1,7 @@
 """Maintenance function, run on schedules: the event says which jobs run.
 
 The hourly schedule sends ``{"jobs": ["compact"]}``, the daily one
-``{"jobs": ["retention", "expire", "orphans"]}``; an event without ``jobs`` (the plain
+``{"jobs": ["retention", "expire", "orphans", "audit"]}``; an event without ``jobs`` (the plain
 EventBridge scheduled event) runs them all. ``"dry_run": true`` reports without changing anything.
 """
 
@@ -13,9 +13,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from lakehouse import audit
 from lakehouse.config import get_settings
 from lakehouse.logs import function_logger
-from lakehouse.maintenance import JOBS, MaintenanceOptions, run_maintenance
+from lakehouse.maintenance import MaintenanceOptions, registered_jobs, run_maintenance
 
 logger = function_logger("lake-maintenance")
 MARGIN_SECONDS = 120.0  # no partition is started this close to the function's timeout
@@ -26,7 +27,7 @@ class MaintenanceEvent(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    jobs: list[str] = Field(default_factory=lambda: list(JOBS))
+    jobs: list[str] = Field(default_factory=lambda: list(registered_jobs()))
     dry_run: bool = False
 
 
@@ -39,6 +40,17 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         dry_run=request.dry_run,
         deadline=time.monotonic() + max(0.0, remaining - MARGIN_SECONDS),
     )
-    report = run_maintenance(get_settings(), options)
+    settings = get_settings()
+    outcome = "error"
+    try:
+        report = run_maintenance(settings, options)
+        outcome = "ok"
+    except Exception as e:
+        outcome = type(e).__name__
+        raise
+    finally:
+        jobs = ",".join(request.jobs)
+        audit.record("schedule", "maintenance", outcome, detail=jobs, request_id=context.aws_request_id)
+        audit.flush_quietly(settings, logger)
     logger.info("maintenance done", extra={"jobs": request.jobs, "bytes_freed": report["bytes_freed"]})
     return report
