@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 INCOMING = "__lake_incoming"
 WINNERS = "__lake_winners"
 MATCHED = "__lake_matched"
+REPLACED = "__lake_replaced"
 
 
 @dataclass
@@ -168,6 +169,13 @@ class MergeWrite:
             if n:
                 affected.append(task)
         total = self.con.execute(f"SELECT count(*) FROM {MATCHED}").fetchone()[0]  # type: ignore[index]
+        # The existing rows an incoming winner replaces: small (the updates), so every rewritten
+        # batch is joined against it rather than against all the winners.
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT {', '.join('m.' + ident(k) for k in keys)} "
+            f"FROM {MATCHED} m JOIN {WINNERS} w ON {self._on('m', 'w')} "
+            f"WHERE w.{ident(et)} >= m.__lake_old_et"
+        )
         return affected, int(total)
 
     def _rewrite(self, affected: list[FileScanTask], staged: StagedWrite, target: pa.Schema) -> None:
@@ -177,15 +185,14 @@ class MergeWrite:
 
         from lakehouse.validate import _conform
 
-        et = ident(self.contract.event_time)
         scan = ArrowScan(self.table.metadata, self.table.io, self.table.schema(), AlwaysTrue())
         for task in affected:
             for batch in scan.to_record_batches([task]):
                 self.con.register("__lake_old", batch)
                 try:
                     kept = self.con.execute(
-                        f"SELECT o.* FROM __lake_old o WHERE NOT EXISTS (SELECT 1 FROM {WINNERS} w "
-                        f"WHERE {self._on('o', 'w')} AND w.{et} >= o.{et})"
+                        f"SELECT o.* FROM __lake_old o WHERE NOT EXISTS (SELECT 1 FROM {REPLACED} r "
+                        f"WHERE {self._on('o', 'r')})"
                     ).to_arrow_table()
                 finally:
                     self.con.unregister("__lake_old")
