@@ -139,7 +139,12 @@ def run_bench(files: int, rows_per_file: int, repeat: int) -> dict[str, Any]:
         localstack.up(stack_settings)
         try:
             settings = bench_settings(stack_settings.home).model_copy(
-                update={"compaction_target_bytes": 128 * 2**20, "compaction_min_files": 2}
+                # No result cache: every query run reads the table.
+                update={
+                    "compaction_target_bytes": 128 * 2**20,
+                    "compaction_min_files": 2,
+                    "query_cache": False,
+                }
             )
             table = small_files(settings, files, rows_per_file)
             tasks = list(table.scan().plan_files())
