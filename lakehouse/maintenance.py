@@ -22,6 +22,7 @@ from lakehouse.audit import fold_job
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, contract_path, list_contracts, load_contract
+from lakehouse.errors import LakeError
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -143,9 +144,9 @@ def run_maintenance(
         BadRequest: an unknown job name.
     """
     from lakehouse.catalog import list_tables, load_table
-    from lakehouse.compaction import compact_table
-    from lakehouse.errors import BadRequest
-    from lakehouse.gc import expire_snapshots, remove_orphans
+    from lakehouse.compaction import CompactionResult, compact_table
+    from lakehouse.errors import BadRequest, StoreUnavailable
+    from lakehouse.gc import ExpiryResult, OrphanResult, expire_snapshots, remove_orphans
     from lakehouse.tables import QUARANTINE_SUFFIX
 
     options = options or MaintenanceOptions()
@@ -170,27 +171,35 @@ def run_maintenance(
         elif job in ("compact", "expire", "orphans"):
             results = []
             for name in names:
-                table = load_table(catalog, settings, name)
-                if job == "compact":
-                    compacted = compact_table(table, settings, options.deadline, dry_run=options.dry_run)
-                    results.append(compacted.to_dict())
-                elif job == "expire":
-                    results.append(
-                        expire_snapshots(
+                # One table's failure is reported and the others still get their upkeep.
+                try:
+                    table = load_table(catalog, settings, name)
+                    done: CompactionResult | ExpiryResult | OrphanResult
+                    if job == "compact":
+                        done = compact_table(table, settings, options.deadline, dry_run=options.dry_run)
+                    elif job == "expire":
+                        done = expire_snapshots(
                             settings, table, now, options.snapshot_retention, dry_run=options.dry_run
-                        ).to_dict()
-                    )
-                else:
-                    results.append(
-                        remove_orphans(settings, table, now, options.orphan_age, options.dry_run).to_dict()
-                    )
+                        )
+                    else:
+                        done = remove_orphans(settings, table, now, options.orphan_age, options.dry_run)
+                    results.append(done.to_dict())
+                except LakeError as e:
+                    results.append(_failure(name, e))
+                except OSError as e:  # the store, reached through pyarrow or s3fs
+                    results.append(_failure(name, StoreUnavailable(f"{name}: {e}")))
         else:
             results = _EXTRA_JOBS[job](settings, options)
         report["jobs"][job] = results
     report["bytes_freed"] = sum(
         int(r.get("bytes_freed", 0) or 0) for results in report["jobs"].values() for r in results
     )
+    report["failures"] = sum(1 for results in report["jobs"].values() for r in results if "error" in r)
     return report
+
+
+def _failure(table: str, error: LakeError) -> dict[str, Any]:
+    return {"table": table, "error": type(error).__name__, "message": str(error), "terminal": error.terminal}
 
 
 register_job("audit", fold_job)  # fold the audit spool into the audit table

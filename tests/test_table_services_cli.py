@@ -158,3 +158,19 @@ def test_the_maintenance_function_runs_the_jobs_its_schedule_sends(
     mine = [r for r in report["jobs"]["orphans"] if r["table"] == f"lake.{name}"]
     assert mine and mine[0]["files_deleted"] == 0
     assert dt.datetime.fromisoformat(report["started"]).tzinfo is not None
+
+
+@pytest.mark.integration
+def test_one_failing_table_does_not_stop_the_others(
+    settings: Settings, dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]]
+) -> None:
+    name = dataset(SENSOR_CONTRACT)
+    upload(name, "a.csv", to_csv(month_rows(1)))
+    options = MaintenanceOptions(
+        jobs=("orphans",), tables=("lake.no_such_table", f"lake.{name}"), dry_run=True
+    )
+    report = run_maintenance(settings, options)
+    missing, present = report["jobs"]["orphans"]
+    assert (missing["error"], missing["terminal"]) == ("TableNotFound", True)
+    assert present["table"] == f"lake.{name}" and "error" not in present
+    assert report["failures"] == 1
