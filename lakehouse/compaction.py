@@ -172,6 +172,7 @@ def compact_partition(
     part: PartitionPlan,
     commit_attempts: int = 1,
     sleep: Callable[[float], None] = time.sleep,
+    deadline: float | None = None,
 ) -> tuple[int, list[DataFile]]:
     """Rewrite one partition and commit the replacement; returns (snapshot id, new files).
 
@@ -201,9 +202,10 @@ def compact_partition(
                 snapshot_id = commit_replace(table, removed, written, summary)
                 break
             except CommitFailedException:
-                if attempt + 1 == commit_attempts:
+                out_of_time = deadline is not None and time.monotonic() > deadline
+                if attempt + 1 == commit_attempts or out_of_time:
                     raise
-                sleep(min(5.0, 0.2 * 2**attempt) * random.uniform(0.5, 1.5))
+                sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
                 table.refresh()
     except (CommitFailedException, ValidationException):
         for data_file in written:
@@ -255,7 +257,9 @@ def compact_table(
             if current is None:
                 break
             try:
-                snapshot_id, written = compact_partition(table, current, settings.commit_retries + 1)
+                snapshot_id, written = compact_partition(
+                    table, current, settings.commit_retries + 1, deadline=deadline
+                )
             except ValidationException as e:
                 result.skipped.append(f"{current.path}: {e}")
                 result.partitions_skipped += 1
