@@ -178,9 +178,10 @@ def compact_partition(
 
     The files are written once; the commit is tried up to ``commit_attempts`` times (each try
     is pyiceberg's own rebase-and-retry loop) with jittered backoff, since appenders that
-    commit often can win every race of a short loop. Raises pyiceberg's
-    ``CommitFailedException`` (out of attempts) or ``ValidationException`` (a replaced file
-    was removed meanwhile); the new files are deleted first (nothing references them).
+    commit often can win every race of a short loop; no try starts after ``deadline`` (a
+    ``time.monotonic()`` value). Raises pyiceberg's ``CommitFailedException`` (out of attempts
+    or time) or ``ValidationException`` (a replaced file was removed meanwhile); the new files
+    are deleted first (nothing references them).
     """
     from pyiceberg.exceptions import CommitFailedException, ValidationException
 
