@@ -188,7 +188,7 @@ def _semantic(rng: random.Random, t: int) -> str:
     )
 
 
-def _members(json_bytes: int) -> Iterator[tuple[str, str, str | None, Any]]:
+def _members(json_bytes: int, months: int) -> Iterator[tuple[str, str, str | None, Any]]:
     """(path, table, wrapper key or None, record maker) of every JSON array member."""
     yield (
         "Takeout/Location History/Records.json",
@@ -216,13 +216,13 @@ def _members(json_bytes: int) -> Iterator[tuple[str, str, str | None, Any]]:
         None,
         (_youtube, int(json_bytes * SHARES["youtube"])),
     )
-    for month in range(24):
+    for month in range(months):
         name = f"{2020 + month // 12}/{2020 + month // 12}_{month % 12 + 1:02d}.json"
         yield (
             f"Takeout/Location History/Semantic Location History/{name}",
             "takeout_places",
             "timelineObjects",
-            (_semantic, int(json_bytes * SHARES["semantic"] / 24)),
+            (_semantic, int(json_bytes * SHARES["semantic"] / months)),
         )
 
 
@@ -233,9 +233,12 @@ def generate_archive(path: Path, size_mb: int, seed: int = SEED) -> dict[str, An
     # Photos (stored, incompressible) fill 3/4 of the archive, JSON (deflates ~5x) the rest.
     json_bytes, photo_bytes = int(target * 0.25 * 5.0), target * 3 // 4
     counts: Counter[str] = Counter()
+    # Three years of history; a tiny archive (the test suite's run) spans a few months only.
+    months = 36 if size_mb >= 18 else max(3, 2 * size_mb)
+    span = months * SPAN // 36
     largest = 0
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-        for member, table, key, (make, size) in _members(json_bytes):
+        for member, table, key, (make, size) in _members(json_bytes, min(24, months)):
             written = 0
             # Takeout members run in time order: records step through the span as the member grows.
             expected = max(1, size // 220)
@@ -244,7 +247,7 @@ def generate_archive(path: Path, size_mb: int, seed: int = SEED) -> dict[str, An
                 chunk: list[str] = []
                 n = 0
                 while written < size:
-                    t = START + min(n, expected) * SPAN // expected
+                    t = START + min(n, expected) * span // expected
                     record = make(rng, t) if n == 0 else "," + make(rng, t)
                     chunk.append(record)
                     written += len(record)
@@ -263,7 +266,7 @@ def generate_archive(path: Path, size_mb: int, seed: int = SEED) -> dict[str, An
                 "isArchived": False,
                 "textContent": _token(rng) * 8,
                 "title": f"Note {i}",
-                "userEditedTimestampUsec": (START + rng.randrange(SPAN)) * 10**6,
+                "userEditedTimestampUsec": (START + rng.randrange(span)) * 10**6,
                 "createdTimestampUsec": START * 10**6,
                 "labels": [{"name": "bench"}],
             }
