@@ -68,3 +68,5 @@ def load_table(catalog: Catalog, settings: Settings, name: str) -> Table:
 def list_tables(catalog: Catalog, settings: Settings) -> list[str]:
     """Qualified names of every table in the default namespace, sorted."""
     return sorted(".".join(ident) for ident in catalog.list_tables(settings.namespace))
+    if any(not part.strip() for part in ident.split(".")):  # pyiceberg would raise ValueError
+        raise TableNotFound(f"{name!r} is not a table name (empty namespace or table segment)")
