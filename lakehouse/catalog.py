@@ -59,6 +59,8 @@ def load_table(catalog: Catalog, settings: Settings, name: str) -> Table:
     from pyiceberg.exceptions import NoSuchTableError
 
     ident = qualify(settings, name)
+    if any(not part.strip() for part in ident.split(".")):  # pyiceberg would raise ValueError
+        raise TableNotFound(f"{name!r} is not a table name (empty namespace or table segment)")
     try:
         return catalog.load_table(ident)
     except NoSuchTableError as e:
@@ -68,5 +70,3 @@ def load_table(catalog: Catalog, settings: Settings, name: str) -> Table:
 def list_tables(catalog: Catalog, settings: Settings) -> list[str]:
     """Qualified names of every table in the default namespace, sorted."""
     return sorted(".".join(ident) for ident in catalog.list_tables(settings.namespace))
-    if any(not part.strip() for part in ident.split(".")):  # pyiceberg would raise ValueError
-        raise TableNotFound(f"{name!r} is not a table name (empty namespace or table segment)")
