@@ -10,14 +10,21 @@ from lakehouse.takeout.pipeline import TakeoutReport
 
 
 class ProductProgress:
-    """A progress callback for :func:`lakehouse.takeout.ingest_archive`: one stderr line per
-    member done, with the records parsed so far per product."""
+    """A progress callback for :func:`lakehouse.takeout.ingest_archive`: a stderr line per member
+    parsed or quarantined (blob-only members at most once a second), with the records parsed so
+    far per product."""
 
-    def __init__(self, out: TextIO | None = None) -> None:
+    def __init__(self, out: TextIO | None = None, every: float = 1.0) -> None:
         self.out = out or sys.stderr
         self.started = time.monotonic()
+        self.every = every
+        self.last = 0.0
 
     def __call__(self, event: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if event["status"] == "stored" and now - self.last < self.every:
+            return  # blob-only members (photos: thousands of them) show at most once a second
+        self.last = now
         totals = event["records_by_product"]
         running = "  ".join(f"{p} {n:,}" for p, n in sorted(totals.items())) or "-"
         what = event["product"] or event["status"]
