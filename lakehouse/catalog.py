@@ -7,6 +7,8 @@ the embedded default (an SQLite SQL catalog under ``LAKE_HOME``).
 
 from __future__ import annotations
 
+import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
@@ -31,22 +33,35 @@ def catalog_properties(settings: Settings) -> dict[str, Any]:
     return props
 
 
+_catalogs: dict[str, Catalog] = {}
+_catalogs_lock = threading.Lock()
+
+
 def get_catalog(settings: Settings) -> Catalog:
-    """Load the configured catalog and make sure the default namespace exists."""
+    """The configured catalog, with the default namespace in it.
+
+    One catalog per configuration and process: a warm function reuses its connections.
+    """
     from pyiceberg.catalog import load_catalog
     from pyiceberg.exceptions import NamespaceAlreadyExistsError
 
+    props = catalog_properties(settings)
+    key = json.dumps([settings.catalog_name, settings.namespace, props], sort_keys=True, default=str)
+    with _catalogs_lock:
+        if key in _catalogs:
+            return _catalogs[key]
     if settings.catalog_type == "sql":
         settings.home.mkdir(parents=True, exist_ok=True)
     try:
-        catalog = load_catalog(settings.catalog_name, **catalog_properties(settings))
+        catalog = load_catalog(settings.catalog_name, **props)
         try:
             catalog.create_namespace_if_not_exists(settings.namespace)
         except NamespaceAlreadyExistsError:  # a concurrent creator won
             pass
     except OSError as e:
         raise StoreUnavailable(f"catalog unreachable: {e}") from e
-    return catalog
+    with _catalogs_lock:
+        return _catalogs.setdefault(key, catalog)
 
 
 def qualify(settings: Settings, name: str) -> str:
