@@ -58,6 +58,9 @@ def get_catalog(settings: Settings) -> Catalog:
             catalog.create_namespace_if_not_exists(settings.namespace)
         except NamespaceAlreadyExistsError:  # a concurrent creator won
             pass
+        except Exception:  # the SQL catalog reports a lost creation race as a constraint violation
+            if not catalog.namespace_exists(settings.namespace):
+                raise
     except OSError as e:
         raise StoreUnavailable(f"catalog unreachable: {e}") from e
     with _catalogs_lock:
