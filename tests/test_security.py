@@ -22,6 +22,8 @@ columns:
   ts:     {type: timestamp, required: true}
   org:    {type: string, required: true}
   amount: {type: double}
+  lat:    {type: double}
+  lon:    {type: double}
 """
 
 
@@ -69,12 +71,15 @@ def test_a_tenant_key_sees_only_its_rows_whatever_the_sql(
 ) -> None:
     name = dataset(TENANT_CONTRACT)
     first = upload(
-        name, "a.csv", b"ts,org,amount\n2025-01-01T00:00:00Z,acme,1\n2025-01-02T00:00:00Z,globex,2\n"
+        name,
+        "a.csv",
+        b"ts,org,amount,lat,lon\n2025-01-01T00:00:00Z,acme,1,48.85,2.35\n2025-01-02T00:00:00Z,globex,2,48.85,2.35\n",
     )
     upload(
         name,
         "b.csv",
-        b"ts,org,amount\n2025-02-01T00:00:00Z,acme,3\n2025-02-02T00:00:00Z,globex,4\nnot-a-time,globex,5\n",
+        b"ts,org,amount,lat,lon\n2025-02-01T00:00:00Z,acme,3,48.86,2.36\n2025-02-02T00:00:00Z,globex,4,48.86,2.36\n"
+        b"not-a-time,globex,5,0,0\n",
     )
     acme = LakeClient(serve_url, key=make_key("read", tenant="acme"))
     t = f"lake.{name}"
@@ -101,6 +106,12 @@ def test_a_tenant_key_sees_only_its_rows_whatever_the_sql(
     blocked = acme.sql(f"SELECT * FROM iceberg_scan('s3://lake-warehouse/lake/{name}/metadata/x.json')")
     assert blocked.status == 400
     assert acme.describe(name).status == 403
+    rollup = acme.timeseries(name, "sum", "1mo", column="amount")
+    assert rollup.status == 200 and [r[-1] for r in rollup.body["rows"]] == [1.0, 3.0]
+    near = acme.geo(name, near=(2.35, 48.85), radius_m=5_000)
+    assert near.status == 200 and len(near.body["rows"]) == 2  # globex's rows at the same spots stay hidden
+    assert acme.changes(name, first["snapshot_id"]).status == 403  # a feed spans every tenant
+    assert acme.snapshots(name).status == 403
     listed = acme.tables().body["tables"]
     assert {"name": t} in listed and all(set(entry) == {"name"} for entry in listed)
     # An unbound key sees every tenant.
