@@ -108,6 +108,17 @@ def run_demo(settings: Settings, samples: Path) -> int:
         + ", ".join(f"{p['transform']}({p['source']})" for p in described["partition_spec"])
         + f", {len(described['snapshots'])} snapshot(s); metadata at {described['metadata_location']}"
     )
+    from lakehouse.maintenance import apply_retention
+
+    for r in apply_retention(settings, datasets=["sensor_readings"]):
+        if r.files_dropped:
+            _say(
+                f"\n8. Maintenance: retention kept the last 12 months of {r.table}: dropped "
+                f"{r.rows_dropped} rows before {r.cutoff[:10]} ({r.files_dropped} files, "
+                f"{r.files_rewritten} rewritten: metadata only)."
+            )
+        else:
+            _say(f"\n8. Maintenance: nothing in {r.table} is older than 12 months (cutoff {r.cutoff[:10]}).")
     _say(
         '\nDone. Try: lake tables | lake describe sensor_readings | lake sql "SELECT ..." | lake serve'
         " | lake down"
