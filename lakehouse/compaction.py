@@ -203,11 +203,18 @@ def compact_partition(
                 snapshot_id = commit_replace(table, removed, written, summary)
                 break
             except CommitFailedException:
+                # Lake tables leave retries to Lake (tables.OWN_RETRIES): rebase here. Concurrent
+                # appends are fine; a concurrent removal of a file being replaced is a conflict.
+                table.refresh()
+                live = {task.file.file_path for task in table.scan().plan_files()}
+                gone = [f.file_path for f in removed if f.file_path not in live]
+                if gone:
+                    message = f"{len(gone)} file(s) being compacted were removed meanwhile"
+                    raise ValidationException(message) from None
                 out_of_time = deadline is not None and time.monotonic() > deadline
                 if attempt + 1 == commit_attempts or out_of_time:
                     raise
                 sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
-                table.refresh()
     except (CommitFailedException, ValidationException):
         for data_file in written:
             table.io.delete(data_file.file_path)

@@ -85,18 +85,34 @@ def quarantine_schema() -> Schema:
     )
 
 
+# pyiceberg retries a conflicting commit by re-applying it to the new table state, which would
+# append an object's rows a second time when the winner was another delivery of the same object.
+# Lake retries itself (StagedWrite.commit), re-checking the idempotency ledger before each attempt.
+OWN_RETRIES = {"commit.retry.num-retries": "0"}
+
+
 def create_table(catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str]) -> Table:
     """Load the table, or create it (a concurrent creator winning the race is fine)."""
-    from pyiceberg.exceptions import NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
 
     try:
-        return catalog.load_table(ident)
+        table = catalog.load_table(ident)
     except NoSuchTableError:
-        pass
-    try:
-        return catalog.create_table(ident, schema=schema, partition_spec=spec, properties=props)
-    except TableAlreadyExistsError:  # a concurrent ingest created it first
-        return catalog.load_table(ident)
+        try:
+            return catalog.create_table(
+                ident, schema=schema, partition_spec=spec, properties={**props, **OWN_RETRIES}
+            )
+        except TableAlreadyExistsError:  # a concurrent ingest created it first
+            table = catalog.load_table(ident)
+    for _ in range(20):  # a table from before this rule gets it once, racing writers or not
+        if all(table.properties.get(k) == v for k, v in OWN_RETRIES.items()):
+            return table
+        try:
+            with table.transaction() as tx:
+                tx.set_properties(OWN_RETRIES)
+        except CommitFailedException:
+            table = catalog.load_table(ident)
+    raise CommitConflict(f"{ident}: could not set {OWN_RETRIES} for concurrent commits")
 
 
 def ensure_tables(catalog: Catalog, settings: Settings, contract: Contract) -> tuple[Table, Table]:
