@@ -15,10 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lakehouse import audit
 from lakehouse.config import get_settings
-from lakehouse.logs import function_logger
+from lakehouse.logs import function_logger, function_tracer
 from lakehouse.maintenance import MaintenanceOptions, registered_jobs, run_maintenance
 
 logger = function_logger("lake-maintenance")
+tracer = function_tracer("lake-maintenance")
 MARGIN_SECONDS = 120.0  # no partition is started this close to the function's timeout
 
 
@@ -32,6 +33,7 @@ class MaintenanceEvent(BaseModel):
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = MaintenanceEvent.model_validate(event or {})
     remaining = context.get_remaining_time_in_millis() / 1000
