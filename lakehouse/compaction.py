@@ -15,14 +15,13 @@ Per-table overrides (table properties): ``lake.compaction.target-file-size-bytes
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
-from lakehouse.tables import DataFileWriter, commit_replace, read_files
+from lakehouse.tables import DataFileWriter, backoff, commit_replace, read_files
 
 if TYPE_CHECKING:
     from pyiceberg.manifest import DataFile
@@ -214,7 +213,7 @@ def compact_partition(
                 out_of_time = deadline is not None and time.monotonic() > deadline
                 if attempt + 1 == commit_attempts or out_of_time:
                     raise
-                sleep(min(2.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
+                sleep(backoff(attempt))
     except (CommitFailedException, ValidationException):
         for data_file in written:
             table.io.delete(data_file.file_path)

@@ -89,13 +89,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault == "slowdown"
                 else (500, "InternalError", "We encountered an internal error. Please try again.")
             )
-            payload = _ERROR_XML.format(code=code, message=message).encode()
+            # As S3 does: an XML error body, except for HEAD, whose error answers have no body.
+            xml = _ERROR_XML.format(code=code, message=message).encode()
+            payload = b"" if self.command == "HEAD" else xml
             self.send_response(status)
-            self.send_header("content-type", "application/xml")
+            if payload:
+                self.send_header("content-type", "application/xml")
             self.send_header("content-length", str(len(payload)))
             self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            self.wfile.write(payload)
             return
         self._forward(body)
 

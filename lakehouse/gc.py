@@ -14,7 +14,6 @@ Per-table overrides (table properties): ``lake.snapshot-retention-days``, ``lake
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -24,7 +23,7 @@ from urllib.parse import urlparse
 from lakehouse.config import Settings
 from lakehouse.errors import CommitConflict, StoreUnavailable
 from lakehouse.storage import s3_client
-from lakehouse.tables import commit_expiry
+from lakehouse.tables import backoff, commit_expiry
 
 if TYPE_CHECKING:
     from pyiceberg.table import Table
@@ -263,7 +262,7 @@ def expire_snapshots(
         except CommitFailedException as e:
             if attempt == settings.commit_retries:
                 raise CommitConflict(f"{result.table}: snapshot expiry lost to concurrent writers") from e
-            sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
+            sleep(backoff(attempt))
             continue
         table.refresh()
         after = reachable(table, table.metadata.snapshots, cache)

@@ -12,7 +12,6 @@ Rows that could not be parsed at all (``rule: parse``) keep their raw text and s
 from __future__ import annotations
 
 import datetime as dt
-import random
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -25,7 +24,14 @@ from lakehouse.config import Settings
 from lakehouse.contracts import load_contract
 from lakehouse.errors import CommitConflict
 from lakehouse.readers import ROW
-from lakehouse.tables import QUARANTINE_SUFFIX, SourceRef, StagedWrite, committed_snapshot, ensure_tables
+from lakehouse.tables import (
+    QUARANTINE_SUFFIX,
+    SourceRef,
+    StagedWrite,
+    backoff,
+    committed_snapshot,
+    ensure_tables,
+)
 from lakehouse.upsert import MergeWrite
 from lakehouse.validate import Validator, ident, literal
 
@@ -154,7 +160,7 @@ def _commit_removal(
                 raise CommitConflict(
                     f"{quarantine.name()}: the quarantine changed under the replay; run it again"
                 ) from e
-            time.sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
+            time.sleep(backoff(attempt))
     raise AssertionError("unreachable")
 
 

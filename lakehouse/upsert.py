@@ -17,7 +17,6 @@ A commit that loses to a concurrent writer is planned again from the new table s
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -28,7 +27,7 @@ from lakehouse.config import Settings
 from lakehouse.contracts import Contract
 from lakehouse.errors import CommitConflict
 from lakehouse.readers import ROW
-from lakehouse.tables import SOURCE_URI, SOURCE_VERSION, SourceRef, StagedWrite, committed_snapshot
+from lakehouse.tables import SOURCE_URI, SOURCE_VERSION, SourceRef, StagedWrite, backoff, committed_snapshot
 from lakehouse.validate import ident
 
 if TYPE_CHECKING:
@@ -262,7 +261,7 @@ class MergeWrite:
                         f"{self.table.name()}: upsert of {source.uri} lost to concurrent writers "
                         f"{attempt + 1} times"
                     ) from e
-                time.sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.5))
+                time.sleep(backoff(attempt))
                 continue
             self.files = staged.files
             snapshot = self.table.current_snapshot()

@@ -151,7 +151,9 @@ def test_audit_rows_are_spooled_then_folded_and_counted_once(
     mine = f"SELECT count(*) FROM lake.audit WHERE principal = '{key.split('_')[1]}'"
     assert client.sql(mine).body["rows"] == [[3]]  # spooled, not yet folded: visible already
     assert spool_files(settings)
-    folded = fold(settings)
-    assert folded["rows_folded"] >= 3 and not spool_files(settings)
+    folded = [fold(settings)]
+    while spool_files(settings):  # a fold takes at most 500 spool objects; the suite writes more
+        folded.append(fold(settings))
+    assert sum(f["rows_folded"] for f in folded) >= 3
     assert fold(settings)["rows_folded"] == 0  # nothing new since: a second fold adds nothing
     assert client.sql(mine).body["rows"] == [[3]]  # folded: counted once
