@@ -99,9 +99,9 @@ def test_a_killed_ingest_shows_none_or_all_rows_and_a_redelivery_completes_it(
     from lakehouse.serve import deliver
 
     name = dataset(SENSOR_CONTRACT.replace("retention_months: 12", "retention_months: 12\n"))
-    rows = 30_000
+    rows = 12_000
     s3 = s3_client(settings)
-    env = {**os.environ, "LAKE_BATCH_ROWS": "4000"}  # many batches: kills land between file writes too
+    env = {**os.environ, "LAKE_BATCH_ROWS": "2000"}  # many batches: kills land between file writes too
     code = (
         "import sys; from lakehouse.config import load_settings; from lakehouse.serve import deliver; "
         "s = load_settings(); deliver(s, s.landing_bucket, sys.argv[1])"
@@ -119,7 +119,7 @@ def test_a_killed_ingest_shows_none_or_all_rows_and_a_redelivery_completes_it(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(1.0, 4.0))  # import takes about 1-2 s; the ingest a second or two more
+        time.sleep(rng.uniform(0.8, 3.0))  # import takes about 1-2 s; the ingest a second or two more
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
