@@ -14,6 +14,7 @@ compacting fragments and cleaning old versions of the vector datasets).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, contract_path, list_contracts, load_contract
 from lakehouse.errors import LakeError
+from lakehouse.tables import store_retry
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -71,7 +73,8 @@ def apply_retention(
             table = catalog.load_table(f"{settings.namespace}.{contract.name}")
         except NoSuchTableError:
             continue
-        results.append(_retain(table, contract, retention_cutoff(now, contract.retention_months)))
+        step = functools.partial(_retain, table, contract, retention_cutoff(now, contract.retention_months))
+        results.append(store_retry(settings, step))
     return results
 
 

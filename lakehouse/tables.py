@@ -15,13 +15,13 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract
-from lakehouse.errors import CommitConflict
+from lakehouse.errors import CommitConflict, StoreUnavailable
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -37,6 +37,26 @@ SOURCE_VERSION = "lake.source.version"
 def backoff(attempt: int) -> float:
     """Seconds to wait before retry ``attempt`` (0-based): exponential, capped at 2 s, jittered."""
     return min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+T = TypeVar("T")
+
+
+def store_retry(settings: Settings, step: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run an idempotent table step again when the object store fails it.
+
+    pyiceberg's Arrow file IO gives up on some failures (a connection dropped mid-read) without
+    using its retry strategy; they surface as ``OSError``. After ``LAKE_S3_MAX_ATTEMPTS`` tries
+    the failure becomes a transient :class:`StoreUnavailable`.
+    """
+    for attempt in range(settings.s3_max_attempts):
+        try:
+            return step()
+        except OSError as e:
+            if attempt + 1 == settings.s3_max_attempts:
+                raise StoreUnavailable(f"the object store kept failing: {e}") from e
+            sleep(backoff(attempt))
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)
@@ -233,6 +253,11 @@ class StagedWrite:
                         f"{self.table.name()}: commit of {source.uri} lost to concurrent writers "
                         f"{attempt + 1} times"
                     ) from e
+                sleep(backoff(attempt))
+                continue
+            except OSError as e:  # the store failed a read or write of the commit: try again
+                if attempt == settings.commit_retries:
+                    raise StoreUnavailable(f"{self.table.name()}: commit of {source.uri} failed: {e}") from e
                 sleep(backoff(attempt))
                 continue
             snapshot = self.table.current_snapshot()
