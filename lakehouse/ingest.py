@@ -11,6 +11,7 @@ in DuckDB, which spills to disk past ``LAKE_INGEST_MEMORY_LIMIT``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tempfile
 import time
 from collections import Counter
@@ -27,7 +28,14 @@ from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
 from lakehouse.evolution import evolve, extra_columns
 from lakehouse.readers import RAW, ROW, MalformedRow, detect_format, read_batches
 from lakehouse.storage import filesystem, s3_client
-from lakehouse.tables import SourceRef, StagedWrite, committed_snapshot, ensure_tables, limit_write_workers
+from lakehouse.tables import (
+    SourceRef,
+    StagedWrite,
+    committed_snapshot,
+    ensure_tables,
+    limit_write_workers,
+    store_retry,
+)
 from lakehouse.upsert import MergeWrite
 from lakehouse.validate import ERROR_TYPE, ERRORS, Validator
 
@@ -367,4 +375,5 @@ def ingest_upload(
 
     if is_takeout_key(key):
         return ingest_archive(settings, bucket, key, version)
-    return ingest_object(settings, bucket, key, version)
+    # An ingest is idempotent (the ledger), so a store failure pyiceberg's IO gave up on is retried whole.
+    return store_retry(settings, functools.partial(ingest_object, settings, bucket, key, version))

@@ -14,7 +14,6 @@ compacting fragments and cleaning old versions of the vector datasets).
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,12 +68,17 @@ def apply_retention(
     else:  # tables without a contract have no retention
         contracts = [load_contract(settings, d) for d in datasets if contract_path(settings, d).exists()]
     for contract in contracts:
-        try:
-            table = catalog.load_table(f"{settings.namespace}.{contract.name}")
-        except NoSuchTableError:
-            continue
-        step = functools.partial(_retain, table, contract, retention_cutoff(now, contract.retention_months))
-        results.append(store_retry(settings, step))
+
+        def retain(contract: Contract = contract) -> RetentionResult | None:
+            try:
+                table = catalog.load_table(f"{settings.namespace}.{contract.name}")
+            except NoSuchTableError:
+                return None
+            return _retain(table, contract, retention_cutoff(now, contract.retention_months))
+
+        result = store_retry(settings, retain)
+        if result is not None:
+            results.append(result)
     return results
 
 

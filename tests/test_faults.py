@@ -46,7 +46,10 @@ def test_ingest_query_and_retention_succeed_through_injected_faults(
     assert counted.rows == [[3 * len(rows), 14 * 20]]
     for _ in range(5):
         assert run_sql(faulty, f"SELECT sum(temp_c) FROM lake.{name} WHERE ts >= '2025-06-01'").rows
-    results = {r.table: r for r in apply_retention(faulty, now=dt.datetime(2026, 2, 10, tzinfo=dt.UTC))}
+    results = {
+        r.table: r
+        for r in apply_retention(faulty, now=dt.datetime(2026, 2, 10, tzinfo=dt.UTC), datasets=[name])
+    }
     assert results[f"lake.{name}"].rows_dropped == 3 * 2 * 20
     assert run_sql(faulty, f"SELECT count(*) FROM lake.{name}").rows == [[3 * 12 * 20]]
     assert sum(proxy.injected.values()) >= 10, proxy.injected
