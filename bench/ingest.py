@@ -27,12 +27,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,23 +79,8 @@ def bench_settings(home: Path) -> Settings:
 
 
 def stop_stack(settings: Settings) -> None:
-    """Stop the stack this process started, reaping the server process as it exits.
-
-    ``localstack.down`` polls until the server's pid is gone; a child of the calling process
-    stays a zombie until it is reaped, so without the reaper the stop would always wait out
-    its whole timeout.
-    """
-    state = localstack.read_state(settings.home.resolve())
-    if state is not None:
-        threading.Thread(target=_reap, args=(int(state["pid"]),), daemon=True).start()
+    """Stop the stack this process started (``localstack.down`` reaps its own child)."""
     localstack.down(settings)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:  # not our child, or already reaped
-        pass
 
 
 def ru_maxrss_mib() -> float:

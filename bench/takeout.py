@@ -28,12 +28,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from collections import Counter
@@ -41,11 +39,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lakehouse import localstack
-from lakehouse.config import Settings, load_settings
-
 REPO = Path(__file__).resolve().parent.parent
-CONTRACTS_DIR = REPO / "catalog" / "datasets"
+if str(REPO) not in sys.path:  # run as a script: make `bench` and `lakehouse` importable
+    sys.path.insert(0, str(REPO))
+
+from bench.ingest import CONTRACTS_DIR, bench_settings, stop_stack  # noqa: E402
+from lakehouse import localstack  # noqa: E402
+from lakehouse.config import Settings, load_settings  # noqa: E402
+
 KEY = "takeout/bench-takeout.zip"
 SEED = 20251124
 START = 1_609_459_200  # 2021-01-01
@@ -81,38 +82,10 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_settings(home: Path, workers: int | None = None) -> Settings:
-    """Settings pinned to the private stack under ``home`` (the caller's LAKE_* cannot redirect it)."""
-    state = localstack.require(load_settings(home=home))
-    extra: dict[str, Any] = {"takeout_workers": workers} if workers else {}
-    return load_settings(
-        home=home,
-        contracts_dir=CONTRACTS_DIR,
-        s3_endpoint=state["endpoint"],
-        access_key_id=state["access_key_id"],
-        secret_access_key=state["secret_access_key"],
-        region=state["region"],
-        landing_bucket=state["landing_bucket"],
-        warehouse_bucket=state["warehouse_bucket"],
-        catalog_type="sql",
-        catalog_uri=state["catalog_uri"],
-        catalog_properties={},
-        **extra,
-    )
-
-
-def stop_stack(settings: Settings) -> None:
-    state = localstack.read_state(settings.home.resolve())
-    if state is not None:
-        threading.Thread(target=_reap, args=(int(state["pid"]),), daemon=True).start()
-    localstack.down(settings)
-
-
-def _reap(pid: int) -> None:
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
+def takeout_settings(home: Path, workers: int | None = None) -> Settings:
+    """:func:`bench.ingest.bench_settings`, with the Takeout worker count when one is given."""
+    settings = bench_settings(home)
+    return settings.model_copy(update={"takeout_workers": workers}) if workers else settings
 
 
 # --------------------------------------------------------------------------- the archive
@@ -329,7 +302,7 @@ def phase_baseline(archive: Path) -> dict[str, Any]:
 
 def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "lake":
-        result = phase_lake(bench_settings(Path(args.home), args.workers))
+        result = phase_lake(takeout_settings(Path(args.home), args.workers))
     else:
         result = phase_baseline(Path(args.archive))
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
@@ -370,7 +343,7 @@ def run_bench(size_mb: int, workers: int | None = None) -> dict[str, Any]:
         stack_settings = load_settings(home=work / "home", contracts_dir=CONTRACTS_DIR)
         localstack.up(stack_settings)
         try:
-            settings = bench_settings(stack_settings.home)
+            settings = takeout_settings(stack_settings.home)
             s3_client(settings).upload_file(str(archive), settings.landing_bucket, KEY)
             lake = spawn_phase("lake", stack_settings.home, archive, work / "lake.json", workers)
             base = spawn_phase("baseline", stack_settings.home, archive, work / "base.json", workers)
