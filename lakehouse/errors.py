@@ -162,3 +162,24 @@ class SchemaEvolutionRefused(SchemaMismatch):
 
 class PiiSaltMissing(TerminalError):
     """A contract hashes PII but no ``LAKE_PII_SALT`` is configured."""
+
+
+# --- vectors (lakehouse.vectors, embedders, artifacts) -------------------------------------
+
+
+class EmbedderUnavailable(TerminalError):
+    """The contract's embedder needs the optional ``embed`` extra, which is not installed."""
+
+
+class VectorsNotConfigured(TerminalError):
+    """The dataset's contract has no ``vectors:`` section, or the search mode needs what it lacks."""
+
+
+class VectorWriteFailed(TransientError):
+    """Writing a dataset's Lance vectors failed; the table commit did not happen, retry the event."""
+
+
+class NotFound(TerminalError):
+    """The thing asked for does not exist."""
+
+    http_status = 404
