@@ -19,6 +19,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.query import artifact_routes, search_routes
+from functions.query.common import COMMON, caller
+from functions.query.common import error_responses as _error_responses
 from lakehouse import audit, geo, history, quarantine, query, timeseries
 from lakehouse.auth import LOCAL, Principal, authenticate
 from lakehouse.config import get_settings
@@ -59,23 +62,6 @@ class SqlResponse(BaseModel):
     cached: bool = False
 
 
-class ErrorBody(BaseModel):
-    error: str
-    message: str | None = None
-
-
-def _error_responses(*codes: int) -> dict[int, Any]:
-    text = {
-        400: "Bad request",
-        401: "No valid key",
-        403: "Not allowed for this key",
-        404: "Not found",
-        503: "Temporarily unavailable",
-    }
-    return {c: {"description": text[c], "content": {"application/json": {"model": ErrorBody}}} for c in codes}
-
-
-COMMON = {200: {"description": "OK"}, **_error_responses(400, 401, 403, 503)}
 
 
 def _error(status: int, error: str, message: str | None) -> Response[str]:
@@ -102,8 +88,7 @@ def _bad_request(e: RequestValidationError) -> Response[str]:
 
 
 def principal() -> Principal:
-    found = app.context.get("principal")
-    return found if isinstance(found, Principal) else LOCAL
+    return caller(app)
 
 
 def _authenticate_and_audit(
@@ -142,6 +127,8 @@ def _authenticate_and_audit(
 
 
 app.use(middlewares=[_authenticate_and_audit])
+app.include_router(search_routes.router)
+app.include_router(artifact_routes.router)
 
 
 @app.post(
