@@ -33,6 +33,12 @@ the template's environment applies as in AWS (Glue catalog, the caller's AWS cre
 bucket references resolved to the bucket names Lake's settings give (``LAKE_*_BUCKET`` or the
 defaults).
 
+Container-image functions (``PackageType: Image``) have no ``Handler``: their handler is the
+image's command, ``ImageConfig.Command`` in the template or else the ``CMD`` of the Dockerfile
+named by the function's ``Metadata`` (``Dockerfile`` inside ``DockerContext``, as ``sam build``
+reads them). ``/var/task`` then stands for the ``DockerContext`` folder, from which the image copies
+``catalog/`` to ``/var/task/catalog``.
+
 Like a warm Lambda container, a handler module is imported once per process: module-level state
 survives from one call to the next, while settings are re-read on every call.
 """
@@ -41,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
 import logging
 import os
 import re
@@ -199,22 +206,97 @@ def _variables(properties: Mapping[str, Any]) -> dict[str, Any]:
     return dict(environment.get("Variables") or {})
 
 
-def function_spec(template: Mapping[str, Any], logical_id: str) -> FunctionSpec:
+def resource_metadata(template: Mapping[str, Any], logical_id: str) -> dict[str, Any]:
+    """The ``Metadata`` of one resource (``{}`` when it has none)."""
+    resource = (template.get("Resources") or {}).get(logical_id) or {}
+    metadata = resource.get("Metadata") if isinstance(resource, dict) else None
+    return dict(metadata) if isinstance(metadata, dict) else {}
+
+
+_CMD_EXEC_FORM = re.compile(r"^\s*CMD\s+(\[.*\])\s*$", re.IGNORECASE)
+
+
+def dockerfile_command(path: Path) -> list[str]:
+    """The last ``CMD`` of a Dockerfile, in exec form (``CMD ["module.function"]``).
+
+    Args:
+        path: The Dockerfile.
+
+    Returns:
+        The command's words.
+
+    Raises:
+        TemplateInvalid: The file cannot be read or has no exec-form ``CMD``.
+    """
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise TemplateInvalid(f"cannot read the Dockerfile {path}: {e}") from e
+    logical_lines = re.sub(r"\\\n", " ", text).splitlines()
+    found: list[str] | None = None
+    for line in logical_lines:
+        match = _CMD_EXEC_FORM.match(line)
+        if match is None:
+            continue
+        try:
+            words = json.loads(match.group(1))
+        except ValueError as e:
+            raise TemplateInvalid(f"{path}: CMD is not a JSON list: {match.group(1)}") from e
+        if not (isinstance(words, list) and words and all(isinstance(w, str) for w in words)):
+            raise TemplateInvalid(f"{path}: CMD is not a list of strings: {match.group(1)}")
+        found = words
+    if found is None:
+        raise TemplateInvalid(f'{path} has no CMD ["module.function"]')
+    return found
+
+
+def image_command(
+    own: Mapping[str, Any],
+    shared: Mapping[str, Any],
+    metadata: Mapping[str, Any],
+    template_dir: Path | None,
+    logical_id: str,
+) -> str:
+    """The handler of a container-image function: ``ImageConfig.Command``, else the Dockerfile's CMD."""
+    config = own.get("ImageConfig", shared.get("ImageConfig")) or {}
+    command = config.get("Command") if isinstance(config, dict) else None
+    if command is None:
+        dockerfile = metadata.get("Dockerfile")
+        if not isinstance(dockerfile, str) or template_dir is None:
+            raise TemplateInvalid(
+                f"{logical_id} is an image function without ImageConfig.Command"
+                + ("" if isinstance(dockerfile, str) else " or Metadata.Dockerfile")
+            )
+        context = metadata.get("DockerContext", ".")
+        command = dockerfile_command(template_dir / str(context) / dockerfile)
+    handler = command[0] if isinstance(command, list) and command else command
+    if not isinstance(handler, str) or "." not in handler.strip("."):
+        raise TemplateInvalid(f"{logical_id}: the image command {command!r} is not module.function")
+    return handler
+
+
+def function_spec(
+    template: Mapping[str, Any], logical_id: str, *, template_dir: Path | None = None
+) -> FunctionSpec:
     """The handler, environment, timeout and memory of one ``AWS::Serverless::Function``.
 
     Properties missing on the function come from ``Globals.Function`` (then SAM's defaults: 3 s,
-    128 MB); environment variables are merged, the function's own winning.
+    128 MB); environment variables are merged, the function's own winning. For a container-image
+    function the handler is its ``ImageConfig.Command`` or else its Dockerfile's ``CMD``, and the
+    code folder is its ``Metadata.DockerContext``.
 
     Args:
         template: A template from :func:`load_template`.
         logical_id: The function's logical id, e.g. ``IngestFunction``.
+        template_dir: The template's folder, where a Dockerfile named by ``Metadata`` is found;
+            needed only for an image function without ``ImageConfig.Command``.
 
     Returns:
         The function's spec; environment values are as in the template (intrinsics unresolved).
 
     Raises:
         FunctionNotFound: No such function; the message lists the functions that exist.
-        TemplateInvalid: The function has no ``module.function`` handler.
+        TemplateInvalid: The function has no ``module.function`` handler (nor image command).
     """
     functions = _functions(template)
     if logical_id not in functions:
@@ -222,10 +304,18 @@ def function_spec(template: Mapping[str, Any], logical_id: str) -> FunctionSpec:
         raise FunctionNotFound(f"no function {logical_id!r} in the template; its functions: {known}")
     own = functions[logical_id]
     shared = (template.get("Globals") or {}).get("Function") or {}
-    handler = own.get("Handler", shared.get("Handler"))
-    if not isinstance(handler, str) or "." not in handler.strip("."):
-        raise TemplateInvalid(f"{logical_id} has no Handler of the form module.function (got {handler!r})")
     code_uri = own.get("CodeUri", shared.get("CodeUri", "."))
+    if own.get("PackageType", shared.get("PackageType")) == "Image":
+        metadata = resource_metadata(template, logical_id)
+        handler = image_command(own, shared, metadata, template_dir, logical_id)
+        code_uri = metadata.get("DockerContext", ".")
+    else:
+        declared = own.get("Handler", shared.get("Handler"))
+        if not isinstance(declared, str) or "." not in declared.strip("."):
+            raise TemplateInvalid(
+                f"{logical_id} has no Handler of the form module.function (got {declared!r})"
+            )
+        handler = declared
     return FunctionSpec(
         logical_id=logical_id,
         handler=handler,
@@ -571,7 +661,7 @@ def invoke(
         TemplateInvalid: The template cannot be read.
     """
     template = load_template(template_path)
-    spec = function_spec(template, logical_id)
+    spec = function_spec(template, logical_id, template_dir=template_path.parent)
     home = (settings_home if settings_home is not None else load_settings().home).resolve()
     code_dir = _code_dir(template_path, spec.code_uri)
     changes = resolve_environment(

@@ -1,4 +1,5 @@
-"""template.yaml: cfn-lint clean, handlers and sample events in place, no circular references."""
+"""template.yaml: cfn-lint clean, handlers and sample events in place, no circular references,
+every function that touches vectors packaged as a container image."""
 
 from __future__ import annotations
 
@@ -34,6 +35,10 @@ SAMPLE_EVENTS: dict[str, tuple[str, type[BaseModel]]] = {
     "TakeoutFunction": ("sqs-takeout-range.json", SqsModel),
 }
 EXTRA_EVENTS: dict[str, type[BaseModel]] = {"function-url-tables.json": LambdaFunctionUrlModel}
+# Functions that may touch Lance vectors need lancedb, larger than the 250 MB zip limit: images.
+IMAGE_FUNCTIONS = {"IngestFunction", "QueryFunction", "MaintenanceFunction", "TakeoutFunction"}
+# Properties a container-image function cannot have (E3685), on the function or in Globals.
+ZIP_ONLY = {"Runtime", "Handler", "CodeUri", "Layers", "InlineCode"}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +69,7 @@ def test_every_function_has_a_handler_file_and_a_sample_event(template: dict[str
     functions = _functions(template)
     assert set(functions) == set(SAMPLE_EVENTS)
     for name in functions:
-        spec = function_spec(template, name)
+        spec = function_spec(template, name, template_dir=ROOT)
         match = re.fullmatch(r"functions\.(\w+)\.handler\.lambda_handler", spec.handler)
         assert match, f"{name}: handler {spec.handler!r} is not functions.<name>.handler.lambda_handler"
         assert (ROOT / "functions" / match.group(1) / "handler.py").is_file(), spec.handler
@@ -120,3 +125,59 @@ def test_no_function_refers_to_the_bucket_that_triggers_it(template: dict[str, A
         }
         own = {k: v for k, v in properties.items() if k != "Events"}
         assert not triggers & _references([globals_, own]), f"{name} refers to its trigger bucket"
+
+
+def test_functions_that_touch_vectors_are_container_images(template: dict[str, Any]) -> None:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    functions = _functions(template)
+    images = {name for name, r in functions.items() if r["Properties"].get("PackageType") == "Image"}
+    assert images == IMAGE_FUNCTIONS
+    if not set(functions) - images:  # no zip function left: nothing zip-only in Globals
+        assert not ZIP_ONLY & set(globals_), sorted(ZIP_ONLY & set(globals_))
+    for name in images:
+        resource = template["Resources"][name]
+        assert not ZIP_ONLY & set(resource["Properties"]), name
+        metadata = resource["Metadata"]
+        assert metadata["DockerContext"] == "."
+        assert metadata["Dockerfile"] == f"functions/{_module(template, name)}/Dockerfile"
+        assert (ROOT / metadata["DockerContext"] / metadata["Dockerfile"]).is_file(), name
+        assert metadata["DockerTag"]
+
+
+def test_zip_functions_declare_runtime_and_code(template: dict[str, Any]) -> None:
+    globals_ = template.get("Globals", {}).get("Function", {})
+    for name, resource in _functions(template).items():
+        properties = resource["Properties"]
+        if properties.get("PackageType", "Zip") == "Zip":
+            assert properties.get("Runtime", globals_.get("Runtime")), name
+            assert properties.get("CodeUri", globals_.get("CodeUri")), name
+
+
+def test_image_command_is_the_dockerfile_cmd(template: dict[str, Any]) -> None:
+    """The template's ImageConfig.Command and the Dockerfile's CMD name the same handler."""
+    for name in IMAGE_FUNCTIONS:
+        command = template["Resources"][name]["Properties"]["ImageConfig"]["Command"]
+        resource = dict(template["Resources"][name])
+        resource["Properties"] = {k: v for k, v in resource["Properties"].items() if k != "ImageConfig"}
+        without = {**template, "Resources": {**template["Resources"], name: resource}}
+        from_dockerfile = function_spec(without, name, template_dir=ROOT).handler
+        assert command == [from_dockerfile], name
+
+
+def test_sizes_and_timeouts_are_kept(template: dict[str, Any]) -> None:
+    expected = {
+        "IngestFunction": (900, 3008),
+        "TakeoutFunction": (900, 3008),
+        "QueryFunction": (60, 2048),
+        "MaintenanceFunction": (900, 3008),
+    }
+    for name, (timeout, memory) in expected.items():
+        spec = function_spec(template, name)
+        assert (spec.timeout, spec.memory) == (timeout, memory), name
+        assert spec.code_uri == "."
+        assert spec.environment["LAKE_CONTRACTS_DIR"] == "/var/task/catalog/datasets"
+
+
+def _module(template: dict[str, Any], name: str) -> str:
+    handler = function_spec(template, name).handler
+    return handler.split(".")[1]
