@@ -259,6 +259,26 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    as_of: int | str | None = args.as_of
+    if isinstance(as_of, str) and as_of.isdigit():
+        as_of = int(as_of)
+    vector = json.loads(Path(args.vector_file).read_text()) if args.vector_file else None
+    text = None if vector is not None else args.text
+    if text is None and vector is None:
+        raise SystemExit("give the text to search for, or --vector-file")
+    body = _check(_client(args).search(args.dataset, text, vector, args.k, args.mode, args.filter, as_of))
+    if args.format == "json":
+        _out(json.dumps(body))
+    else:
+        _out(render_table(body["columns"], body["rows"]))
+        _out(
+            f"({body['row_count']} rows, {body['mode']} search at snapshot {body['snapshot_id']}, "
+            f"Lance version {body['lance_version']}, {body['elapsed_ms']} ms)"
+        )
+    return 0
+
+
 def cmd_tables(args: argparse.Namespace, settings: Settings) -> int:
     tables = _check(_client(args).tables())["tables"]
     if args.json:
@@ -549,6 +569,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--explain", action="store_true", help="print DuckDB's analysed plan too")
     s.add_argument("--url", help="query API base URL (default: call the function in process)")
     s.set_defaults(func=cmd_sql)
+
+    s = sub.add_parser("search", help="search a dataset by meaning, words or both (POST /search)")
+    s.add_argument("dataset")
+    s.add_argument("text", nargs="?", help="what to search for")
+    s.add_argument("--vector-file", help="a JSON file holding the query vector (a list of numbers)")
+    s.add_argument("-k", type=int, default=10, help="rows to return (default 10)")
+    s.add_argument("--mode", choices=["vector", "text", "hybrid"], help="default: hybrid for text, if it can")
+    s.add_argument("--filter", help="SQL predicate on the table's columns, e.g. \"lang = 'en'\"")
+    s.add_argument("--as-of", help="snapshot id or ISO-8601 time")
+    s.add_argument("--format", choices=["table", "json"], default="table")
+    s.add_argument("--url", help="query API base URL (default: call the function in process)")
+    s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("tables", help="list tables")
     s.add_argument("--json", action="store_true")

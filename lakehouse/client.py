@@ -73,6 +73,25 @@ class LakeClient:
             body["explain"] = True
         return self.request("POST", "/sql", body)
 
+    def search(
+        self,
+        dataset: str,
+        text: str | None = None,
+        vector: list[float] | None = None,
+        k: int = 10,
+        mode: str | None = None,
+        filter: str | None = None,
+        as_of: int | str | None = None,
+    ) -> ApiResponse:
+        """``POST /search``: the ``k`` best rows of a dataset with vectors for a text or a vector."""
+        body: dict[str, Any] = {"dataset": dataset, "k": k}
+        for name, value in (("text", text), ("vector", vector), ("mode", mode), ("filter", filter)):
+            if value is not None:
+                body[name] = value
+        if as_of is not None:
+            body["as_of"] = as_of
+        return self.request("POST", "/search", body)
+
     def tables(self) -> ApiResponse:
         return self.request("GET", "/tables")
 
