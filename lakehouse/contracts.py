@@ -96,6 +96,43 @@ class Check(BaseModel):
     description: str = ""
 
 
+ROW_ID = "_row_id"  # the row id column of datasets with vectors (Iceberg column and Lance key)
+
+
+class VectorConfig(BaseModel):
+    """The ``vectors:`` section: which rows get a vector in ``vectors/<dataset>.lance``, and how.
+
+    ``text`` names a string column to embed (and to search by full text); ``embedding`` names a
+    field of the upload that already holds the vector (a list of ``dim`` numbers), used with
+    ``embedder: supplied``. Every accepted row gets a vector keyed by its ``_row_id``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = None
+    embedding: str | None = None
+    embedder: Literal["minilm", "static", "supplied"] = "minilm"
+    metric: Literal["cosine", "l2", "dot"] = "cosine"
+    dim: int | None = Field(default=None, ge=1, le=8192)
+    index_min_rows: int | None = Field(
+        default=None, ge=1, description="Rows past which an ANN index is built (default: Lake's)."
+    )
+
+    @model_validator(mode="after")
+    def _source(self) -> VectorConfig:
+        if self.embedder == "supplied":
+            if self.embedding is None or self.dim is None:
+                raise ValueError(
+                    "embedder: supplied needs `embedding:` (the field holding vectors) and `dim:`"
+                )
+        else:
+            if self.text is None:
+                raise ValueError(f"embedder: {self.embedder} needs `text:` (the column to embed)")
+            if self.embedding is not None:
+                raise ValueError("`embedding:` (supplied vectors) needs embedder: supplied")
+        return self
+
+
 class Contract(BaseModel):
     """A dataset contract (``catalog/datasets/<name>.yaml``)."""
 
@@ -115,6 +152,7 @@ class Contract(BaseModel):
     detect_pii: bool = False
     pii_default: PiiMode = "mask"
     primary_key: list[str] | None = None
+    vectors: VectorConfig | None = None
 
     @model_validator(mode="after")
     def _event_time_is_a_time(self) -> Contract:
@@ -135,7 +173,24 @@ class Contract(BaseModel):
             if tenant is None or tenant.type != "string" or not tenant.required:
                 raise ValueError(f"tenant_column {self.tenant_column!r} must be a required string column")
         self._check_quality_rules()
+        self._check_vectors()
         return self
+
+    def _check_vectors(self) -> None:
+        if self.vectors is None:
+            return
+        if ROW_ID in self.columns:
+            raise ValueError(f"{ROW_ID} is the row id Lake adds to datasets with vectors; rename the column")
+        text = self.vectors.text
+        if text is not None:
+            col = self.columns.get(text)
+            if col is None or col.type != "string" or col.pii == "drop":
+                raise ValueError(f"vectors.text {text!r} must be a stored string column")
+        if self.vectors.embedding is not None and self.vectors.embedding in self.columns:
+            raise ValueError(
+                f"vectors.embedding {self.vectors.embedding!r} is a field of the upload kept in Lance, "
+                "not a table column: remove it from columns"
+            )
 
     def _check_quality_rules(self) -> None:
         """Primary key, PII and SQL checks fit the columns (see lakehouse.validate for the SQL)."""
@@ -178,6 +233,16 @@ class Contract(BaseModel):
             for i, (name, col) in enumerate(self.columns.items(), start=1)
             if col.pii != "drop"
         ]
+        if self.vectors is not None:
+            fields.append(
+                NestedField(
+                    len(self.columns) + 1,
+                    ROW_ID,
+                    _iceberg_type("string"),
+                    required=False,
+                    doc="Row id; the key of the row's vector in vectors/<dataset>.lance",
+                )
+            )
         return Schema(*fields)
 
     def partition_spec(self, schema: Schema) -> PartitionSpec:
@@ -212,6 +277,8 @@ class Contract(BaseModel):
                 del data[key]
         if data.get("primary_key") is None:
             data.pop("primary_key", None)
+        if data.get("vectors") is None:
+            data.pop("vectors", None)
         data["columns"] = {
             name: {k: v for k, v in col.model_dump().items() if v not in (None, "", False) or k == "type"}
             for name, col in self.columns.items()

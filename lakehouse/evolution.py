@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts import Contract, _iceberg_type
+from lakehouse.contracts import ROW_ID, Contract, _iceberg_type
 from lakehouse.errors import CommitConflict, SchemaEvolutionRefused
 from lakehouse.readers import RAW, ROW
 
@@ -97,6 +97,8 @@ def plan(schema: Schema, contract: Contract, extras: dict[str, IcebergType] | No
             change = _compare(name, have.field_type, want, "the upload has")
             if change:
                 changes.append(change)
+    if contract.vectors is not None and ROW_ID not in names:
+        changes.append(Change("add", ROW_ID, _iceberg_type("string")))
     for name, f in names.items():
         if name not in stored and f.required:
             changes.append(Change("optional", name))  # no longer in the contract: new rows leave it null
@@ -105,7 +107,12 @@ def plan(schema: Schema, contract: Contract, extras: dict[str, IcebergType] | No
 
 def extra_columns(contract: Contract, file_schema: pa.Schema) -> dict[str, IcebergType]:
     """The upload's columns the contract does not name, by the contract's evolution mode."""
-    extras = [f for f in file_schema if f.name not in contract.columns and f.name not in (ROW, RAW)]
+    vector_field = contract.vectors.embedding if contract.vectors else None
+    extras = [
+        f
+        for f in file_schema
+        if f.name not in contract.columns and f.name not in (ROW, RAW, ROW_ID) and f.name != vector_field
+    ]
     if not extras or contract.evolution == "ignore":
         return {}
     if contract.evolution == "strict":

@@ -73,6 +73,8 @@ class IngestReport:
     rows_updated: int | None = None
     rows_superseded: int | None = None
     files_rewritten: int | None = None
+    vectors_written: int | None = None
+    lance_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,8 +196,17 @@ def ingest_object(
     limit_write_workers(settings.write_workers)
     tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
     fmt = detect_format(key)
+    vec = None
+    if contract.vectors is not None:
+        from lakehouse.vectors import VectorStage
+
+        vec = VectorStage(settings, contract, source)
     # Evolution needs every column of the file; otherwise read only the contract's.
-    wanted = None if contract.evolution != "ignore" else list(contract.columns)
+    wanted = (
+        None
+        if contract.evolution != "ignore"
+        else list(contract.columns) + (vec.wanted_fields if vec else [])
+    )
     qtarget = quarantine.schema().as_arrow()
     bad = StagedWrite(quarantine)
     good: StagedWrite | MergeWrite | None = None
@@ -225,14 +236,23 @@ def ingest_object(
                     good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
                 assert good is not None
                 tally.rows_read += batch.num_rows
+                screened = None
+                if vec is not None:
+                    batch, screened = vec.screen(con, batch)
                 checked = validator.check(batch)
                 tally.failures.update(checked.failures)
                 tally.pii.update(checked.pii)
+                accepted = checked.accepted
+                if vec is not None:
+                    accepted = vec.add(accepted, checked.accepted_rows, batch)
                 if isinstance(good, MergeWrite):
-                    good.write(checked.accepted, checked.accepted_rows)
+                    good.write(accepted, checked.accepted_rows)
                 else:
-                    good.write(checked.accepted)
+                    good.write(accepted)
                 rejected = checked.rejected
+                if screened is not None:
+                    rejected = pa.concat_tables([rejected, screened.cast(rejected.schema)])
+                    tally.failures["vector"] += screened.num_rows
                 if malformed:
                     rejected = pa.concat_tables([rejected, _malformed_table(malformed)])
                     tally.failures["parse"] += len(malformed)
@@ -252,6 +272,8 @@ def ingest_object(
         if good is None:
             good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
         _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
+        # Vectors first: without them there is no table commit (the event is retried).
+        vector_props = vec.commit() if vec is not None else {}
 
         props = {
             "lake.dataset": dataset,
@@ -262,11 +284,23 @@ def ingest_object(
         }
         # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
         qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
-        snap, duplicate = good.commit(source, props, settings)
+        try:
+            snap, duplicate = good.commit(source, {**props, **vector_props}, settings)
+        except BaseException:
+            if vec is not None:
+                vec.withdraw()
+            raise
+        if vec is not None:
+            if duplicate:
+                vec.withdraw()  # another delivery committed this object, with its own vectors
+            else:
+                vec.tag(snap)
     except FileNotFoundError as e:
         raise UnreadableFile(f"s3://{path} does not exist") from e
     finally:
         con.close()
+        if vec is not None:
+            vec.close()
     report = _report(
         contract,
         source,
@@ -286,6 +320,9 @@ def ingest_object(
         report.rows_updated = good.stats.rows_updated
         report.rows_superseded = good.stats.rows_superseded
         report.files_rewritten = good.stats.files_rewritten
+    if vec is not None:
+        report.vectors_written = 0 if duplicate else vec.rows
+        report.lance_version = None if duplicate else vec.version
     return report
 
 

@@ -24,6 +24,7 @@ from lakehouse.config import Settings
 from lakehouse.contracts import Contract, contract_path, list_contracts, load_contract
 from lakehouse.errors import LakeError
 from lakehouse.tables import store_retry
+from lakehouse.vectors import vectors_job
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -210,3 +211,4 @@ def _failure(table: str, error: LakeError) -> dict[str, Any]:
 
 
 register_job("audit", fold_job)  # fold the audit spool into the audit table
+register_job("vectors", vectors_job)  # Lance upkeep: strays, compaction, old versions, indexes

@@ -28,7 +28,7 @@ from lakehouse.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, list_tables, load_table
 from lakehouse.config import Settings
 from lakehouse.errors import ContractNotFound, Forbidden, QueryFailed, QueryLimitExceeded, SnapshotNotFound
-from lakehouse.sqlguard import check_sql
+from lakehouse.sqlguard import inspect_sql
 from lakehouse.validate import ident, literal
 
 if TYPE_CHECKING:
@@ -187,8 +187,11 @@ def _bind_audit(con: duckdb.DuckDBPyConnection, settings: Settings, catalog: Cat
         scan = f"iceberg_scan({literal(table.metadata_location)}, snapshot_from_id = {snapshot_id})"
         parts.append(f"SELECT * FROM {scan}")
         done = folded_files(table)
-    pending = [f"s3://{settings.warehouse_bucket}/{k}" for k in spool_files(settings)
-               if k.removeprefix(SPOOL_PREFIX) not in done]
+    pending = [
+        f"s3://{settings.warehouse_bucket}/{k}"
+        for k in spool_files(settings)
+        if k.removeprefix(SPOOL_PREFIX) not in done
+    ]
     if pending:
         parts.append(f"SELECT * FROM read_parquet([{', '.join(literal(p) for p in pending)}])")
     if not parts:
@@ -269,14 +272,19 @@ def run_sql(
     import duckdb
 
     started = time.perf_counter()
-    names = check_sql(sql, settings.namespace)
+    names, searches = inspect_sql(sql, settings.namespace)
     filters = {name: row_filter(settings, principal, name) for name in names}
     catalog = catalog or get_catalog(settings)
     from lakehouse.audit import AUDIT_TABLE
 
     tables = {name: load_table(catalog, settings, name) for name in names if name != AUDIT_TABLE}
     snapshots = _snapshots(settings, tables, as_of)
-    cacheable = settings.query_cache and not explain and AUDIT_TABLE not in names
+    cacheable = settings.query_cache and not explain and AUDIT_TABLE not in names and not searches
+    hits = None
+    if searches:
+        from lakehouse.search import vector_hits_table
+
+        hits = vector_hits_table(settings, searches, as_of, principal, catalog)
     key = cache.cache_key(sql, snapshots, filters, settings) if cacheable else ""
     if cacheable and (hit := cache.get(settings, key)) is not None:
         hit.update(cached=True, elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
@@ -290,6 +298,13 @@ def run_sql(
             _bind(con, settings, name, table, snapshots[f"{settings.namespace}.{name}"], filters[name])
         if AUDIT_TABLE in names:
             snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = _bind_audit(con, settings, catalog)
+        if hits is not None:
+            con.register("__lake_vector_hits", hits)
+            con.execute(
+                f"CREATE MACRO {ident(settings.namespace)}.vector_search(ds, q, n) AS TABLE "
+                "SELECT id, score FROM __lake_vector_hits WHERE dataset = ds AND query = q AND k = n "
+                "ORDER BY score DESC"
+            )
         con.execute(f"SET search_path = {literal(settings.namespace)}")
         lock(con, settings)
         timer.start()

@@ -18,6 +18,7 @@ from typing import Any
 from lakehouse.errors import ForbiddenSQL, QueryFailed
 
 ALLOWED_TABLE_FUNCTIONS = frozenset({"range", "generate_series", "unnest"})
+VECTOR_SEARCH = "vector_search"  # vector_search('dataset', 'query text', k): answered by Lake, see query.py
 DENIED_FUNCTIONS = frozenset({"current_setting", "getenv", "read_text", "read_blob", "which_secret"})
 
 
@@ -31,6 +32,20 @@ class TableRef:
 class _Walk:
     ctes: set[str] = field(default_factory=set)
     tables: list[TableRef] = field(default_factory=list)
+    searches: list[tuple[str, str, int]] = field(default_factory=list)
+
+
+def _vector_search(function: dict[str, Any]) -> tuple[str, str, int]:
+    """The constant arguments of a ``vector_search(dataset, text, k)`` call."""
+    args = function.get("children") or []
+    values = [a.get("value", {}) for a in args if a.get("class") == "CONSTANT"]
+    usage = "vector_search('dataset', 'query text', k) takes three constants"
+    if len(args) != 3 or len(values) != 3 or any(v.get("is_null") for v in values):
+        raise ForbiddenSQL(usage)
+    dataset, text, k = (v.get("value") for v in values)
+    if not isinstance(dataset, str) or not isinstance(text, str) or not isinstance(k, int) or k < 1:
+        raise ForbiddenSQL(usage)
+    return dataset, text, k
 
 
 def _visit(node: Any, walk: _Walk) -> None:
@@ -52,7 +67,9 @@ def _visit(node: Any, walk: _Walk) -> None:
     elif kind == "TABLE_FUNCTION":
         function = node.get("function") or {}
         name = str(function.get("function_name", "")).lower()
-        if name not in ALLOWED_TABLE_FUNCTIONS:
+        if name == VECTOR_SEARCH and not function.get("schema"):
+            walk.searches.append(_vector_search(function))
+        elif name not in ALLOWED_TABLE_FUNCTIONS:
             raise ForbiddenSQL(f"table function {name}() is not allowed: queries read Lake tables only")
     elif node.get("class") == "FUNCTION":
         name = str(node.get("function_name", "")).lower()
@@ -64,7 +81,12 @@ def _visit(node: Any, walk: _Walk) -> None:
 
 
 def check_sql(sql: str, namespace: str) -> list[str]:
-    """Check ``sql`` and return the Lake table names it reads (unqualified, in first-seen order).
+    """Check ``sql`` and return the Lake table names it reads (unqualified, in first-seen order)."""
+    return inspect_sql(sql, namespace)[0]
+
+
+def inspect_sql(sql: str, namespace: str) -> tuple[list[str], list[tuple[str, str, int]]]:
+    """Check ``sql``; the Lake tables it reads and its ``vector_search(dataset, text, k)`` calls.
 
     Raises:
         ForbiddenSQL: the statement is not a single read-only query over Lake tables.
@@ -101,4 +123,4 @@ def check_sql(sql: str, namespace: str) -> list[str]:
             raise ForbiddenSQL(f"{shown!r} is not a Lake table: query {namespace}.<table>")
         if name not in names:
             names.append(name)
-    return names
+    return names, walk.searches

@@ -1,0 +1,389 @@
+"""Vectors beside the tables, on the real local stack: Lance rows keyed by the table's row ids,
+tied to Iceberg snapshots, searched by vector, text or both, and joined to the table in SQL."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lakehouse.catalog import get_catalog
+from lakehouse.client import LakeClient
+from lakehouse.config import Settings, load_settings
+from lakehouse.errors import VectorWriteFailed
+from lakehouse.maintenance import MaintenanceOptions, run_maintenance
+from lakehouse.serve import deliver
+from lakehouse.storage import s3_client
+from lakehouse.vectors import LANCE_VERSION, TAG_PREFIX, open_table
+
+pytestmark = pytest.mark.integration
+
+DIM = 8
+SUPPLIED = """
+name: {name}
+event_time: ts
+columns:
+  ts:    {type: timestamp, required: true}
+  title: {type: string}
+  lang:  {type: string}
+vectors:
+  embedding: emb
+  embedder: supplied
+  dim: 8
+  metric: cosine
+  index_min_rows: 300
+"""
+
+TEXT = """
+name: {name}
+event_time: ts
+columns:
+  ts:   {type: timestamp, required: true}
+  body: {type: string, required: true}
+  kind: {type: string}
+vectors:
+  text: body
+  embedder: minilm
+"""
+
+
+def _vec(seed: int) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return [round(float(x), 6) for x in rng.normal(size=DIM)]
+
+
+def _ndjson(rows: list[dict[str, Any]]) -> bytes:
+    return "\n".join(json.dumps(r) for r in rows).encode() + b"\n"
+
+
+def _rows(start: int, n: int, lang: str = "en") -> list[dict[str, Any]]:
+    return [
+        {
+            "ts": f"2026-0{1 + i % 3}-1{i % 9}T10:00:00Z",
+            "title": f"doc {start + i}",
+            "lang": lang,
+            "emb": _vec(start + i),
+        }
+        for i in range(n)
+    ]
+
+
+def _table_ids(settings: Settings, name: str, snapshot_id: int | None = None) -> set[str]:
+    table = get_catalog(settings).load_table(f"{settings.namespace}.{name}")
+    scan = table.scan(selected_fields=("_row_id",), snapshot_id=snapshot_id)
+    return set(scan.to_arrow()["_row_id"].to_pylist())
+
+
+def _lance_ids(settings: Settings, name: str) -> list[str]:
+    from lakehouse.contracts import load_contract
+
+    lance = open_table(settings, load_contract(settings, name))
+    assert lance is not None
+    return list(lance.to_arrow()["_row_id"].to_pylist())
+
+
+def test_supplied_vectors_share_the_tables_row_ids_and_bad_vectors_are_quarantined(
+    settings: Settings,
+    dataset: Callable[[str], str],
+    upload: Callable[..., dict[str, Any]],
+    client: LakeClient,
+) -> None:
+    name = dataset(SUPPLIED)
+    rows = _rows(0, 6)
+    rows[2]["emb"] = [1.0, 2.0]  # wrong length
+    rows[4]["emb"] = "not a vector"
+    del rows[5]["emb"]
+    report = upload(name, "a.ndjson", _ndjson(rows))
+    assert report["rows_accepted"] == 3 and report["rows_quarantined"] == 3
+    assert report["vectors_written"] == 3
+    table_ids = _table_ids(settings, name)
+    lance_ids = _lance_ids(settings, name)
+    assert len(table_ids) == 3 and sorted(lance_ids) == sorted(table_ids)
+
+    quarantined = client.quarantine(name).body["rows"]
+    reasons = {r["row_number"]: (r["column"], r["rule"], r["reason"]) for r in quarantined}
+    assert reasons[3] == ("emb", "vector", "emb: has 2 numbers, the contract says dim 8")
+    assert reasons[5] == ("emb", "vector", "emb: not a list of numbers")
+    assert reasons[6] == ("emb", "vector", "emb: no vector")
+
+    # The snapshot records the Lance version, and that version is tagged with the snapshot.
+    table = get_catalog(settings).load_table(f"{settings.namespace}.{name}")
+    snap = table.current_snapshot()
+    assert snap is not None and snap.summary is not None
+    version = int(snap.summary[LANCE_VERSION])
+    from lakehouse.contracts import load_contract
+
+    lance = open_table(settings, load_contract(settings, name))
+    assert lance is not None
+    assert lance.tags.list()[f"{TAG_PREFIX}{snap.snapshot_id}"]["version"] == version
+
+    # Redelivering the object adds nothing, to the table or to Lance.
+    again = deliver(settings, settings.landing_bucket, f"{name}/a.ndjson")["reports"][0]
+    assert again["duplicate"] is True
+    assert sorted(_lance_ids(settings, name)) == sorted(table_ids)
+
+
+def test_search_as_of_an_older_snapshot_hides_newer_rows(
+    settings: Settings,
+    dataset: Callable[[str], str],
+    upload: Callable[..., dict[str, Any]],
+    client: LakeClient,
+) -> None:
+    name = dataset(SUPPLIED)
+    first = upload(name, "first.ndjson", _ndjson(_rows(0, 5)))
+    upload(name, "second.ndjson", _ndjson(_rows(100, 5)))
+    query = _vec(102)  # exactly a row of the second file
+
+    now = client.search(name, vector=query, k=3)
+    assert now.ok, now.body
+    titles = [r[now.body["columns"].index("title")] for r in now.body["rows"]]
+    assert titles[0] == "doc 102"
+    assert now.body["rows"][0][now.body["columns"].index("_score")] == pytest.approx(1.0, abs=1e-5)
+
+    before = client.search(name, vector=query, k=10, as_of=first["snapshot_id"])
+    assert before.ok, before.body
+    titles = {r[before.body["columns"].index("title")] for r in before.body["rows"]}
+    assert titles == {f"doc {i}" for i in range(5)}
+    assert before.body["snapshot_id"] == first["snapshot_id"]
+    assert before.body["lance_version"] < now.body["lance_version"]
+
+
+def test_a_lance_write_failure_leaves_no_table_commit_and_the_retry_completes(
+    settings: Settings, dataset: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lancedb.table import LanceTable
+
+    name = dataset(SUPPLIED)
+    key = f"{name}/f.ndjson"
+    s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=_ndjson(_rows(0, 4)))
+
+    def broken(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise OSError("connection reset by the object store")
+
+    with monkeypatch.context() as m:
+        m.setattr(LanceTable, "add", broken)
+        with pytest.raises(VectorWriteFailed) as caught:
+            deliver(settings, settings.landing_bucket, key)
+    assert caught.value.terminal is False  # retried, not parked
+    table = get_catalog(settings).load_table(f"{settings.namespace}.{name}")
+    assert table.current_snapshot() is None
+
+    report = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    assert report["rows_accepted"] == 4 and report["vectors_written"] == 4
+    assert sorted(_lance_ids(settings, name)) == sorted(_table_ids(settings, name))
+
+
+def test_filters_and_bad_requests(
+    settings: Settings,
+    dataset: Callable[[str], str],
+    upload: Callable[..., dict[str, Any]],
+    client: LakeClient,
+) -> None:
+    name = dataset(SUPPLIED)
+    upload(name, "en.ndjson", _ndjson(_rows(0, 6, "en")))
+    upload(name, "fr.ndjson", _ndjson(_rows(50, 6, "fr")))
+    found = client.search(name, vector=_vec(51), k=4, filter="lang = 'en'")
+    assert found.ok, found.body
+    langs = {r[found.body["columns"].index("lang")] for r in found.body["rows"]}
+    assert langs == {"en"} and found.body["row_count"] == 4
+
+    only = client.search(name, vector=_vec(51), k=20, filter="lang = 'fr' AND title <> 'doc 51'")
+    assert {r[found.body["columns"].index("title")] for r in only.body["rows"]} == {
+        f"doc {i}" for i in range(50, 56) if i != 51
+    }
+
+    for bad, status in [
+        ({"filter": "lang = 'en'; DROP TABLE x"}, 400),
+        ({"filter": "title IN (SELECT sql FROM duckdb_tables())"}, 400),
+        ({"filter": "no_such_column = 1"}, 400),
+        ({"vector": [1.0, 2.0]}, 400),
+        ({"mode": "text", "text": "doc"}, 400),  # supplied vectors and no text column
+    ]:
+        body = {"vector": _vec(1), **bad}
+        if "text" in body:
+            del body["vector"]
+        response = client.request("POST", "/search", {"dataset": name, "k": 3, **body})
+        assert response.status == status, (bad, response.body)
+        assert response.body["message"]
+    assert client.search("no_such_dataset", vector=_vec(1)).status == 404
+    plain = dataset("name: {name}\nevent_time: ts\ncolumns:\n  ts: {type: timestamp, required: true}\n")
+    response = client.search(plain, vector=_vec(1))
+    assert response.status == 400 and "vectors" in response.body["message"]
+
+
+def _ingest_in_child(home: str, key: str) -> int:
+    settings = load_settings(home=home)
+    report = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    return int(report["vectors_written"] or 0)
+
+
+def test_writers_in_spawned_processes_each_row_gets_one_vector(
+    settings: Settings, dataset: Callable[[str], str]
+) -> None:
+    """lancedb must not be used from forked children: Lake's processes are spawned."""
+    name = dataset(SUPPLIED)
+    keys = []
+    for i in range(6):
+        key = f"{name}/part-{i}.ndjson"
+        s3_client(settings).put_object(
+            Bucket=settings.landing_bucket, Key=key, Body=_ndjson(_rows(i * 10, 5))
+        )
+        keys.append(key)
+    with ProcessPoolExecutor(3, mp_context=mp.get_context("spawn")) as pool:
+        written = list(pool.map(_ingest_in_child, [str(settings.home)] * len(keys), keys))
+    assert written == [5] * 6
+    table_ids = _table_ids(settings, name)
+    assert len(table_ids) == 30
+    assert sorted(_lance_ids(settings, name)) == sorted(table_ids)
+
+
+def test_vector_upkeep_removes_strays_and_builds_the_index(
+    settings: Settings,
+    dataset: Callable[[str], str],
+    upload: Callable[..., dict[str, Any]],
+    client: LakeClient,
+) -> None:
+    from lakehouse.contracts import load_contract
+    from lakehouse.tables import SourceRef
+    from lakehouse.vectors import VectorStage
+
+    name = dataset(SUPPLIED)
+    upload(name, "big.ndjson", _ndjson(_rows(0, 320)))
+    contract = load_contract(settings, name)
+    # An ingest that wrote its vectors and died before its table commit.
+    stage = VectorStage(settings, contract, SourceRef(settings.landing_bucket, f"{name}/lost.ndjson", "v1"))
+    import pyarrow as pa
+
+    accepted = pa.table(
+        {"ts": pa.array([None], pa.timestamp("us", "UTC")), "_row_id": pa.array(["x"], pa.string())}
+    )
+    batch = pa.table({"__lake_row": pa.array([1], pa.int64()), "emb": pa.array([json.dumps(_vec(7))])})
+    stage.add(accepted, pa.array([1], pa.int64()), batch)
+    stage.commit()
+    assert len(_lance_ids(settings, name)) == 321
+
+    dry = run_maintenance(settings, MaintenanceOptions(jobs=("vectors",), dry_run=True))
+    mine = [r for r in dry["jobs"]["vectors"] if r["dataset"] == name]
+    assert mine[0]["stray_rows"] == 1
+    assert len(_lance_ids(settings, name)) == 321
+    done = run_maintenance(
+        settings, MaintenanceOptions(jobs=("vectors",), tables=(f"{settings.namespace}.{name}",))
+    )
+    mine = [r for r in done["jobs"]["vectors"] if r["dataset"] == name]
+    assert mine[0]["stray_rows"] == 1 and "index" in mine[0], mine
+    assert sorted(_lance_ids(settings, name)) == sorted(_table_ids(settings, name))
+    lance = open_table(settings, contract)
+    assert lance is not None and any(idx.columns == ["vector"] for idx in lance.list_indices())
+
+    # Rows added after the index was built are found before any re-index.
+    upload(name, "late.ndjson", _ndjson(_rows(5000, 3)))
+    found = client.search(name, vector=_vec(5001), k=1)
+    assert found.body["rows"][0][found.body["columns"].index("title")] == "doc 5001"
+
+
+# --- text: MiniLM embeddings, BM25, hybrid -----------------------------------------------------
+
+# Near-identical invoices that only their codes tell apart: words find them, meaning cannot.
+INVOICES = [
+    f"Invoice {code} for the delivery of garden chairs and tables"
+    for code in ("QX-7731", "QX-7713", "QX-3177", "QX-1377")
+]
+# Sentences whose paraphrases below share no word with any document: meaning finds them.
+MEANINGS = [
+    "The cat slept on the mat all afternoon",
+    "Heavy rain flooded the streets of the town",
+    "She baked bread early in the morning",
+    "The stock market fell sharply on Monday",
+    "He repaired the bicycle tyre with a patch",
+    "Children played football in the park",
+]
+KEYWORD_QUERIES = [("QX-7713", 1), ("QX-3177", 2), ("QX-1377", 3), ("QX-7731", 0)]
+MEANING_QUERIES = [
+    ("a kitten dozing on a rug", 0),
+    ("downpour inundating roads", 1),
+    ("loaves made at dawn", 2),
+    ("shares dropped steeply", 3),
+    ("fixing a punctured wheel", 4),
+    ("kids kicking a ball outdoors", 5),
+]
+
+
+@pytest.fixture(scope="module")
+def corpus(stack: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[str]]:
+    pytest.importorskip("sentence_transformers")
+    settings = load_settings()
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    (settings.contracts_dir / f"{name}.yaml").write_text(TEXT.replace("{name}", name))
+    docs = INVOICES + MEANINGS
+    lines = [
+        {"ts": "2026-03-01T00:00:00Z", "body": d, "kind": "invoice" if d in INVOICES else "note"}
+        for d in docs
+    ]
+    key = f"{name}/docs.ndjson"
+    s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=_ndjson(lines))
+    report = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    assert report["vectors_written"] == len(docs)
+    return name, docs
+
+
+def _hits_at_1(client: LakeClient, name: str, docs: list[str], mode: str) -> int:
+    hits = 0
+    for text, wanted in [(q, i) for q, i in KEYWORD_QUERIES] + [
+        (q, len(INVOICES) + i) for q, i in MEANING_QUERIES
+    ]:
+        found = client.search(name, text=text, k=1, mode=mode)
+        assert found.ok, found.body
+        rows = found.body["rows"]
+        if rows and rows[0][found.body["columns"].index("body")] == docs[wanted]:
+            hits += 1
+    return hits
+
+
+def test_hybrid_beats_either_mode_on_a_labelled_set(
+    client: LakeClient, corpus: tuple[str, list[str]]
+) -> None:
+    name, docs = corpus
+    vector = _hits_at_1(client, name, docs, "vector")
+    text = _hits_at_1(client, name, docs, "text")
+    hybrid = _hits_at_1(client, name, docs, "hybrid")
+    total = len(KEYWORD_QUERIES) + len(MEANING_QUERIES)
+    assert text <= len(KEYWORD_QUERIES)  # no word of a paraphrase is in any document
+    assert hybrid > vector and hybrid > text, (vector, text, hybrid, total)
+    assert hybrid == total
+
+
+def test_vector_search_in_sql_joins_with_the_table(client: LakeClient, corpus: tuple[str, list[str]]) -> None:
+    name, docs = corpus
+    sql = (
+        f"SELECT d.body, v.score FROM vector_search('{name}', 'a kitten dozing on a rug', 3) v "
+        f"JOIN lake.{name} d ON d._row_id = v.id ORDER BY v.score DESC"
+    )
+    result = client.sql(sql)
+    assert result.ok, result.body
+    assert result.body["row_count"] == 3
+    assert result.body["rows"][0][0] == docs[len(INVOICES)]
+    scores = [r[1] for r in result.body["rows"]]
+    assert scores == sorted(scores, reverse=True)
+    for bad in (
+        f"SELECT * FROM vector_search('{name}', 'x')",
+        f"SELECT * FROM vector_search('{name}', (SELECT 'x'), 3)",
+    ):
+        assert client.sql(bad).status == 400
+
+
+def test_search_over_http_with_text(
+    http_client: LakeClient, corpus: tuple[str, list[str]], make_key: Callable[..., str], serve_url: str
+) -> None:
+    name, docs = corpus
+    found = http_client.search(name, text="shares dropped steeply", k=2, filter="kind = 'note'")
+    assert found.ok, found.body
+    assert found.body["mode"] == "hybrid"
+    assert found.body["rows"][0][found.body["columns"].index("body")] == docs[len(INVOICES) + 3]
+    assert LakeClient(serve_url).search(name, text="x").status == 401
+    assert LakeClient(serve_url, key=make_key("read")).search(name, text="bread").ok
