@@ -328,12 +328,12 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     import datetime as dt
 
-    from lakehouse.maintenance import JOBS, MaintenanceOptions, run_maintenance
+    from lakehouse.maintenance import MaintenanceOptions, registered_jobs, run_maintenance
 
     _need_stack(settings)
-    chosen = tuple(j for j in JOBS if getattr(args, j))
+    chosen = tuple(j for j in registered_jobs() if getattr(args, j, False))
     options = MaintenanceOptions(
-        jobs=chosen or JOBS,
+        jobs=chosen or registered_jobs(),
         dry_run=args.dry_run,
         tables=tuple(args.table) if args.table else None,
         orphan_age=None if args.orphan_age_days is None else dt.timedelta(days=args.orphan_age_days),
@@ -347,6 +347,7 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
         "compact": ["table", "partitions_compacted", "files_before", "files_after", "bytes_rewritten"],
         "expire": ["table", "snapshots_expired", "snapshots_kept", "files_deleted", "bytes_freed"],
         "orphans": ["table", "files_found", "files_deleted", "bytes_freed", "older_than"],
+        "vectors": ["dataset", "rows", "stray_rows", "duplicate_ids", "version", "index", "error"],
     }
     for job, results in report["jobs"].items():
         _out(f"\n{job}{' (dry run)' if args.dry_run else ''}:")
@@ -597,6 +598,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--expire", action="store_true", help="expire old snapshots and delete their files")
     s.add_argument("--orphans", action="store_true", help="delete unreferenced files older than the age")
     s.add_argument("--retention", action="store_true", help="drop months older than the contract keeps")
+    s.add_argument("--audit", action="store_true", help="fold the audit spool into the audit table")
+    s.add_argument(
+        "--vectors", action="store_true", help="Lance upkeep: strays, compaction, old versions, indexes"
+    )
     s.add_argument("--dry-run", action="store_true", help="report what would happen; change nothing")
     s.add_argument("--table", action="append", help="only this table (repeatable; default: all)")
     s.add_argument("--orphan-age-days", type=float, help="override LAKE_ORPHAN_AGE_DAYS")
