@@ -1,0 +1,273 @@
+"""Packaging: the function images' Dockerfiles (checked statically: no Docker engine needed),
+handlers that do not import lancedb or torch, and `lake invoke` of container-image functions."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import json
+import re
+import subprocess
+import sys
+import textwrap
+import tomllib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lakehouse import invoke as invoke_module
+from lakehouse.errors import TemplateInvalid
+from lakehouse.invoke import dockerfile_command, function_spec, invoke, load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+HANDLERS = ("ingest", "query", "maintenance", "takeout")
+# Functions that embed text (ingest, Takeout: documents; query: the search text) install `embed`.
+EMBEDDING = {"ingest", "query", "takeout"}
+VECTOR_MODULES = ("lancedb", "lance", "torch", "sentence_transformers", "model2vec", "transformers")
+INSTRUCTIONS = {
+    "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
+    "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
+}  # fmt: skip
+
+
+def parse_dockerfile(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of each instruction; comments dropped, continuations joined."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    found = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        keyword, _, rest = stripped.partition(" ")
+        found.append((keyword.upper(), rest.strip()))
+    return found
+
+
+def _pyproject() -> dict[str, Any]:
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _torch_pin() -> str:
+    embed = _pyproject()["project"]["optional-dependencies"]["embed"]
+    (pin,) = [r for r in embed if re.match(r"torch\b", r)]
+    return pin.removeprefix("torch").strip()
+
+
+def _dockerignore_allows(path: str) -> bool:
+    """Whether the root .dockerignore keeps ``path`` in the build context (last match wins)."""
+    allowed = True
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        rule = raw.strip()
+        if not rule or rule.startswith("#"):
+            continue
+        negate = rule.startswith("!")
+        pattern = rule.lstrip("!").rstrip("/")
+        top = path.split("/")[0]
+        if fnmatch.fnmatch(path, pattern) or fnmatch.fnmatch(top, pattern):
+            allowed = negate
+    return allowed
+
+
+@pytest.fixture(scope="module", params=HANDLERS)
+def image(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str]]]:
+    name = str(request.param)
+    return name, parse_dockerfile(ROOT / "functions" / name / "Dockerfile")
+
+
+# ---------------------------------------------------------------- Dockerfiles
+
+
+def test_dockerfile_uses_known_instructions_and_the_lambda_python_base(
+    image: tuple[str, list[tuple[str, str]]],
+) -> None:
+    name, instructions = image
+    assert {keyword for keyword, _ in instructions} <= INSTRUCTIONS, name
+    froms = [args for keyword, args in instructions if keyword == "FROM"]
+    assert len(froms) == 1, name
+    match = re.fullmatch(r"public\.ecr\.aws/lambda/python:(3\.\d+)", froms[0])
+    assert match, froms[0]
+    # Within the project's supported Pythons.
+    minor = int(match.group(1).split(".")[1])
+    assert 11 <= minor < 14
+
+
+def test_dockerfile_cmd_is_the_function_handler(image: tuple[str, list[tuple[str, str]]]) -> None:
+    name, _ = image
+    dockerfile = ROOT / "functions" / name / "Dockerfile"
+    command = dockerfile_command(dockerfile)
+    assert command == [f"functions.{name}.handler.lambda_handler"]
+    module, _, attribute = command[0].rpartition(".")
+    source = ROOT / Path(*module.split(".")).with_suffix(".py")
+    tree = ast.parse(source.read_text())
+    assert any(isinstance(n, ast.FunctionDef) and n.name == attribute for n in tree.body), source
+
+
+def test_dockerfile_installs_lake_with_embed_only_where_text_is_embedded(
+    image: tuple[str, list[tuple[str, str]]],
+) -> None:
+    name, instructions = image
+    runs = [args for keyword, args in instructions if keyword == "RUN"]
+    installs = [r for r in runs if "pip install" in r]
+    project = [r for r in installs if "/tmp/lake" in r]
+    assert len(project) == 1, installs
+    assert ("/tmp/lake[embed]" in project[0]) == (name in EMBEDDING), project[0]
+    assert "--no-cache-dir" in project[0]
+    torch = [r for r in installs if "torch" in r]
+    if name in EMBEDDING:
+        # CPU torch first, at exactly the pyproject pin, so `.[embed]` finds it satisfied.
+        assert len(torch) == 1 and runs.index(torch[0]) < runs.index(project[0])
+        assert f'"torch{_torch_pin()}+cpu"' in torch[0]
+        assert "TORCH_INDEX_URL" in torch[0]
+    else:
+        assert not torch, "maintenance embeds no text: no torch in its image"
+
+
+def test_dockerfile_copies_the_package_and_the_contracts(image: tuple[str, list[tuple[str, str]]]) -> None:
+    name, instructions = image
+    copies = [args.split() for keyword, args in instructions if keyword == "COPY"]
+    sources = {source for words in copies for source in words[:-1] if not source.startswith("--")}
+    # What `pip install .` needs: the project file, its readme and the packages it lists.
+    assert {"pyproject.toml", "README.md", "lakehouse", "functions"} <= sources
+    packages = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert {p.rstrip("*") for p in packages} <= sources
+    # LAKE_CONTRACTS_DIR is /var/task/catalog/datasets; the image puts catalog/ there.
+    assert ["catalog", "${LAMBDA_TASK_ROOT}/catalog"] in copies
+    template = load_template(ROOT / "template.yaml")
+    contracts = template["Globals"]["Function"]["Environment"]["Variables"]["LAKE_CONTRACTS_DIR"]
+    assert contracts == "/var/task/catalog/datasets"
+    for source in sources:
+        assert (ROOT / source).exists(), f"{name}: COPY {source} does not exist"
+        assert _dockerignore_allows(source), f"{name}: .dockerignore leaves out {source}"
+
+
+def test_dockerignore_keeps_the_build_context_small() -> None:
+    for heavy in (".venv", ".git", "build", "tests", ".lake", "bench"):
+        assert not _dockerignore_allows(heavy), heavy
+
+
+def test_embed_extra_holds_the_text_embedders() -> None:
+    embed = _pyproject()["project"]["optional-dependencies"]["embed"]
+    names = {re.split(r"[=<>~!\[ ]", r)[0] for r in embed}
+    assert {"torch", "sentence-transformers"} <= names
+    assert _torch_pin().startswith("=="), "torch is pinned exactly (the CPU build)"
+    core = {re.split(r"[=<>~!\[ ]", r)[0] for r in _pyproject()["project"]["dependencies"]}
+    assert "lancedb" in core and not names & core
+
+
+# ---------------------------------------------------------------- imports
+
+
+@pytest.mark.parametrize("name", HANDLERS)
+def test_importing_a_handler_loads_no_vector_library(name: str) -> None:
+    """lancedb (≈1.2 s to import) and torch stay out of a handler until a call needs vectors."""
+    code = (
+        f"import sys, json; import functions.{name}.handler as h; assert callable(h.lambda_handler); "
+        f"print(json.dumps(sorted(m for m in {VECTOR_MODULES!r} if m in sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == []
+
+
+# ---------------------------------------------------------------- lake invoke of image functions
+
+PROBE_HANDLER = """
+from typing import Any
+
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return {"event": event, "function_name": context.function_name}
+"""
+
+
+@pytest.fixture()
+def image_probe(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A template with image functions: one named by its Dockerfile's CMD, one by ImageConfig."""
+    package = f"lakeimage_{uuid.uuid4().hex[:8]}"
+    (tmp_path / package).mkdir()
+    (tmp_path / package / "__init__.py").write_text("")
+    (tmp_path / package / "handler.py").write_text(PROBE_HANDLER)
+    (tmp_path / "images" / "probe").mkdir(parents=True)
+    (tmp_path / "images" / "probe" / "Dockerfile").write_text(
+        "FROM public.ecr.aws/lambda/python:3.12\n"
+        'CMD ["not.this.one"]\n'
+        "COPY . ${LAMBDA_TASK_ROOT}\n"
+        f'CMD [ "{package}.handler.lambda_handler" ]\n'
+    )
+    (tmp_path / "template.yaml").write_text(
+        textwrap.dedent(f"""
+        Transform: AWS::Serverless-2016-10-31
+        Resources:
+          FromDockerfile:
+            Type: AWS::Serverless::Function
+            Metadata:
+              Dockerfile: images/probe/Dockerfile
+              DockerContext: .
+              DockerTag: v1
+            Properties:
+              PackageType: Image
+              Timeout: 30
+          FromImageConfig:
+            Type: AWS::Serverless::Function
+            Metadata:
+              Dockerfile: images/probe/Dockerfile
+              DockerContext: .
+            Properties:
+              PackageType: Image
+              ImageConfig:
+                Command: ["{package}.handler.lambda_handler"]
+          NoCommand:
+            Type: AWS::Serverless::Function
+            Properties:
+              PackageType: Image
+        """)
+    )
+    yield tmp_path / "template.yaml", package
+    for name in [m for m in sys.modules if m == package or m.startswith(package + ".")]:
+        del sys.modules[name]
+
+
+def test_invoke_runs_an_image_function_by_its_command(
+    image_probe: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template, package = image_probe
+    monkeypatch.setattr(invoke_module, "read_state", lambda _home: None)
+    for logical_id in ("FromDockerfile", "FromImageConfig"):
+        response = invoke(template, logical_id, {"n": 1}, tmp_path / "home")
+        assert response == {"event": {"n": 1}, "function_name": logical_id}
+    spec = function_spec(load_template(template), "FromDockerfile", template_dir=template.parent)
+    assert (spec.handler, spec.code_uri, spec.timeout) == (f"{package}.handler.lambda_handler", ".", 30)
+
+
+def test_an_image_function_without_a_command_is_an_invalid_template(image_probe: tuple[Path, str]) -> None:
+    template, _ = image_probe
+    loaded = load_template(template)
+    with pytest.raises(TemplateInvalid, match="NoCommand is an image function without ImageConfig.Command"):
+        function_spec(loaded, "NoCommand", template_dir=template.parent)
+    with pytest.raises(TemplateInvalid, match="without ImageConfig.Command"):
+        function_spec(loaded, "FromDockerfile")  # the Dockerfile is found relative to the template
+
+
+def test_dockerfile_command_needs_an_exec_form_cmd(tmp_path: Path) -> None:
+    shell_form = tmp_path / "Dockerfile"
+    shell_form.write_text("FROM scratch\nCMD python app.py\n")
+    with pytest.raises(TemplateInvalid, match="has no CMD"):
+        dockerfile_command(shell_form)
+    shell_form.write_text('FROM scratch\nCMD ["a.b", \\\n     "--flag"]\n')
+    assert dockerfile_command(shell_form) == ["a.b", "--flag"]
+    with pytest.raises(TemplateInvalid, match="cannot read the Dockerfile"):
+        dockerfile_command(tmp_path / "missing")
+
+
+def test_the_project_image_functions_invoke_in_process() -> None:
+    """`lake invoke` reads the project's image functions' handlers like zip ones."""
+    template = load_template(ROOT / "template.yaml")
+    for name in HANDLERS:
+        logical_id = f"{name.title()}Function"
+        spec = function_spec(template, logical_id, template_dir=ROOT)
+        assert spec.handler == f"functions.{name}.handler.lambda_handler"
+        assert spec.code_uri == "."
