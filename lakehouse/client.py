@@ -162,3 +162,88 @@ class LakeClient:
         if to is not None:
             query["to"] = str(to)
         return self.request("GET", f"/tables/{name}/changes", query=query)
+
+    # --- artifact store (/artifacts) -------------------------------------------------------------
+
+    @staticmethod
+    def _content(content: str | bytes) -> dict[str, str]:
+        if isinstance(content, bytes):
+            return {"content": base64.b64encode(content).decode(), "content_encoding": "base64"}
+        return {"content": content, "content_encoding": "utf-8"}
+
+    def artifact_store(
+        self,
+        name: str,
+        content: str | bytes,
+        data_type: str = "other",
+        metadata: dict[str, Any] | None = None,
+        subpath: str = "",
+        content_type: str | None = None,
+    ) -> ApiResponse:
+        """``POST /artifacts``: store a new artifact at ``subpath/name`` (bytes go as base64)."""
+        body: dict[str, Any] = {"name": name, "data_type": data_type, "subpath": subpath}
+        body.update(self._content(content))
+        if metadata is not None:
+            body["metadata"] = metadata
+        if content_type is not None:
+            body["content_type"] = content_type
+        return self.request("POST", "/artifacts", body)
+
+    def artifact(
+        self, artifact_id: str, version: int | None = None, as_of: int | str | None = None
+    ) -> ApiResponse:
+        """``GET /artifacts/{id}``: metadata and content (now, a version, or as of a snapshot/time)."""
+        query = {k: str(v) for k, v in (("version", version), ("as_of", as_of)) if v is not None}
+        return self.request("GET", f"/artifacts/{artifact_id}", query=query or None)
+
+    def artifact_by_path(self, path: str, as_of: int | str | None = None) -> ApiResponse:
+        query = {"path": path} if as_of is None else {"path": path, "as_of": str(as_of)}
+        return self.request("GET", "/artifacts/by-path", query=query)
+
+    def artifacts(
+        self,
+        data_type: str | None = None,
+        subpath: str = "",
+        recursive: bool = True,
+        as_of: int | str | None = None,
+    ) -> ApiResponse:
+        """``GET /artifacts``: current artifacts in a folder (and below, if ``recursive``)."""
+        query = {"subpath": subpath, "recursive": "true" if recursive else "false"}
+        if data_type is not None:
+            query["data_type"] = data_type
+        if as_of is not None:
+            query["as_of"] = str(as_of)
+        return self.request("GET", "/artifacts", query=query)
+
+    def artifact_search(
+        self, q: str, data_type: str | None = None, subpath: str = "", limit: int = 10
+    ) -> ApiResponse:
+        """``GET /artifacts/search``: by words and meaning, best first."""
+        query = {"q": q, "subpath": subpath, "limit": str(limit)}
+        if data_type is not None:
+            query["data_type"] = data_type
+        return self.request("GET", "/artifacts/search", query=query)
+
+    def artifact_update(
+        self,
+        artifact_id: str,
+        content: str | bytes | None = None,
+        metadata: dict[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> ApiResponse:
+        """``PUT /artifacts/{id}``: a new version with new content and/or metadata."""
+        body: dict[str, Any] = {} if content is None else self._content(content)
+        if metadata is not None:
+            body["metadata"] = metadata
+        if content_type is not None:
+            body["content_type"] = content_type
+        return self.request("PUT", f"/artifacts/{artifact_id}", body)
+
+    def artifact_delete(self, artifact_id: str) -> ApiResponse:
+        return self.request("DELETE", f"/artifacts/{artifact_id}")
+
+    def artifact_history(self, artifact_id: str) -> ApiResponse:
+        return self.request("GET", f"/artifacts/{artifact_id}/history")
+
+    def artifact_stats(self) -> ApiResponse:
+        return self.request("GET", "/artifacts/stats")
