@@ -675,6 +675,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="start the stack, ingest the samples, query them and tell the story")
     s.add_argument("--samples", default="infra/samples")
     s.set_defaults(func=cmd_demo)
+
+    from lakehouse.artifacts.cli import add_parser as add_artifacts_parser
+
+    add_artifacts_parser(sub)
     return p
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import multiprocessing
 import uuid
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -287,3 +289,31 @@ def test_http_scopes(serve_url: str, make_key: Callable[..., str]) -> None:
     assert reader.artifact_update(made.body["id"], content="changed").status == 403
     assert reader.artifact_delete(made.body["id"]).status == 403
     assert writer.artifact_delete(made.body["id"]).status == 200
+
+
+def test_cli(stack: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lakehouse.cli import main
+
+    folder = f"cli/{uuid.uuid4().hex[:8]}"
+    source = tmp_path / "macro.sql"
+    source.write_text("select {{ col }} from orders")
+    assert main(["artifacts", "store", "macro.sql", str(source), "--type", "macro", "--subpath", folder,
+                 "--meta", "owner=sales"]) == 0  # fmt: skip
+    artifact_id = capsys.readouterr().out.split()[0]
+    assert main(["artifacts", "get-path", f"{folder}/macro.sql"]) == 0
+    assert capsys.readouterr().out == "select {{ col }} from orders"
+    source.write_bytes(b"\xff\x00binary")
+    assert main(["artifacts", "update", artifact_id, str(source), "--meta", "owner=finance"]) == 0
+    assert "version 2" in capsys.readouterr().out
+    out = tmp_path / "back.bin"
+    assert main(["artifacts", "get", artifact_id, "--out", str(out)]) == 0
+    assert out.read_bytes() == b"\xff\x00binary"
+    assert main(["artifacts", "get", artifact_id, "--version", "1"]) == 0
+    assert capsys.readouterr().out.endswith("select {{ col }} from orders")
+    assert main(["artifacts", "list", "--subpath", folder, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["count"] == 1
+    assert main(["artifacts", "history", artifact_id]) == 0
+    assert "update" in capsys.readouterr().out
+    assert main(["artifacts", "delete", artifact_id]) == 0
+    with pytest.raises(SystemExit, match="404"):
+        main(["artifacts", "get", artifact_id])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -17,11 +17,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.query.common import COMMON, caller, error_responses
-from lakehouse.artifacts import Artifact, BlockingArtifactStore, store_for
+from lakehouse.artifacts import Artifact
 from lakehouse.artifacts import ValidationError as ArtifactValidationError
 from lakehouse.auth import Scope
 from lakehouse.config import get_settings
 from lakehouse.errors import Forbidden
+
+if TYPE_CHECKING:
+    from lakehouse.artifacts import BlockingArtifactStore
 
 router = Router()
 
@@ -122,6 +125,8 @@ AS_OF = "Iceberg snapshot id or ISO-8601 time: the artifacts as they were then."
 
 
 def _store(scope: Scope) -> BlockingArtifactStore:
+    from lakehouse.artifacts import store_for
+
     who = caller(router)
     who.require(scope)
     if who.tenant is not None:

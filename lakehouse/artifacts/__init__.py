@@ -8,6 +8,8 @@ searchable by words and by meaning. See :class:`ArtifactStore`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from lakehouse.artifacts.model import (
     DATA_TYPES,
     Artifact,
@@ -18,7 +20,21 @@ from lakehouse.artifacts.model import (
     SearchResults,
     ValidationError,
 )
-from lakehouse.artifacts.store import ArtifactStore, BlockingArtifactStore, store_for
+
+if TYPE_CHECKING:
+    from lakehouse.artifacts.store import ArtifactStore, BlockingArtifactStore, store_for
+
+_LAZY = {"ArtifactStore", "BlockingArtifactStore", "store_for"}
+
+
+def __getattr__(name: str) -> Any:
+    """The store itself (pyarrow, pyiceberg) is imported on first use: the query function's
+    cold start does not pay for it unless an artifact route is called."""
+    if name in _LAZY:
+        from lakehouse.artifacts import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "DATA_TYPES",
