@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import json
 import multiprocessing
 import uuid
@@ -113,6 +114,11 @@ def test_history_versions_and_time_travel(store: ArtifactStore) -> None:
     assert run(store.retrieve(a.id, version=2)).content == "second draft"
     assert run(store.retrieve(a.id, as_of=history[0].snapshot_id)).content == "first draft"
     assert run(store.retrieve_by_path("doc.md", as_of=history[1].snapshot_id)).content == "second draft"
+    snapshot = store.blocking.ledger.table().snapshot_by_id(history[0].snapshot_id or 0)
+    assert snapshot is not None
+    then = dt.datetime.fromtimestamp(snapshot.timestamp_ms / 1000, dt.UTC)
+    assert run(store.retrieve(a.id, as_of=then)).content == "first draft"
+    assert run(store.retrieve(a.id, as_of=then.isoformat())).version == 1
     assert [x.id for x in run(store.list(as_of=history[1].snapshot_id))] == [a.id]
     assert run(store.list()) == []
     with pytest.raises(NotFoundError):
@@ -121,6 +127,8 @@ def test_history_versions_and_time_travel(store: ArtifactStore) -> None:
         run(store.history(uuid.uuid4().hex))
     with pytest.raises(LakeError):
         run(store.retrieve(a.id, as_of=12345))  # no such snapshot
+    with pytest.raises(NotFoundError):  # before the artifact was stored
+        run(store.retrieve(a.id, as_of=history[0].snapshot_id and then - dt.timedelta(hours=1)))
 
 
 def test_errors(store: ArtifactStore) -> None:

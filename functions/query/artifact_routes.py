@@ -153,7 +153,10 @@ def _one(artifact: Artifact, status: int = 200) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-@router.post("/artifacts", responses={**COMMON, **_ok(ArtifactBody, "Stored", 201)})
+CREATED = {**{k: v for k, v in COMMON.items() if k != 200}, **_ok(ArtifactBody, "Stored", 201)}
+
+
+@router.post("/artifacts", responses=CREATED)
 def post_artifact(request: Annotated[StoreRequest, Body()]) -> Response[str]:
     store = _store("write")
     artifact = store.store(

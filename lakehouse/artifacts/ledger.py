@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from lakehouse.artifacts.model import Artifact, NotFoundError
+from lakehouse.artifacts.model import Artifact, ArtifactError, NotFoundError
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.errors import CommitConflict, StoreUnavailable
@@ -38,6 +38,7 @@ CONTENT_PREFIX = "_lake/artifacts/content/"
 ARTIFACT_ID = "lake.artifact.id"
 ARTIFACT_VERSION = "lake.artifact.version"
 ARTIFACT_OP = "lake.artifact.op"
+MARK = "lake.artifacts"  # table property of an artifact table: a dataset table is never taken for one
 
 
 def ledger_schema() -> Schema:
@@ -135,25 +136,19 @@ class Ledger:
     # --- the table ---------------------------------------------------------------------------
 
     def table(self, refresh: bool = True) -> Table:
+        """The table (created on first use), refreshed unless ``refresh`` is false."""
         if self._table is None:
             catalog = get_catalog(self.settings)
-            self._table = store_retry(
+            properties = {"format-version": "2", "write.parquet.compression-codec": "zstd", MARK: "true"}
+            table = store_retry(
                 self.settings,
-                lambda: create_table(
-                    catalog,
-                    self.ident,
-                    ledger_schema(),
-                    _unpartitioned(),
-                    {
-                        "format-version": "2",
-                        "write.parquet.compression-codec": "zstd",
-                        "lake.artifacts": "true",
-                    },
-                ),
+                lambda: create_table(catalog, self.ident, ledger_schema(), _unpartitioned(), properties),
             )
+            if table.properties.get(MARK) != "true":
+                raise ArtifactError(f"{self.ident} is a table of another kind (no {MARK} property)")
+            self._table = table
         elif refresh:
-            table = self._table
-            store_retry(self.settings, table.refresh)
+            store_retry(self.settings, self._table.refresh)
         return self._table
 
     def state(self, snapshot_id: int | None = None) -> State:

@@ -40,12 +40,24 @@ log = logging.getLogger(__name__)
 DEFAULT_TABLE = "artifacts"
 MAX_QUERY_CHARS = 10_000
 MIN_SIMILARITY = 0.3
+AsOf = int | str | dt.datetime | None  # an Iceberg snapshot id, or a time (ISO-8601 text or datetime)
 
 
 def _in_folder(artifact: Artifact, subpath: str, recursive: bool) -> bool:
     if artifact.subpath == subpath:
         return True
     return recursive and (subpath == "" or artifact.subpath.startswith(subpath + "/"))
+
+
+def _parse_time(text: str) -> int:
+    """An ISO-8601 time as epoch milliseconds (naive times are UTC)."""
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise ValidationError(f"as_of {text!r} is neither a snapshot id nor an ISO-8601 time") from e
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
 
 
 class BlockingArtifactStore:
@@ -163,15 +175,25 @@ class BlockingArtifactStore:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def _state(self, as_of: int | str | None) -> State:
+    def _state(self, as_of: AsOf) -> State:
         if as_of is None:
             return self.ledger.state()
+        from pyiceberg.table.snapshots import ancestors_of
+
         from lakehouse.history import resolve
 
-        return self.ledger.state(resolve(self.ledger.table(), as_of))
+        when = as_of.isoformat() if isinstance(as_of, dt.datetime) else as_of
+        table = self.ledger.table()
+        if isinstance(when, str) and not when.strip().lstrip("-").isdigit():
+            chain = list(ancestors_of(table.current_snapshot(), table.metadata))
+            oldest = chain[-1] if chain else None
+            at = _parse_time(when)
+            if oldest is None or (oldest.parent_snapshot_id is None and at < oldest.timestamp_ms):
+                return State.of(None, [])  # before the first artifact: there were none
+        return self.ledger.state(resolve(table, when))
 
     def retrieve(
-        self, artifact_id: str, version: int | None = None, as_of: int | str | None = None
+        self, artifact_id: str, version: int | None = None, as_of: AsOf = None
     ) -> Artifact:
         """An artifact with its content: the current version, a ``version`` of its history, or
         the version current at ``as_of`` (an Iceberg snapshot id or an ISO-8601 time)."""
@@ -186,7 +208,7 @@ class BlockingArtifactStore:
             raise NotFoundError(f"no {what}artifact {artifact_id!r}{when}")
         return found.with_content(decode_content(self.ledger.get_content(found.sha256), found.encoding))
 
-    def retrieve_by_path(self, path: str, as_of: int | str | None = None) -> Artifact:
+    def retrieve_by_path(self, path: str, as_of: AsOf = None) -> Artifact:
         """The artifact at ``subpath/name``, with its content."""
         folder, name = split_path(path)
         state = self._state(as_of)
@@ -200,7 +222,7 @@ class BlockingArtifactStore:
         data_type: str | None = None,
         subpath: str | None = None,
         recursive: bool = True,
-        as_of: int | str | None = None,
+        as_of: AsOf = None,
     ) -> builtins.list[Artifact]:
         """Current artifacts (no content) in ``subpath`` (default: the root) and, if ``recursive``,
         its sub-folders; of one ``data_type`` if given. Sorted by path."""
@@ -328,11 +350,11 @@ class ArtifactStore:
         )
 
     async def retrieve(
-        self, artifact_id: str, version: int | None = None, as_of: int | str | None = None
+        self, artifact_id: str, version: int | None = None, as_of: AsOf = None
     ) -> Artifact:
         return await asyncio.to_thread(self.blocking.retrieve, artifact_id, version, as_of)
 
-    async def retrieve_by_path(self, path: str, as_of: int | str | None = None) -> Artifact:
+    async def retrieve_by_path(self, path: str, as_of: AsOf = None) -> Artifact:
         return await asyncio.to_thread(self.blocking.retrieve_by_path, path, as_of)
 
     async def list(
@@ -340,7 +362,7 @@ class ArtifactStore:
         data_type: str | None = None,
         subpath: str | None = None,
         recursive: bool = True,
-        as_of: int | str | None = None,
+        as_of: AsOf = None,
     ) -> builtins.list[Artifact]:
         return await asyncio.to_thread(self.blocking.list, data_type, subpath, recursive, as_of)
 
