@@ -3,11 +3,12 @@ Lake from the local S3 endpoint, against a baseline measured in the same run.
 
 Usage::
 
-    python bench/takeout.py [--size-mb N] [--workers K] [--json]
+    python bench/takeout.py [--size-mb N] [--steps S] [--workers K] [--rss-limit-mib M] [--json]
 
-The bench starts its own local stack in a temporary ``LAKE_HOME``, writes a zip in the shape
-of a real export to a temporary folder (streamed: the generator never holds a member in
-memory) and uploads it. Three quarters of its bytes are photos (random bytes, stored, as JPEGs
+The bench starts its own local stack in a temporary ``LAKE_HOME`` and, for each of ``--steps``
+archive sizes (default 3: ``N``/16, ``N``/4 and ``N`` MiB), writes a zip in the shape of a real
+export to a temporary folder (streamed: the generator never holds a member in memory) and
+uploads it. Three quarters of its bytes are photos (random bytes, stored, as JPEGs
 are: photos dominate real exports); the rest is deflated JSON of every product Lake parses:
 ``Records.json`` (the largest member), My Activity of several products, Chrome history, YouTube
 history, Semantic Location History months and Keep notes. Then, each phase in a fresh
@@ -19,9 +20,14 @@ interpreter so that its peak RSS is its own:
 * **baseline**: plain ``zipfile`` iteration over the same archive on local disk, ``json.load``
   of the same members and a count of their records; nothing is validated, written or uploaded.
 
+The Lake phase runs with the ingest function's allocator environment (``template.yaml``:
+``ARROW_DEFAULT_MEMORY_POOL=system``, ``MALLOC_ARENA_MAX=2``, ``MALLOC_MMAP_THRESHOLD_=131072``).
+
 Both must count exactly the records the generator wrote (else the bench exits non-zero). The
-report gives rows/s of both and their ratio, and peak RSS of both: Lake's is bounded by batch
-size and workers, the baseline's grows with the largest member.
+report gives, per archive size, rows/s of both and their ratio, and peak RSS of both: Lake's is
+bounded by batch size and workers and stays flat from the smallest archive to the largest; the
+baseline's grows with the largest member. With ``--rss-limit-mib`` the bench exits 1 when
+Lake's peak RSS at any size is over it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ if str(REPO) not in sys.path:  # run as a script: make `bench` and `lakehouse` i
     sys.path.insert(0, str(REPO))
 
 from bench.ingest import CONTRACTS_DIR, bench_settings, stop_stack  # noqa: E402
+from bench.ingest_large import ALLOCATOR_ENV  # noqa: E402
 from lakehouse import localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
@@ -262,11 +269,11 @@ def generate_archive(path: Path, size_mb: int, seed: int = SEED) -> dict[str, An
 # --------------------------------------------------------------------------- phases
 
 
-def phase_lake(settings: Settings) -> dict[str, Any]:
+def phase_lake(settings: Settings, key: str) -> dict[str, Any]:
     from lakehouse.takeout import ingest_archive
 
     started = time.perf_counter()
-    report = ingest_archive(settings, settings.landing_bucket, KEY)
+    report = ingest_archive(settings, settings.landing_bucket, key)
     seconds = time.perf_counter() - started
     rows = {t: c["rows"] + c["rows_quarantined"] for t, c in report.products.items()}
     return {"seconds": seconds, "records": rows, "members": report.members, "blobs": report.blobs_written}
@@ -302,14 +309,18 @@ def phase_baseline(archive: Path) -> dict[str, Any]:
 
 def run_phase(args: argparse.Namespace) -> None:
     if args.phase == "lake":
-        result = phase_lake(takeout_settings(Path(args.home), args.workers))
+        result = phase_lake(takeout_settings(Path(args.home), args.workers), args.key)
     else:
         result = phase_baseline(Path(args.archive))
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     Path(args.out).write_text(json.dumps(result))
 
 
-def spawn_phase(phase: str, home: Path, archive: Path, out: Path, workers: int | None) -> dict[str, Any]:
+def spawn_phase(
+    phase: str, home: Path, archive: Path, out: Path, workers: int | None, key: str = KEY
+) -> dict[str, Any]:
+    import os
+
     cmd = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -321,34 +332,40 @@ def spawn_phase(phase: str, home: Path, archive: Path, out: Path, workers: int |
         str(archive),
         "--out",
         str(out),
+        "--key",
+        key,
     ]
     if workers:
         cmd += ["--workers", str(workers)]
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False)
+    env = {**os.environ, **ALLOCATOR_ENV} if phase == "lake" else None
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, check=False, env=env)
     if proc.returncode != 0 or not out.exists():
         raise SystemExit(f"bench phase {phase!r} failed (exit code {proc.returncode})")
     result: dict[str, Any] = json.loads(out.read_text())
     return result
 
 
-def run_bench(size_mb: int, workers: int | None = None) -> dict[str, Any]:
+def bench_sizes(size_mb: int, steps: int) -> list[int]:
+    """``steps`` archive sizes ending at ``size_mb``, each a quarter of the next (at least 1 MiB)."""
+    sizes = sorted({max(1, size_mb >> (2 * i)) for i in range(steps)})
+    return sizes
+
+
+def _measure(
+    work: Path, size_mb: int, settings: Settings, home: Path, workers: int | None
+) -> dict[str, Any]:
+    """Generate one archive, upload it, run both phases on it."""
     from lakehouse.storage import s3_client
 
-    with tempfile.TemporaryDirectory(prefix="lake-bench-takeout-") as tmp:
-        work = Path(tmp)
-        archive = work / "takeout.zip"
-        started = time.perf_counter()
-        generated = generate_archive(archive, size_mb)
-        generate_seconds = time.perf_counter() - started
-        stack_settings = load_settings(home=work / "home", contracts_dir=CONTRACTS_DIR)
-        localstack.up(stack_settings)
-        try:
-            settings = takeout_settings(stack_settings.home)
-            s3_client(settings).upload_file(str(archive), settings.landing_bucket, KEY)
-            lake = spawn_phase("lake", stack_settings.home, archive, work / "lake.json", workers)
-            base = spawn_phase("baseline", stack_settings.home, archive, work / "base.json", workers)
-        finally:
-            stop_stack(stack_settings)
+    archive = work / f"takeout-{size_mb}.zip"
+    key = f"takeout/bench-takeout-{size_mb}.zip"
+    started = time.perf_counter()
+    generated = generate_archive(archive, size_mb)
+    generate_seconds = time.perf_counter() - started
+    s3_client(settings).upload_file(str(archive), settings.landing_bucket, key)
+    lake = spawn_phase("lake", home, archive, work / f"lake-{size_mb}.json", workers, key)
+    base = spawn_phase("baseline", home, archive, work / f"base-{size_mb}.json", workers, key)
+    archive.unlink()
     expected = generated["records"]
     for name, phase in (("lake", lake), ("baseline", base)):
         if phase["records"] != expected:
@@ -359,6 +376,7 @@ def run_bench(size_mb: int, workers: int | None = None) -> dict[str, Any]:
         phase["seconds"] = round(phase["seconds"], 3)
         phase["rows_per_second"] = round(rows / phase["seconds"], 1)
     return {
+        "size_mb": size_mb,
         "archive_bytes": generated["archive_bytes"],
         "archive_mib": round(generated["archive_bytes"] / 2**20, 1),
         "largest_member_mib": round(generated["largest_member_bytes"] / 2**20, 1),
@@ -372,17 +390,58 @@ def run_bench(size_mb: int, workers: int | None = None) -> dict[str, Any]:
     }
 
 
+def run_bench(size_mb: int, workers: int | None = None, steps: int = 3) -> dict[str, Any]:
+    """Every size of :func:`bench_sizes`; the largest run's figures at the top level, all in ``runs``."""
+    with tempfile.TemporaryDirectory(prefix="lake-bench-takeout-") as tmp:
+        work = Path(tmp)
+        stack_settings = load_settings(home=work / "home", contracts_dir=CONTRACTS_DIR)
+        localstack.up(stack_settings)
+        try:
+            settings = takeout_settings(stack_settings.home)
+            runs = [
+                _measure(work, size, settings, stack_settings.home, workers)
+                for size in bench_sizes(size_mb, steps)
+            ]
+        finally:
+            stop_stack(stack_settings)
+    peaks = [r["lake"]["peak_rss_mib"] for r in runs]
+    return {
+        **runs[-1],
+        "runs": runs,
+        "workers": settings.takeout_workers if workers is None else workers,
+        "batch_rows": settings.batch_rows,
+        "allocator_env": ALLOCATOR_ENV,
+        "lake_peak_rss_spread_mib": round(max(peaks) - min(peaks), 1),
+    }
+
+
 def render(r: dict[str, Any]) -> str:
     lines = [
-        f"archive {r['archive_mib']} MiB (largest member {r['largest_member_mib']} MiB), "
-        f"{r['rows']:,} records in {len(r['records'])} product tables; generated in {r['generate_seconds']}s",
-        f"{'':10} {'seconds':>9} {'rows/s':>12} {'peak RSS MiB':>13}",
+        f"Lake with {r['workers']} workers, LAKE_BATCH_ROWS={r['batch_rows']}, "
+        + " ".join(f"{k}={v}" for k, v in r["allocator_env"].items()),
+        f"{'archive MiB':>11} {'largest':>8} {'records':>11} {'':9} {'seconds':>9} {'rows/s':>10} "
+        f"{'peak RSS MiB':>13}",
     ]
-    for name in ("lake", "baseline"):
-        p = r[name]
-        lines.append(f"{name:10} {p['seconds']:>9} {p['rows_per_second']:>12,.0f} {p['peak_rss_mib']:>13}")
+    for run in r["runs"]:
+        for name in ("lake", "baseline"):
+            p = run[name]
+            head = (
+                f"{run['archive_mib']:>11} {run['largest_member_mib']:>8} {run['rows']:>11,}"
+                if name == "lake"
+                else " " * 32
+            )
+            lines.append(
+                f"{head} {name:9} {p['seconds']:>9} {p['rows_per_second']:>10,.0f} {p['peak_rss_mib']:>13}"
+            )
+    first, last = r["runs"][0], r["runs"][-1]
     lines.append(
-        f"lake/baseline: {r['ratio']}x the rows/s, {r['rss_ratio']}x the peak RSS "
+        f"lake peak RSS: {first['lake']['peak_rss_mib']} MiB at {first['archive_mib']} MiB, "
+        f"{last['lake']['peak_rss_mib']} MiB at {last['archive_mib']} MiB "
+        f"(spread {r['lake_peak_rss_spread_mib']} MiB over {len(r['runs'])} sizes); baseline "
+        f"{first['baseline']['peak_rss_mib']} → {last['baseline']['peak_rss_mib']} MiB"
+    )
+    lines.append(
+        f"largest archive, lake/baseline: {r['ratio']}x the rows/s, {r['rss_ratio']}x the peak RSS "
         "(lake also validates, uploads every member as a blob and commits; the baseline only parses)"
     )
     return "\n".join(lines)
@@ -392,16 +451,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Ingest a generated Takeout archive; compare with zipfile+json."
     )
-    parser.add_argument("--size-mb", type=int, default=1024, help="archive size in MiB (default 1024)")
+    parser.add_argument(
+        "--size-mb", type=int, default=1024, help="largest archive size in MiB (default 1024)"
+    )
+    parser.add_argument(
+        "--steps", type=int, default=3, help="archive sizes, 4x apart, up to --size-mb (default 3)"
+    )
+    parser.add_argument("--rss-limit-mib", type=float, help="exit 1 when Lake's peak RSS is over this")
     parser.add_argument("--workers", type=int, help="LAKE_TAKEOUT_WORKERS for the Lake phase")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--phase", choices=["lake", "baseline"], help=argparse.SUPPRESS)
     parser.add_argument("--home", help=argparse.SUPPRESS)
     parser.add_argument("--archive", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--key", default=KEY, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.size_mb < 1:
         parser.error("--size-mb must be at least 1")
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
     return args
 
 
@@ -410,8 +478,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase:
         run_phase(args)
         return 0
-    result = run_bench(args.size_mb, args.workers)
+    result = run_bench(args.size_mb, args.workers, args.steps)
     print(json.dumps(result) if args.json else render(result))
+    limit = args.rss_limit_mib
+    if limit and any(r["lake"]["peak_rss_mib"] > limit for r in result["runs"]):
+        print(f"Lake's peak RSS is over --rss-limit-mib {args.rss_limit_mib:g}", file=sys.stderr)
+        return 1
     return 0
 
 

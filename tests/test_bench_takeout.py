@@ -1,4 +1,4 @@
-"""bench/takeout.py runs once at a tiny size, so it does not rot."""
+"""bench/takeout.py runs at two tiny sizes, so it does not rot."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 
 def test_takeout_bench_runs_and_both_phases_count_every_record() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/takeout.py", "--size-mb", "2", "--json"],
+        [sys.executable, "bench/takeout.py", "--size-mb", "2", "--steps", "2", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -31,6 +31,9 @@ def test_takeout_bench_runs_and_both_phases_count_every_record() -> None:
         "takeout_keep",
     }
     assert report["lake"]["records"] == report["baseline"]["records"] == report["records"]
+    assert [run["size_mb"] for run in report["runs"]] == [1, 2]
+    assert all(run["lake"]["records"] == run["records"] for run in report["runs"])
+    assert report["allocator_env"]["MALLOC_ARENA_MAX"] == "2"
     assert (
         report["ratio"] > 0 and report["lake"]["peak_rss_mib"] > 0 and report["baseline"]["peak_rss_mib"] > 0
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import stat
+import struct
 import tarfile
 import zipfile
 import zlib
@@ -142,6 +143,26 @@ def _zip_member(index: int, info: zipfile.ZipInfo) -> Member:
     )
 
 
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # zipfile's structFileHeader
+_LOCAL_MAGIC = b"PK\x03\x04"
+
+
+def _open_entry(handle: IO[bytes], info: zipfile.ZipInfo) -> IO[bytes]:
+    """A member's decompressing reader (CRC checked at its end), from its local header on."""
+    handle.seek(info.header_offset)
+    header = handle.read(_LOCAL_HEADER.size)
+    if len(header) != _LOCAL_HEADER.size:
+        raise zipfile.BadZipFile("truncated local file header")
+    fields = _LOCAL_HEADER.unpack(header)
+    if fields[0] != _LOCAL_MAGIC:
+        raise zipfile.BadZipFile("bad magic number for a local file header")
+    name_length, extra_length = fields[10], fields[11]
+    handle.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
+    if info.flag_bits & 0x1:
+        raise RuntimeError(f"member {info.filename!r} is encrypted")
+    return zipfile.ZipExtFile(handle, "r", info, None, False)  # type: ignore[arg-type]
+
+
 class ZipArchive:
     """A zip read by ranged GETs; every :meth:`open_reader` gets its own handle (thread-safe)."""
 
@@ -162,20 +183,24 @@ class ZipArchive:
 
     @contextmanager
     def worker(self) -> Iterator[Callable[[Member], IO[bytes]]]:
-        """An opener of members on a handle of the worker's own."""
+        """An opener of members on a handle of the worker's own.
+
+        The central directory is parsed once, by the archive: a worker finds a member's bytes
+        from its directory entry and local header (a real export holds hundreds of thousands
+        of members; a copy of the directory per worker would grow with them).
+        """
         handle = self.opener()
-        zf = zipfile.ZipFile(handle)
         try:
 
             def open_member(member: Member) -> IO[bytes]:
+                info = self.infos[member.index]
                 try:
-                    return zf.open(self.infos[member.index])
+                    return _open_entry(handle, info)
                 except (zipfile.BadZipFile, NotImplementedError, RuntimeError, zlib.error, OSError) as e:
                     raise CorruptMember("corrupt", f"member {member.path!r} cannot be opened: {e}") from e
 
             yield open_member
         finally:
-            zf.close()
             handle.close()
 
     def close(self) -> None:

@@ -20,8 +20,10 @@ from lakehouse.errors import StoreUnavailable
 
 SPOOL_IN_MEMORY = 8 << 20
 COPY_CHUNK = 1 << 20
-# Multipart uploads of large members: 8 MiB parts, 2 in flight (each worker uploads its own member).
+# Multipart uploads of large members: 8 MiB parts, 2 in flight (each worker uploads its own member)
+# and at most 3 read ahead (s3transfer's default of 10 would hold 80 MiB per worker).
 UPLOAD = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=2)
+UPLOAD.max_in_memory_upload_chunks = 3  # s3transfer's setting, not a boto3 keyword
 
 
 class Readable(Protocol):

@@ -25,15 +25,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
-import pyarrow as pa
-
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
 from lakehouse.ingest import resolve_source
 from lakehouse.storage import filesystem, s3_client
-from lakehouse.tables import SourceRef, StagedWrite, committed_snapshot, ensure_tables
+from lakehouse.tables import SourceRef, committed_snapshot, ensure_tables, limit_write_workers
 from lakehouse.takeout.archive import (
     LimitedReader,
     Member,
@@ -46,15 +44,13 @@ from lakehouse.takeout.archive import (
 )
 from lakehouse.takeout.blobs import put_blob, spool
 from lakehouse.takeout.products import PRODUCTS, parse_member, route
-from lakehouse.takeout.sink import MemberRows, ProductSink
+from lakehouse.takeout.sink import REPORTED_QUARANTINE, Ledger, ProductSink, connect
 from lakehouse.takeout.vectors import index_committed
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
-    from pyiceberg.table import Table
 
 MEMBERS_TABLE = "takeout_members"
-REPORTED_QUARANTINE = 100  # quarantined members listed in a report (all are in takeout_members)
 PREFIX = "takeout/"
 
 Progress = Callable[[dict[str, Any]], None]
@@ -113,16 +109,13 @@ class TakeoutReport:
         return body
 
 
-@dataclass
-class _Outcome:
-    member: Member
-    row: dict[str, Any]
-    product: str | None = None
-    rows: MemberRows | None = None
-
-
 class _Range:
-    """The state of one member range while it is processed."""
+    """The state of one member range while it is processed.
+
+    Memory does not grow with the range: a member's ledger row leaves for the :class:`Ledger`
+    (written to data files every few thousand members) once its counts are final, and product
+    rows are validated and written in bounded batches (:mod:`lakehouse.takeout.sink`).
+    """
 
     def __init__(
         self,
@@ -133,29 +126,28 @@ class _Range:
         version: str,
         progress: Progress | None,
     ) -> None:
-        import duckdb
-
         self.settings = settings
         self.source = source
         self.archive_uri = archive_uri
         self.version = version
         self.progress = progress
         self.s3 = s3_client(settings)
-        self.con = duckdb.connect(config={"threads": 1})
+        limit_write_workers(settings.write_workers)
+        self.con = connect(settings)
         self.now = dt.datetime.now(dt.UTC)
+        members_contract: Contract = load_contract(settings, MEMBERS_TABLE)
+        self.ledger = Ledger(ensure_tables(catalog, settings, members_contract)[0])
         self.sinks: dict[str, ProductSink] = {}
         for product in PRODUCTS:
             contract = load_contract(settings, product.table)
             main, quarantine = ensure_tables(catalog, settings, contract)
             self.sinks[product.name] = ProductSink(
-                contract, main, quarantine, settings, archive_uri, version, self.con
+                contract, main, quarantine, settings, archive_uri, version, self.con, self.ledger
             )
-        self.members_contract: Contract = load_contract(settings, MEMBERS_TABLE)
-        self.members_table: Table = ensure_tables(catalog, settings, self.members_contract)[0]
-        self.outcomes: list[_Outcome] = []
         self.lock = threading.Lock()
         self.blobs_written = 0
         self.bytes_read = 0
+        self.members_done = 0
         self.done_rows: Counter[str] = Counter()
 
     def process(self, member: Member, open_member: Callable[[], IO[bytes]] | None) -> None:
@@ -176,7 +168,9 @@ class _Range:
             "rows": None,
             "rows_quarantined": None,
         }
-        outcome = _Outcome(member, row)
+        product: str | None = None
+        records = 0
+        adopted = False
         try:
             check_member(member, self.settings)
             if open_member is None:
@@ -195,36 +189,44 @@ class _Range:
                         rule="nested_archive", reason="a nested archive is kept as a blob, not expanded"
                     )
                 elif routed is not None:
-                    product, match = routed
-                    outcome.product = product.name
-                    rows = self.sinks[product.name].member(member.path)
-                    for record in parse_member(product, match, data, member.path):
+                    parser, match = routed
+                    rows = self.sinks[parser.name].member(member.path, member.index)
+                    for record in parse_member(parser, match, data, member.path):
                         rows.add(record)
-                    rows.done()
-                    outcome.rows = rows
-                    row.update(product=product.table, status="parsed")
+                    row.update(product=parser.table, status="parsed")
+                    product, records = parser.name, rows.records
+                    rows.done(row)  # the ledger takes the row when its counts are final
+                    adopted = True
         except MemberRejected as e:
             row.update(status="quarantined", rule=e.rule, reason=str(e), product=None)
-            outcome.product = None
+            product, records = None, 0
+        if not adopted:
+            self.ledger.add(row)
         with self.lock:
-            self.outcomes.append(outcome)
-            if outcome.product:
-                self.done_rows[outcome.product] += outcome.rows.records if outcome.rows else 0
+            self.members_done += 1
+            if product:
+                self.done_rows[product] += records
+            done, by_product = self.members_done, dict(self.done_rows)
         if self.progress:
             self.progress(
                 {
                     "member": member.path,
                     "status": row["status"],
-                    "product": outcome.product,
+                    "product": product,
                     "rule": row["rule"],
-                    "records": outcome.rows.records if outcome.rows else 0,
-                    "records_by_product": dict(self.done_rows),
-                    "members_done": len(self.outcomes),
+                    "records": records,
+                    "records_by_product": by_product,
+                    "members_done": done,
                 }
             )
 
-    def commit(self, report: TakeoutReport) -> None:
-        props = {"lake.takeout.archive": self.archive_uri, "lake.takeout.range": self.source.key}
+    def commit(self, report: TakeoutReport, properties: dict[str, str] | None = None) -> None:
+        """One commit per product (and quarantine) table with rows, then the ledger's."""
+        props = {
+            "lake.takeout.archive": self.archive_uri,
+            "lake.takeout.range": self.source.key,
+            **(properties or {}),
+        }
         for name, sink in self.sinks.items():
             sink.finish()
             table = f"takeout_{name}"
@@ -236,36 +238,20 @@ class _Range:
             if sink.good.rows:
                 summary = {**props, "lake.rows.accepted": str(sink.good.rows)}
                 report.snapshots[table] = sink.good.commit(self.source, summary, self.settings)[0]
-        rows = []
-        for outcome in sorted(self.outcomes, key=lambda o: o.member.index):
-            row = outcome.row
-            if outcome.product:
-                sink = self.sinks[outcome.product]
-                row["rows"] = sink.accepted[outcome.member.path]
-                row["rows_quarantined"] = sink.rejected[outcome.member.path]
-                counts = report.products.setdefault(
-                    f"takeout_{outcome.product}", {"members": 0, "rows": 0, "rows_quarantined": 0}
-                )
-                counts["members"] += 1
-                counts["rows"] += row["rows"]
-                counts["rows_quarantined"] += row["rows_quarantined"]
-                report.members_parsed += 1
-            elif row["status"] == "quarantined":
-                report.members_quarantined += 1
-                if len(report.quarantined_members) < REPORTED_QUARANTINE:
-                    report.quarantined_members.append(
-                    {"member": row["member"], "rule": row["rule"], "reason": row["reason"]}
-                )
-            else:
-                report.members_stored += 1
-            rows.append(row)
-        report.members = len(rows)
-        report.blobs_written = self.blobs_written
-        report.bytes_read = self.bytes_read
-        ledger = StagedWrite(self.members_table)
-        ledger.write(pa.Table.from_pylist(rows, schema=self.members_table.schema().as_arrow()))
-        summary = {**props, "lake.takeout.members": str(len(rows))}
-        report.snapshots[MEMBERS_TABLE] = ledger.commit(self.source, summary, self.settings)[0]
+        ledger = self.ledger
+        report.members += ledger.members
+        report.members_parsed += ledger.parsed
+        report.members_stored += ledger.stored
+        report.members_quarantined += ledger.quarantined
+        for table, counts in ledger.products.items():
+            mine = report.products.setdefault(table, {"members": 0, "rows": 0, "rows_quarantined": 0})
+            for k, v in counts.items():
+                mine[k] += v
+        room = REPORTED_QUARANTINE - len(report.quarantined_members)
+        report.quarantined_members += ledger.quarantined_members[: max(room, 0)]
+        report.blobs_written += self.blobs_written
+        report.bytes_read += self.bytes_read
+        report.snapshots[MEMBERS_TABLE] = ledger.commit(self.source, props, self.settings)
 
     def close(self) -> None:
         self.con.close()

@@ -4,6 +4,11 @@ Small members (a Keep note is one row) are pooled in a shared buffer; a large me
 ``Records.json`` of millions of locations) writes its own data files as it goes. Either way its
 rows only join the range's commit when the whole member parsed: a member that fails half-way
 is quarantined and none of its rows are committed.
+
+Nothing here grows with the archive: parsed records wait in buffers of at most
+:data:`ROW_BUFFER` rows (one per member being parsed, one pooled per product), and a member's
+ledger row leaves for :class:`Ledger` as soon as its counts are final (at once, or when the pool
+holding its last rows is written). Only the list of staged data files is kept to the commit.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pyarrow as pa
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract
 from lakehouse.readers import ROW
-from lakehouse.tables import StagedWrite
+from lakehouse.tables import SourceRef, StagedWrite
 from lakehouse.takeout.products import Record, Row
 from lakehouse.validate import ERRORS, check_batch
 
@@ -31,7 +36,10 @@ if TYPE_CHECKING:
 LINEAGE = ("archive", "member")
 # Parsed records wait as Python dicts (~1 KiB each) until validated: at most this many per buffer
 # (one per worker's member, one pooled per product), whatever LAKE_BATCH_ROWS says.
-ROW_BUFFER = 32_768
+ROW_BUFFER = 16_384
+# Ledger rows (one per member) written to a data file of takeout_members every this many members.
+LEDGER_ROWS = 8_192
+REPORTED_QUARANTINE = 100  # quarantined members listed in a report (all are in takeout_members)
 _ARROW_INPUT: dict[str, pa.DataType] = {
     "string": pa.string(),
     "int": pa.int64(),
@@ -53,18 +61,98 @@ def _column(values: list[Any], kind: str) -> pa.Array:
         return pa.array(shown, pa.string())
 
 
+def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """The validation connection of one range: one thread, the ingest memory limit (spilling), and
+    DuckDB's freed memory given back at once. Each worker validates on a cursor of its own."""
+    import tempfile
+
+    import duckdb
+
+    con = duckdb.connect(config={"threads": 1})
+    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
+    con.execute(f"SET temp_directory = '{settings.duckdb_home or tempfile.gettempdir()}'")
+    con.execute("SET allocator_flush_threshold = '8MB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
+    con.execute("SET enable_external_access = false")
+    return con
+
+
+def _blank_products() -> dict[str, int]:
+    return {"members": 0, "rows": 0, "rows_quarantined": 0}
+
+
+class Ledger:
+    """Member rows of one range on their way to ``takeout_members`` (thread-safe).
+
+    Rows arrive when their counts are final and are written to data files every
+    :data:`LEDGER_ROWS` rows; the running tallies are what the range's report says.
+    """
+
+    def __init__(self, table: Table) -> None:
+        self.staged = StagedWrite(table)
+        self.schema = table.schema().as_arrow()
+        self.buffer: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.members = 0
+        self.parsed = 0
+        self.stored = 0
+        self.quarantined = 0
+        self.products: dict[str, dict[str, int]] = {}
+        self.quarantined_members: list[dict[str, str]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.members += 1
+            if row["status"] == "parsed":
+                self.parsed += 1
+                counts = self.products.setdefault(str(row["product"]), _blank_products())
+                counts["members"] += 1
+                counts["rows"] += row["rows"]
+                counts["rows_quarantined"] += row["rows_quarantined"]
+            elif row["status"] == "quarantined":
+                self.quarantined += 1
+                if len(self.quarantined_members) < REPORTED_QUARANTINE:
+                    self.quarantined_members.append(
+                        {"member": row["member"], "rule": row["rule"], "reason": row["reason"]}
+                    )
+            else:
+                self.stored += 1
+            self.buffer.append(row)
+            if len(self.buffer) >= LEDGER_ROWS:
+                self._write()
+
+    def _write(self) -> None:
+        rows = sorted(self.buffer, key=lambda r: int(r["member_index"]))
+        self.buffer = []
+        self.staged.write(pa.Table.from_pylist(rows, schema=self.schema))
+
+    def commit(self, source: SourceRef, properties: dict[str, str], settings: Settings) -> int:
+        """Write what is buffered and commit the range's ledger (its last commit)."""
+        with self.lock:
+            if self.buffer:
+                self._write()
+            summary = {**properties, "lake.takeout.members": str(self.members)}
+            return self.staged.commit(source, summary, settings)[0]
+
+
 @dataclass
 class Pending:
-    """Parsed records not yet validated: rows with their member and position, and bad records."""
+    """Parsed records not yet validated: rows with their member, its slot and position, bad records."""
 
     rows: list[Row] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
+    slots: list[int] = field(default_factory=list)  # the member's index in the archive
     positions: list[int] = field(default_factory=list)
-    malformed: list[tuple[str, int, str, Any]] = field(default_factory=list)  # member, position, why, raw
+    # (member, slot, position, why, raw record) of records that are not rows
+    malformed: list[tuple[str, int, int, str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows) + len(self.malformed)
 
     def extend(self, other: Pending) -> None:
         self.rows += other.rows
         self.members += other.members
+        self.slots += other.slots
         self.positions += other.positions
         self.malformed += other.malformed
 
@@ -81,6 +169,7 @@ class ProductSink:
         archive_uri: str,
         archive_version: str,
         con: duckdb.DuckDBPyConnection,
+        ledger: Ledger,
     ) -> None:
         self.contract = contract
         self.main = main
@@ -89,26 +178,27 @@ class ProductSink:
         self.archive_uri = archive_uri
         self.archive_version = archive_version
         self.con = con
+        self.ledger = ledger
         self.target = main.schema().as_arrow()
         self.qtarget = quarantine.schema().as_arrow()
         self.good = StagedWrite(main)
         self.bad = StagedWrite(quarantine)
         self.shared = Pending()
-        self.accepted: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
+        # Ledger rows of members whose last rows wait in the shared pool, with their counts so far.
+        self.waiting: list[tuple[dict[str, Any], int, int]] = []
         self.lock = threading.Lock()
         self.now = dt.datetime.now(dt.UTC)
         self.limit = min(settings.batch_rows, ROW_BUFFER)
 
-    def member(self, name: str) -> MemberRows:
-        return MemberRows(self, name)
+    def member(self, name: str, slot: int) -> MemberRows:
+        return MemberRows(self, name, slot)
 
     def validate_and_write(
         self, pending: Pending, good: StagedWrite, bad: StagedWrite
-    ) -> tuple[Counter[str], Counter[str]]:
-        """Validate pending records against the contract; write accepted and quarantined rows."""
-        accepted: Counter[str] = Counter()
-        rejected: Counter[str] = Counter()
+    ) -> tuple[Counter[int], Counter[int]]:
+        """Validate pending records; write accepted and quarantined rows; counts per member slot."""
+        accepted: Counter[int] = Counter(pending.slots)
+        rejected: Counter[int] = Counter()
         qrows: list[dict[str, Any]] = []
         if pending.rows:
             n = len(pending.rows)
@@ -120,23 +210,26 @@ class ProductSink:
                     arrays[name] = pa.array(pending.members, pa.string())
                 else:
                     arrays[name] = _column([r.get(name) for r in pending.rows], col.type)
+            batch = pa.RecordBatch.from_pydict(arrays)
+            pending.rows = []  # the batch holds them now: let the dicts go before the next step
             cursor = self.con.cursor()
             try:
-                cursor.execute("SET TimeZone = 'UTC'")
-                checked = check_batch(cursor, pa.RecordBatch.from_pydict(arrays), self.contract, self.target)
+                cursor.execute("SET TimeZone = 'UTC'")  # a cursor has settings of its own
+                checked = check_batch(cursor, batch, self.contract, self.target)
             finally:
                 cursor.close()
+            del batch
             good.write(checked.accepted)
-            accepted.update(checked.accepted["member"].to_pylist())
             rej = checked.rejected
             for row, errors, raw in zip(
                 rej[ROW].to_pylist(), rej[ERRORS].to_pylist(), rej["__lake_raw"].to_pylist(), strict=True
             ):
-                member = pending.members[row]
-                rejected[member] += 1
-                qrows.append(self._qrow(member, pending.positions[row], errors, raw))
-        for member, position, why, raw in pending.malformed:
-            rejected[member] += 1
+                slot = pending.slots[row]
+                accepted[slot] -= 1
+                rejected[slot] += 1
+                qrows.append(self._qrow(pending.members[row], pending.positions[row], errors, raw))
+        for member, slot, position, why, raw in pending.malformed:
+            rejected[slot] += 1
             error = [{"column": None, "rule": "parse", "reason": why}]
             qrows.append(self._qrow(member, position, error, json.dumps(raw, default=str)[:100_000]))
         if qrows:
@@ -157,63 +250,74 @@ class ProductSink:
             "contract_version": self.contract.version,
         }
 
-    def adopt(self, rows: MemberRows) -> None:
-        """A member parsed completely: its files and leftover rows join the range's commit."""
+    def adopt(self, rows: MemberRows, ledger_row: dict[str, Any]) -> None:
+        """A member parsed completely: its files and leftover rows join the range's commit.
+
+        Its ledger row goes to the ledger once its counts are final: now, or when the pool that
+        takes its leftover rows is written.
+        """
         with self.lock:
             self.good.files += rows.good.files
             self.good.rows += rows.good.rows
             self.bad.files += rows.bad.files
             self.bad.rows += rows.bad.rows
-            self.accepted.update(rows.accepted)
-            self.rejected.update(rows.rejected)
-            self.shared.extend(rows.pending)
-            # The member's own buffers now belong to the range: let go of them (the member's
-            # outcome lives until the commit; its rows must not).
+            if len(rows.pending):
+                self.shared.extend(rows.pending)
+                self.waiting.append((ledger_row, rows.accepted, rows.rejected))
+            else:
+                ledger_row.update(rows=rows.accepted, rows_quarantined=rows.rejected)
+                self.ledger.add(ledger_row)
+            # The member's buffers now belong to the range: let go of them.
             rows.pending = Pending()
             rows.good.files, rows.bad.files = [], []
-            if len(self.shared.rows) + len(self.shared.malformed) >= self.limit:
+            if len(self.shared) >= self.limit:
                 self._flush_shared()
 
     def _flush_shared(self) -> None:
-        accepted, rejected = self.validate_and_write(self.shared, self.good, self.bad)
-        self.accepted.update(accepted)
-        self.rejected.update(rejected)
-        self.shared = Pending()
+        pending, self.shared = self.shared, Pending()
+        accepted, rejected = self.validate_and_write(pending, self.good, self.bad)
+        waiting, self.waiting = self.waiting, []
+        for row, acc, rej in waiting:
+            slot = int(row["member_index"])
+            row.update(rows=acc + accepted[slot], rows_quarantined=rej + rejected[slot])
+            self.ledger.add(row)
 
     def finish(self) -> None:
         """Validate and write what is still pooled (before the commit)."""
         with self.lock:
-            if self.shared.rows or self.shared.malformed:
+            if len(self.shared) or self.waiting:
                 self._flush_shared()
 
 
 class MemberRows:
     """The rows of one member: written to files of its own when many, adopted when the member is done."""
 
-    def __init__(self, sink: ProductSink, member: str) -> None:
+    def __init__(self, sink: ProductSink, member: str, slot: int) -> None:
         self.sink = sink
         self.name = member
+        self.slot = slot
         self.pending = Pending()
         self.good = StagedWrite(sink.main)
         self.bad = StagedWrite(sink.quarantine)
-        self.accepted: Counter[str] = Counter()
-        self.rejected: Counter[str] = Counter()
+        self.accepted = 0
+        self.rejected = 0
         self.records = 0
 
     def add(self, record: Record) -> None:
         if isinstance(record, tuple):
             why, raw = record
-            self.pending.malformed.append((self.name, self.records, why, raw))
+            self.pending.malformed.append((self.name, self.slot, self.records, why, raw))
         else:
             self.pending.rows.append(record)
             self.pending.members.append(self.name)
+            self.pending.slots.append(self.slot)
             self.pending.positions.append(self.records)
         self.records += 1
-        if len(self.pending.rows) + len(self.pending.malformed) >= self.sink.limit:
-            accepted, rejected = self.sink.validate_and_write(self.pending, self.good, self.bad)
-            self.accepted.update(accepted)
-            self.rejected.update(rejected)
-            self.pending = Pending()
+        if len(self.pending) >= self.sink.limit:
+            pending, self.pending = self.pending, Pending()
+            accepted, rejected = self.sink.validate_and_write(pending, self.good, self.bad)
+            self.accepted += accepted[self.slot]
+            self.rejected += rejected[self.slot]
 
-    def done(self) -> None:
-        self.sink.adopt(self)
+    def done(self, ledger_row: dict[str, Any]) -> None:
+        self.sink.adopt(self, ledger_row)
