@@ -160,7 +160,7 @@ def _open_entry(handle: IO[bytes], info: zipfile.ZipInfo) -> IO[bytes]:
     handle.seek(info.header_offset + _LOCAL_HEADER.size + name_length + extra_length)
     if info.flag_bits & 0x1:
         raise RuntimeError(f"member {info.filename!r} is encrypted")
-    return zipfile.ZipExtFile(handle, "r", info, None, False)  # type: ignore[arg-type]
+    return zipfile.ZipExtFile(handle, "r", info, None, False)  # type: ignore[return-value]
 
 
 class ZipArchive:
