@@ -21,6 +21,7 @@ from lakehouse.artifacts import (
     NotFoundError,
     ValidationError,
 )
+from lakehouse.artifacts.ledger import Ledger
 from lakehouse.client import LakeClient
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import LakeError
@@ -100,6 +101,17 @@ def test_store_retrieve_list_update_delete(store: ArtifactStore, settings: Setti
     assert stats["by_type"]["logs"] == 1 and stats["by_type"]["macro"] == 0
     assert stats["total_bytes"] == sum(x.size for x in run(store.list()))
     assert stats["last_update"] == again.updated_at.isoformat()
+    # the warm instance read each commit's new rows on top of its cached state; a cold read agrees
+    warm = store.blocking.ledger.state()
+    cold = Ledger(settings, table).state()
+    assert (warm.snapshot_id, warm.versions, warm.current) == (cold.snapshot_id, cold.versions, cold.current)
+
+    def full_read(*args: Any) -> Any:
+        raise AssertionError("a warm store reads only the new commits")
+
+    store.blocking.ledger._read = full_read  # type: ignore[method-assign,assignment]
+    assert run(store.update(a.id, metadata={})).version == 4
+    assert run(store.retrieve(a.id)).metadata == {}
 
 
 def test_history_versions_and_time_travel(store: ArtifactStore) -> None:

@@ -33,11 +33,13 @@ from lakehouse.tables import backoff, create_table, store_retry
 if TYPE_CHECKING:
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
+    from pyiceberg.table.snapshots import Snapshot
 
 CONTENT_PREFIX = "_lake/artifacts/content/"
 ARTIFACT_ID = "lake.artifact.id"
 ARTIFACT_VERSION = "lake.artifact.version"
 ARTIFACT_OP = "lake.artifact.op"
+MAX_INCREMENT = 100  # commits read one by one on top of a cached state; more: read the table
 MARK = "lake.artifacts"  # table property of an artifact table: a dataset table is never taken for one
 
 
@@ -157,9 +159,14 @@ class Ledger:
             table = self.table()
             if snapshot_id is None:
                 snapshot_id = table.metadata.current_snapshot_id
-            if self._cache is not None and self._cache.snapshot_id == snapshot_id:
-                return self._cache
-            state = self._read(table, snapshot_id)
+            cached = self._cache
+            if cached is not None and cached.snapshot_id == snapshot_id:
+                return cached
+            state = None
+            if cached is not None and snapshot_id == table.metadata.current_snapshot_id:
+                state = self._advance(table, cached, snapshot_id)
+            if state is None:
+                state = self._read(table, snapshot_id)
             if snapshot_id == table.metadata.current_snapshot_id:
                 self._cache = state
             return state
@@ -167,11 +174,48 @@ class Ledger:
     def _read(self, table: Table, snapshot_id: int | None) -> State:
         if snapshot_id is None:
             return State.of(None, [])
-        committed_by = _commits(table)
         rows = store_retry(self.settings, lambda: table.scan(snapshot_id=snapshot_id).to_arrow().to_pylist())
-        versions = [_artifact(r, committed_by.get((r["id"], int(r["version"])))) for r in rows]
-        versions.sort(key=lambda a: (a.updated_at, a.id, a.version))
-        return State.of(snapshot_id, versions)
+        return State.of(snapshot_id, _versions(table, rows))
+
+    def _advance(self, table: Table, cached: State, snapshot_id: int | None) -> State | None:
+        """``cached`` plus the rows of the artifact commits since it (None: read it all again).
+
+        Each commit adds one small file; reading only the new ones keeps a warm store's reads
+        independent of its history's length. Anything but artifact appends since (compaction,
+        rollback, expiry of the cached snapshot) means a full read.
+        """
+        from pyiceberg.expressions import AlwaysTrue
+        from pyiceberg.io.pyarrow import ArrowScan
+        from pyiceberg.manifest import ManifestEntryStatus
+        from pyiceberg.table import FileScanTask
+        from pyiceberg.table.snapshots import Operation
+
+        chain: list[Snapshot] = []
+        snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+        while snap is not None and snap.snapshot_id != cached.snapshot_id:
+            summary = snap.summary
+            if summary is None or summary.operation != Operation.APPEND or summary.get(ARTIFACT_ID) is None:
+                return None
+            if len(chain) == MAX_INCREMENT or snap.parent_snapshot_id is None:
+                return None
+            chain.append(snap)
+            snap = table.snapshot_by_id(snap.parent_snapshot_id)
+        if snap is None:
+            return None
+
+        def rows() -> list[dict[str, Any]]:
+            files = [
+                entry.data_file
+                for added in reversed(chain)
+                for manifest in added.manifests(table.io)
+                if manifest.added_snapshot_id == added.snapshot_id
+                for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True)
+                if entry.status == ManifestEntryStatus.ADDED
+            ]
+            scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
+            return scan.to_table([FileScanTask(f) for f in files]).to_pylist()
+
+        return State.of(snapshot_id, cached.versions + _versions(table, store_retry(self.settings, rows)))
 
     def commit(
         self,
@@ -261,6 +305,13 @@ def _unpartitioned() -> Any:
     from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
 
     return UNPARTITIONED_PARTITION_SPEC
+
+
+def _versions(table: Table, rows: list[dict[str, Any]]) -> list[Artifact]:
+    """Rows as artifact versions (with the snapshot that committed each), in commit order."""
+    committed_by = _commits(table)
+    versions = [_artifact(r, committed_by.get((r["id"], int(r["version"])))) for r in rows]
+    return sorted(versions, key=lambda a: (a.updated_at, a.id, a.version))
 
 
 def _commits(table: Table) -> dict[tuple[str, int], int]:
