@@ -241,7 +241,10 @@ def test_search_by_words_meaning_and_filters(store: ArtifactStore) -> None:
     assert runbook.id not in {h.artifact.id for h in after.hits}
 
 
-def test_search_repairs_a_stale_index(settings: Settings, store: ArtifactStore, table: str) -> None:
+def test_search_repairs_a_stale_index(
+    settings: Settings, store: ArtifactStore, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lakehouse.artifacts.index.OPTIMIZE_AFTER", 1)  # the index catches up each time
     a = run(store.store("notes.txt", "the quick brown fox", "other"))
     b = run(store.store("more.txt", "jumps over the lazy dog", "other"))
     index = store.blocking.index
@@ -253,6 +256,8 @@ def test_search_repairs_a_stale_index(settings: Settings, store: ArtifactStore, 
     assert [h.artifact.id for h in run(store.search("fox")).hits] == [a.id]
     assert run(store.search("lazy dog")).hits == []
     assert set(index.rows()) == {a.id}
+    c = run(store.store("third.txt", "a fox again", "other"))
+    assert {h.artifact.id for h in run(store.search("fox")).hits} == {a.id, c.id}
 
 
 # --- HTTP ------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 EMBEDDER = "minilm"
 EMBED_CHARS = 2_000  # MiniLM reads 256 tokens at most: the start of the content carries the meaning
 TEXT_CHARS = 1_000_000  # of text content indexed for words
+OPTIMIZE_AFTER = 256  # unindexed rows (searched by brute force) that make the index catch up
 RRF_K = 60  # reciprocal-rank fusion constant (Cormack et al.)
 _WORD = re.compile(r"\w+")
 
@@ -173,10 +174,15 @@ class SearchIndex:
                 rows["vector"] = list(np.asarray(vectors, dtype=np.float32))
             data = pa.table(rows, schema=table.schema)
             table.merge_insert("id").when_matched_update_all().when_not_matched_insert_all().execute(data)
-            if not any(idx.index_type == "FTS" for idx in table.list_indices()):
+            fts = next((idx for idx in table.list_indices() if idx.index_type == "FTS"), None)
+            if fts is None:
                 from lancedb.index import FTS
 
                 table.create_index("text", config=FTS(), replace=True)
+            else:
+                stats = table.index_stats(fts.name)
+                if stats is not None and stats.num_unindexed_rows >= OPTIMIZE_AFTER:
+                    table.optimize()  # rows added since the index was built join it; fragments merge
 
     def drop(self, artifact_ids: Iterable[str]) -> None:
         ids = sorted(set(artifact_ids))
