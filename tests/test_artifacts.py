@@ -342,3 +342,15 @@ def test_cli(stack: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["artifacts", "delete", artifact_id]) == 0
     with pytest.raises(SystemExit, match="404"):
         main(["artifacts", "get", artifact_id])
+
+
+def test_search_without_embedder_is_words_only(store: ArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lakehouse.artifacts import index
+
+    monkeypatch.setattr(index, "_embedder", None)
+    monkeypatch.setattr(index, "_embedder_error", "semantic search is unavailable (no 'embed' extra)")
+    a = run(store.store("late-load.md", RUNBOOK, "documentation"))
+    words = run(store.search("restart the ingest worker"))
+    assert words.mode == "text" and words.warning and "embed" in words.warning
+    assert [h.artifact.id for h in words.hits] == [a.id] and words.hits[0].similarity is None
+    assert run(store.search("overnight batch running behind")).hits == []
