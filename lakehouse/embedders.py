@@ -268,6 +268,18 @@ def distil_static(target: Path) -> Path:
         model=model[0].auto_model, tokenizer=model.tokenizer, device="cpu", pca_dims=STATIC_PCA
     )
     seconds = time.perf_counter() - start
+    try:
+        _save(static, target, seconds)
+    except OSError as e:
+        raise EmbedderUnavailable(
+            f"the static model cannot be written to {target} ({e}): give LAKE_HOME a writable folder"
+        ) from e
+    log.info("distilled the static embedder into %s in %.1f s", target, seconds)
+    return target
+
+
+def _save(static: Any, target: Path, seconds: float) -> None:
+    """Write ``static`` beside ``target``, then rename it into place (replacing a broken folder)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
@@ -283,12 +295,12 @@ def distil_static(target: Path) -> Path:
         try:
             staging.rename(target)
         except OSError:
-            if not _is_model(target):
-                raise
+            if _is_model(target):  # another process finished first: keep its model
+                return
+            shutil.rmtree(target)  # left half-written by an older, interrupted run
+            staging.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    log.info("distilled the static embedder into %s in %.1f s", target, seconds)
-    return target
 
 
 def _is_model(folder: Path) -> bool:
@@ -300,8 +312,14 @@ def _distil_lock(folder: Path) -> Iterator[None]:
     """One distillation at a time per models folder (other processes wait, then reuse it)."""
     import fcntl
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(folder.parent / f".{folder.name}.lock", "w")  # closed by the `with` below
+    except OSError as e:
+        raise EmbedderUnavailable(
+            f"the static model cannot be kept in {folder} ({e}): give LAKE_HOME a writable folder"
+        ) from e
+    with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,6 +169,13 @@ def test_without_the_extra_the_error_says_how_to_install_it(
         get_embedder(name, Settings(home=ROOT / ".lake"))
     assert caught.value.terminal
     assert module in str(caught.value)
+
+
+def test_a_static_model_needs_a_writable_home(no_cache: None, tmp_path: Path) -> None:
+    home = tmp_path / "a-file"
+    home.write_text("not a folder")
+    with pytest.raises(EmbedderUnavailable, match="writable"):
+        get_embedder("static", Settings(home=home))
 
 
 def test_importing_the_module_loads_no_model_library() -> None:
