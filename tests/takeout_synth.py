@@ -13,6 +13,7 @@ import json
 import random
 import tarfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,7 @@ class Export:
     quarantined_members: dict[str, str] = field(default_factory=dict)  # member -> rule
     stored: set[str] = field(default_factory=set)  # members kept as blobs only
     place_visits: int = 0
+    html_activity: int = 0  # takeout_activity rows from MyActivity.html members
 
     def add(self, path: str, content: Any) -> None:
         self.members[T + path] = content if isinstance(content, bytes) else json.dumps(content).encode()
@@ -51,6 +53,55 @@ class Export:
 def _when(rng: random.Random, year: int) -> dt.datetime:
     start = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
     return start + dt.timedelta(seconds=rng.randrange(365 * 86400), microseconds=rng.randrange(1_000_000))
+
+
+def _html_date(t: dt.datetime, zone: str | None) -> str:
+    """``Jan 5, 2021, 10:04:01 AM`` plus `` <zone>`` (``t`` is shifted to the zone's time)."""
+    offsets = {"UTC": 0, "GMT": 0, "PST": -8, "CET": 1}
+    local = t + dt.timedelta(hours=offsets[zone or "UTC"])
+    text = f"{local:%b} {local.day}, {local.year}, {local.hour % 12 or 12}:{local:%M:%S %p}"
+    return f"{text} {zone}" if zone else text
+
+
+def html_cell(
+    header: str,
+    title: str,
+    url: str | None,
+    date: str | None,
+    *,
+    subtitles: Sequence[tuple[str, str]] = (),
+    products: Sequence[str] = (),
+    details: Sequence[str] = (),
+) -> str:
+    """One activity of an HTML ``MyActivity.html`` in the shape Google's exports use."""
+    verb, _, rest = title.partition(" ")
+    body = f'{verb}&nbsp;<a href="{url}">{rest}</a>' if url else title
+    for name, link in subtitles:
+        body += f'<br><a href="{link}">{name}</a>'
+    if date is not None:
+        body += f"<br>{date}"
+    caption = ""
+    if products:
+        caption += "<b>Products:</b><br>" + "".join(f"&emsp;{p}<br>" for p in products)
+    if details:
+        caption += "<b>Details:</b><br>" + "".join(f"&emsp;{d}<br>" for d in details)
+    return (
+        '<div class="outer-cell mdl-cell mdl-cell--12-col mdl-shadow--2dp"><div class="mdl-grid">'
+        '<div class="header-cell mdl-cell mdl-cell--12-col">'
+        f'<p class="mdl-typography--title">{header}<br></p></div>'
+        f'<div class="content-cell mdl-cell mdl-cell--6-col mdl-typography--body-1">{body}</div>'
+        '<div class="content-cell mdl-cell mdl-cell--6-col mdl-typography--body-1 '
+        'mdl-typography--text-right"></div>'
+        '<div class="content-cell mdl-cell mdl-cell--12-col mdl-typography--caption">'
+        f"{caption}</div></div></div>\n"
+    )
+
+
+def html_page(cells: list[str]) -> bytes:
+    return (
+        '<html><head><meta charset="UTF-8"><title>My Activity</title><style>.x{}</style></head>'
+        '<body><div class="mdl-grid">\n' + "".join(cells) + "</div></body></html>"
+    ).encode()
 
 
 def build(seed: int = 7) -> Export:
@@ -86,8 +137,37 @@ def build(seed: int = 7) -> Export:
     maps.insert(7, {"header": "Maps", "title": "bad time", "time": "not-a-time", "products": ["Maps"]})
     e.add("My Activity/Maps/MyActivity.json", maps)
     e.members[T + "My Activity/YouTube/MyActivity.json"] = (b'[{"header": "YouTube", "title": "Watched')
-    e.accepted["takeout_activity"] = 55
-    e.quarantined_rows["takeout_activity"] = 1
+    # My Activity as HTML (older exports): the pre-2018 shape (dates without a zone, products
+    # only) with one cell that has no date, and the 2020 shape (zones, details, a title without
+    # a link) split into MyActivity.html and MyActivity-2.html.
+    old = [
+        html_cell(
+            "Search",
+            f"Searched for html {i}",
+            f"https://www.google.com/search?q=html+{i}",
+            _html_date(_when(rng, 2016), "GMT" if i == 5 else None),
+            products=["Search"],
+        )
+        for i in range(6)
+    ]
+    old.insert(2, html_cell("Search", "Searched for nothing", "https://www.google.com/search?q=x", None))
+    e.members[T + "My Activity/Search/MyActivity.html"] = html_page(old)
+    chrome_cells = [
+        html_cell(
+            "Chrome",
+            f"Visited page {i}" if i != 2 else "Used Chrome",
+            f"https://example.org/{i}" if i != 2 else None,
+            _html_date(_when(rng, 2020), ("UTC", "PST", "CET")[i % 3]),
+            products=["Chrome"],
+            details=["From Google Ads"] if i == 0 else [],
+        )
+        for i in range(5)
+    ]
+    e.members[T + "My Activity/Chrome/MyActivity.html"] = html_page(chrome_cells[:3])
+    e.members[T + "My Activity/Chrome/MyActivity-2.html"] = html_page(chrome_cells[3:])
+    e.accepted["takeout_activity"] = 55 + 6 + 5
+    e.quarantined_rows["takeout_activity"] = 1 + 1
+    e.html_activity = 11
     e.quarantined_members[T + "My Activity/YouTube/MyActivity.json"] = "parse"
 
     # Location History: pre-2019 "Location History.json" with timestampMs; 2022 Records.json, ISO.
@@ -245,7 +325,21 @@ def build(seed: int = 7) -> Export:
             for i in range(8)
         ],
     )
-    e.accepted["takeout_youtube"] = 35
+    # The HTML watch history of older exports: the channel is the line under the title.
+    e.members[T + "YouTube/history/watch-history.html"] = html_page(
+        [
+            html_cell(
+                "YouTube",
+                f"Watched html video {i}",
+                f"https://www.youtube.com/watch?v=h{i}",
+                _html_date(_when(rng, 2019), "UTC"),
+                subtitles=[(f"Channel {i}", f"https://www.youtube.com/channel/h{i}")],
+                products=["YouTube"],
+            )
+            for i in range(4)
+        ]
+    )
+    e.accepted["takeout_youtube"] = 35 + 4
 
     # Keep: 2018 notes (text only, no labels) and 2023 notes (checklists, labels, HTML).
     for i in range(4):

@@ -155,14 +155,49 @@ def test_values_and_variants_are_normalised(ingested: dict[str, Any], client: An
         f"SELECT kind, count(*), count(channel_name) FROM lake.takeout_youtube WHERE archive = '{archive}' "
         "GROUP BY 1 ORDER BY 1"
     ).body["rows"]
-    assert kinds == [["search", 13, 0], ["watch", 22, 12]]
+    assert kinds == [["search", 13, 0], ["watch", 26, 16]]
 
 
-def test_a_second_delivery_adds_nothing(settings: Settings, ingested: dict[str, Any], client: Any) -> None:
+def test_html_my_activity_lands_like_json(
+    ingested: dict[str, Any], export: synth.Export, client: Any
+) -> None:
+    """MyActivity.html (and split MyActivity-2.html) cells become rows of the same table: title
+    and link, product, products and details, the date line in UTC whatever its zone."""
+    archive = ingested["archive"]
+    html = client.sql(
+        "SELECT member, count(*), count(url), count(details), min(products) FROM lake.takeout_activity "
+        f"WHERE archive = '{archive}' AND member LIKE '%.html' GROUP BY 1 ORDER BY 1"
+    ).body["rows"]
+    assert html == [
+        ["Takeout/My Activity/Chrome/MyActivity-2.html", 2, 2, 0, "Chrome"],
+        ["Takeout/My Activity/Chrome/MyActivity.html", 3, 2, 1, "Chrome"],
+        ["Takeout/My Activity/Search/MyActivity.html", 6, 6, 0, "Search"],
+    ]
+    assert sum(r[1] for r in html) == export.html_activity
+    one = client.sql(
+        "SELECT product, title, url, details FROM lake.takeout_activity "
+        f"WHERE archive = '{archive}' AND title = 'Visited page 0'"
+    ).body["rows"]
+    assert one == [["Chrome", "Visited page 0", "https://example.org/0", "From Google Ads"]]
+    bad = client.sql(
+        'SELECT row_number, "column", rule FROM lake.takeout_activity__quarantine '
+        f"WHERE source_uri = '{archive}#Takeout/My Activity/Search/MyActivity.html'"
+    ).body["rows"]
+    assert bad == [[2, None, "parse"]]  # the cell without a date
+    channels = client.sql(
+        "SELECT count(*), count(channel_url) FROM lake.takeout_youtube "
+        f"WHERE archive = '{archive}' AND member LIKE '%.html'"
+    ).body["rows"]
+    assert channels == [[4, 4]]
+
+
+def test_a_second_delivery_adds_nothing(
+    settings: Settings, ingested: dict[str, Any], export: synth.Export, client: Any
+) -> None:
     again = deliver(settings, settings.landing_bucket, ingested["key"])["reports"][0]
     assert again["duplicate"] is True and again["rows"] == 0
-    assert count(client, "takeout_activity", ingested["archive"]) == 55
-    assert len(members_of(client, ingested["archive"])) == 25
+    assert count(client, "takeout_activity", ingested["archive"]) == export.accepted["takeout_activity"]
+    assert len(members_of(client, ingested["archive"])) == len(export.members) + 1  # + the corrupt one
 
 
 def test_the_tgz_of_the_same_export_gives_the_same_counts(

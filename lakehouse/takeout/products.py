@@ -8,7 +8,8 @@ accepted:
 
 * My Activity: ``header``/``time`` (2017+; ISO time with or without fractions, ``products``
   and ``details`` from 2020), records without ``header`` (older Chrome activity: the folder
-  names the product).
+  names the product); ``MyActivity.html`` of older exports (and split ``MyActivity-2.html``),
+  read cell by cell by :mod:`lakehouse.takeout.htmlactivity` into the same records.
 * Location History: ``Records.json`` (2019+, ISO ``timestamp``; older ``timestampMs``) or
   ``Location History.json`` (pre-2019 name); ``activity`` nested per timestamp either way.
   Semantic Location History: ``duration.startTimestamp`` (ISO, 2022+) or
@@ -16,7 +17,8 @@ accepted:
 * Chrome: ``Chrome/BrowserHistory.json`` (until 2023) or ``Chrome/History.json`` (2024+),
   ``{"Browser History": [{time_usec, ...}]}``.
 * YouTube: ``YouTube and YouTube Music/history/`` (2017+) or ``YouTube/history/`` (older),
-  records in the My Activity shape or the old ``snippet``/``publishedAt`` shape.
+  records in the My Activity shape or the old ``snippet``/``publishedAt`` shape, or the HTML
+  ``watch-history.html``/``search-history.html`` (the channel is the first subtitle line).
 * Keep: one JSON per note, ``textContent`` or ``listContent``, ``labels`` since 2019; old
   notes without ``createdTimestampUsec`` take their edit time.
 """
@@ -30,6 +32,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from lakehouse.errors import UnparseableMember
+from lakehouse.takeout.htmlactivity import iter_activities
 from lakehouse.takeout.jsonstream import iter_array, load_object
 
 Row = dict[str, Any]
@@ -130,9 +133,19 @@ def _activity_row(element: dict[str, Any], fallback_product: str) -> Row:
     }
 
 
+def _elements(stream: IO[bytes], member: str) -> Iterator[Any]:
+    """The activity records of a JSON array member, or of the cells of an HTML one."""
+    if member.lower().endswith(".html"):
+        return iter_activities(stream, member)
+    return iter_array(stream, member)
+
+
 def parse_activity(stream: IO[bytes], member: str, match: re.Match[str]) -> Iterator[Record]:
     folder = match.group(1)
-    for element in iter_array(stream, member):
+    for element in _elements(stream, member):
+        if isinstance(element, tuple):  # an HTML cell that is not an activity
+            yield element
+            continue
         if not isinstance(element, dict):
             yield _not_object(element)
             continue
@@ -143,7 +156,10 @@ def parse_activity(stream: IO[bytes], member: str, match: re.Match[str]) -> Iter
 
 def parse_youtube(stream: IO[bytes], member: str, match: re.Match[str]) -> Iterator[Record]:
     kind = match.group(2)
-    for element in iter_array(stream, member):
+    for element in _elements(stream, member):
+        if isinstance(element, tuple):
+            yield element
+            continue
         if not isinstance(element, dict):
             yield _not_object(element)
             continue
@@ -290,7 +306,11 @@ def parse_keep(stream: IO[bytes], member: str, match: re.Match[str]) -> Iterator
 
 
 PRODUCTS: tuple[Product, ...] = (
-    Product("activity", re.compile(r"^My Activity/([^/]+)/My\s?Activity\.json$"), parse_activity),
+    Product(
+        "activity",
+        re.compile(r"^My Activity/([^/]+)/My\s?Activity(?:-\d+)?\.(?:json|html)$"),
+        parse_activity,
+    ),
     Product(
         "location",
         re.compile(r"^Location History( \(Timeline\))?/(Records|Location History)\.json$"),
@@ -304,7 +324,7 @@ PRODUCTS: tuple[Product, ...] = (
     Product("chrome", re.compile(r"^Chrome/(BrowserHistory|History)\.json$"), parse_chrome),
     Product(
         "youtube",
-        re.compile(r"^YouTube( and YouTube Music)?/history/(watch|search)-history\.json$"),
+        re.compile(r"^YouTube( and YouTube Music)?/history/(watch|search)-history\.(?:json|html)$"),
         parse_youtube,
     ),
     Product("keep", re.compile(r"^Keep/[^/]+\.json$"), parse_keep),
