@@ -39,6 +39,7 @@ CONTENT_PREFIX = "_lake/artifacts/content/"
 ARTIFACT_ID = "lake.artifact.id"
 ARTIFACT_VERSION = "lake.artifact.version"
 ARTIFACT_OP = "lake.artifact.op"
+DENIED = ("AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch")  # terminal
 MAX_INCREMENT = 100  # commits read one by one on top of a cached state; more: read the table
 MARK = "lake.artifacts"  # table property of an artifact table: a dataset table is never taken for one
 
@@ -277,6 +278,8 @@ class Ledger:
             )
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code")
+            if code in DENIED:
+                raise ArtifactError(f"this function may not write {CONTENT_PREFIX}: {e}") from e
             if code not in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise StoreUnavailable(f"could not store artifact content: {e}") from e
         except BotoCoreError as e:
@@ -291,8 +294,11 @@ class Ledger:
             obj = s3.get_object(Bucket=self.settings.warehouse_bucket, Key=CONTENT_PREFIX + sha256)
             data: bytes = obj["Body"].read()
         except ClientError as e:
-            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("NoSuchKey", "404"):
                 raise NotFoundError(f"the content {sha256} is gone from the store") from e
+            if code in DENIED:
+                raise ArtifactError(f"this function may not read {CONTENT_PREFIX}: {e}") from e
             raise StoreUnavailable(f"could not read artifact content: {e}") from e
         except BotoCoreError as e:
             raise StoreUnavailable(f"could not read artifact content: {e}") from e
