@@ -11,7 +11,7 @@ import pytest
 
 from lakehouse import ann
 
-ROWS = 3_000
+ROWS = 3_000  # below ann.INDEX_MIN_ROWS
 DIM = 32
 K = 10
 
@@ -73,6 +73,7 @@ def queries() -> np.ndarray:
 
 
 def test_index_only_past_the_threshold(tmp_path: Path, data: np.ndarray) -> None:
+    assert ROWS < ann.INDEX_MIN_ROWS
     table = make_table(tmp_path, data)
     assert ann.needs_index(table)
     assert ann.ensure_index(table, metric="cosine", dim=DIM) is None  # ROWS < INDEX_MIN_ROWS
@@ -86,7 +87,7 @@ def test_index_only_past_the_threshold(tmp_path: Path, data: np.ndarray) -> None
 
 
 def test_threshold_and_plans_are_sane() -> None:
-    assert ann.INDEX_MIN_ROWS >= 10_000
+    assert 1_000 <= ann.INDEX_MIN_ROWS <= 100_000
     for rows in (ann.INDEX_MIN_ROWS, 200_000, 2_000_000):
         plan = ann.plan(rows, 384)
         assert plan.build["num_partitions"] >= 1
