@@ -119,8 +119,36 @@ def run_demo(settings: Settings, samples: Path) -> int:
             )
         else:
             _say(f"\n8. Maintenance: nothing in {r.table} is older than 12 months (cutoff {r.cutoff[:10]}).")
+    _vectors_step(settings, samples, client)
     _say(
         '\nDone. Try: lake tables | lake describe sensor_readings | lake sql "SELECT ..." | lake serve'
         " | lake down"
     )
     return 0
+
+
+def _vectors_step(settings: Settings, samples: Path, client: LakeClient) -> None:
+    """9. Support tickets get MiniLM vectors in Lance beside their table, then hybrid search."""
+    from lakehouse.cli import render_table
+    from lakehouse.errors import EmbedderUnavailable
+
+    path = samples / "support_tickets.ndjson"
+    key = f"support_tickets/{path.name}"
+    s3_client(settings).upload_file(str(path), settings.landing_bucket, key)
+    try:
+        report = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    except EmbedderUnavailable as e:
+        _say(f"\n9. Vectors skipped: {e}")
+        return
+    _say(
+        f"\n9. Vectors: {key}: {report['rows_accepted']} rows in lake.support_tickets and "
+        f"{report['vectors_written'] or 0} MiniLM vectors under the same _row_id in "
+        f"vectors/support_tickets.lance (Lance version {report['lance_version']}, recorded in the "
+        f"table's snapshot {report['snapshot_id']})."
+    )
+    for text, mode in (("my screen broke when it fell", "hybrid"), ("INV-20931", "text")):
+        found = client.search("support_tickets", text=text, k=3, mode=mode).body
+        _say(f"\n▶ POST /search {{text: {text!r}, mode: {mode}, k: 3}}")
+        cols = ["ticket_id", "product", "body", "_score"]
+        rows = [[row[found["columns"].index(c)] for c in cols] for row in found["rows"]]
+        _say(render_table(cols, rows, max_width=70))

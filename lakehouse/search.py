@@ -121,6 +121,8 @@ def _vector_hits(lance: LanceTable, config: VectorConfig, query: Any, limit: int
     builder: Any = lance.search(query, vector_column_name="vector")
     builder = builder.distance_type(config.metric)
     builder = ann.tune(builder.select([ROW_ID, "_distance"]).limit(limit), rows=lance.count_rows())
+    # HNSW needs ef >= the hits asked for (other indexes and flat search ignore it).
+    builder = builder.ef(max(builder._ef or 0, limit * (builder._refine_factor or 1)))
     found = builder.to_arrow()
     ids = found[ROW_ID].to_pylist()
     distances = found["_distance"].to_pylist()

@@ -110,7 +110,11 @@ def open_table(settings: Settings, contract: Contract, create: bool = False) -> 
         if not create:
             return None
     try:
-        return db.create_table(contract.name, schema=lance_schema(contract.vectors), exist_ok=True)
+        table = db.create_table(contract.name, schema=lance_schema(contract.vectors), exist_ok=True)
+        # The full-text index exists from the start: rows added later are searched with its
+        # tokenizer (stemming, stop words) before they are indexed.
+        ensure_text_index(table, contract.vectors)
+        return table
     except (OSError, RuntimeError, ValueError) as e:  # a concurrent creator, or the store
         try:
             return db.open_table(contract.name)
