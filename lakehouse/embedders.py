@@ -198,6 +198,9 @@ def _sentence_transformer() -> Any:
         from sentence_transformers import SentenceTransformer
     except ImportError as e:
         raise _unavailable("minilm", e) from e
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on a function's stderr
     torch.set_num_threads(min(torch.get_num_threads(), _cpu_count()))
     model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
     model.max_seq_length = MAX_SEQ_LENGTH
