@@ -271,6 +271,132 @@ def test_large_archives_fan_out_through_the_queue_to_the_takeout_function(
     assert len(keep) == len(set(keep)) and set(keep) <= set(ledger)
 
 
+def _ledger_ranges(settings: Settings, archive: str) -> list[str]:
+    from lakehouse.catalog import get_catalog
+
+    table = get_catalog(settings).load_table(f"{settings.namespace}.takeout_members")
+    return [
+        s.summary["lake.takeout.range"]
+        for s in table.metadata.snapshots
+        if s.summary and s.summary.get("lake.takeout.archive") == archive
+    ]
+
+
+def test_a_tgz_is_committed_in_chunks_and_resumes_after_the_last_committed_one(
+    settings: Settings, export: synth.Export, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tgz is streamed in chunks of about LAKE_TAKEOUT_RANGE_BYTES, each committed as a range.
+    When an invocation dies after a chunk, the next delivery reads past the committed chunks
+    (no member is stored, parsed or counted twice) and goes on from there."""
+    from lakehouse.errors import StoreUnavailable
+    from lakehouse.takeout import pipeline
+
+    key = put(settings, synth.to_tgz(export.members), "export.tgz")
+    archive = f"s3://{settings.landing_bucket}/{key}"
+    total = sum(len(v) for v in export.members.values())
+    chunked = settings.model_copy(update={"takeout_range_bytes": total // 3 + 1})
+    commit = pipeline._Range.commit
+    calls: list[str] = []
+
+    def dies_at_the_second_chunk(self: Any, report: Any, properties: Any = None) -> None:
+        calls.append(self.source.key)
+        if len(calls) == 2:
+            raise StoreUnavailable("the invocation ran out of time")
+        commit(self, report, properties)
+
+    monkeypatch.setattr(pipeline._Range, "commit", dies_at_the_second_chunk)
+    with pytest.raises(StoreUnavailable):
+        ingest_archive(chunked, settings.landing_bucket, key)
+    monkeypatch.setattr(pipeline._Range, "commit", commit)
+    first = _ledger_ranges(settings, archive)
+    assert first == [calls[0]] and calls[0].endswith("#members=0-" + calls[1].rsplit("=")[1].split("-")[0])
+
+    report = ingest_archive(chunked, settings.landing_bucket, key)
+    assert (
+        report.duplicate is False
+        and len(report.ranges) >= 2
+        and calls[0].split("/")[-1] not in [r.split("/")[-1] for r in report.ranges]
+    )
+    assert counts(client, archive, list(export.accepted)) == export.accepted
+    assert (
+        count(client, "takeout_members", archive) == len(members_of(client, archive)) == len(export.members)
+    )
+    first_chunk = count(
+        client, "takeout_members", archive, f"member_index < {report.ranges[0].rsplit('=')[1].split('-')[0]}"
+    )
+    assert 0 < first_chunk and report.members == len(export.members) - first_chunk
+    ledger = _ledger_ranges(settings, archive)
+    assert len(ledger) == len(set(ledger)) == 1 + len(report.ranges)
+    again = ingest_archive(chunked, settings.landing_bucket, key)
+    assert again.duplicate is True and again.rows == 0
+    assert again.ranges == sorted(ledger, key=lambda r: int(r.rsplit("=")[1].split("-")[0]))
+
+
+def test_a_tgz_goes_to_the_takeout_function_which_queues_the_rest_before_its_time_runs_out(
+    settings: Settings, export: synth.Export, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import time
+
+    from functions.takeout.handler import lambda_handler
+    from lakehouse.config import get_settings
+    from lakehouse.events import LambdaContext
+    from lakehouse.storage import sqs_client
+    from lakehouse.takeout import ingest_range_message
+
+    sqs = sqs_client(settings)
+    url = sqs.create_queue(QueueName=f"takeout-tgz-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    key = put(settings, synth.to_tgz(export.members), "export.tgz")
+    archive = f"s3://{settings.landing_bucket}/{key}"
+    total = sum(len(v) for v in export.members.values())
+    fan = settings.model_copy(update={"takeout_range_bytes": total // 3 + 1, "takeout_queue_url": url})
+
+    def receive() -> dict[str, Any]:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        assert len(messages) == 1
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=messages[0]["ReceiptHandle"])
+        return messages[0]
+
+    handed = ingest_archive(fan, settings.landing_bucket, key)  # the ingest function
+    assert handed.queued == 1 and handed.rows == 0 and handed.ranges == []
+    message = receive()
+    assert json.loads(message["Body"])["start"] == 0 and json.loads(message["Body"])["end"] == -1
+    # An invocation whose time is up commits the chunk it is in, then queues the rest.
+    part = ingest_range_message(fan, message["Body"], deadline=time.monotonic())
+    assert part.queued == 1 and len(part.ranges) == 1 and part.next_member and part.rows > 0
+    message = receive()
+    assert json.loads(message["Body"])["start"] == part.next_member
+    record = {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "0",
+            "SenderId": "x",
+            "ApproximateFirstReceiveTimestamp": "0",
+        },
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:takeout",
+        "awsRegion": "us-east-1",
+    }
+    monkeypatch.setenv("LAKE_TAKEOUT_RANGE_BYTES", str(fan.takeout_range_bytes))
+    monkeypatch.setenv("LAKE_TAKEOUT_QUEUE_URL", url)
+    get_settings.cache_clear()
+    try:
+        result = lambda_handler({"Records": [record]}, LambdaContext("lake-takeout"))  # type: ignore[arg-type]
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert result == {"batchItemFailures": []}
+    assert counts(client, archive, list(export.accepted)) == export.accepted
+    assert len(members_of(client, archive)) == len(export.members)
+    assert not sqs.receive_message(QueueUrl=url).get("Messages")  # done: nothing more queued
+    assert ingest_archive(fan, settings.landing_bucket, key).duplicate is True  # a redelivered event
+
+
 # --- safety -----------------------------------------------------------------------------------
 
 

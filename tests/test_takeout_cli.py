@@ -26,8 +26,10 @@ def test_put_a_takeout_zip_shows_progress_per_product_then_rollup(
     progress = [line for line in result.stderr.splitlines() if line.startswith("[")]
     parsed_or_quarantined = len(export.members) + 1 - len(export.stored)
     assert parsed_or_quarantined <= len(progress) <= len(export.members) + 1
-    # records read from parsed members, good and bad (activity: 55 + 1 bad; the broken note is not one)
-    assert "activity 56" in progress[-1] and "keep 7" in progress[-1] and "location 100" in progress[-1]
+    # records read from parsed members, good and bad (the broken note is not one)
+    activity = export.accepted["takeout_activity"] + export.quarantined_rows["takeout_activity"]
+    last = progress[-1]
+    assert f"activity {activity}" in last and "keep 7" in last and "location 100" in last
     assert any("quarantined (corrupt)" in line for line in progress)
     # The summary on stdout: rows per product table.
     out = result.stdout

@@ -1,14 +1,18 @@
 """Takeout function: SQS messages, one member range of a Takeout archive each → lakehouse.takeout.
 
-The ingest function splits an archive larger than ``LAKE_TAKEOUT_RANGE_BYTES`` into member
-ranges and queues one message per range; this function ingests each range (one commit per
-product table per range, idempotent, so a message seen twice adds nothing). A failed range is
-reported back as a partial batch failure: SQS redelivers it, and after ``maxReceiveCount``
-receives it goes to the Takeout dead-letter queue.
+The ingest function splits a zip larger than ``LAKE_TAKEOUT_RANGE_BYTES`` into member ranges
+and queues one message per range; this function ingests each range (one commit per product
+table per range, idempotent, so a message seen twice adds nothing). A tgz is queued whole: this
+function streams it in chunks of about ``LAKE_TAKEOUT_RANGE_BYTES``, commits each, and when the
+next chunk would not fit in the time it has left, queues the rest for itself (the next
+invocation reads past the committed chunks). A failed range is reported back as a partial batch
+failure: SQS redelivers it, and after ``maxReceiveCount`` receives it goes to the Takeout
+dead-letter queue.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -22,11 +26,17 @@ from lakehouse.takeout import ingest_range_message
 
 logger = function_logger("lake-takeout")
 processor = BatchProcessor(event_type=EventType.SQS)
+# Seconds kept back from the invocation's time: the commit of a chunk and the continuation message.
+RESERVE_SECONDS = 60.0
 
 
-def record_handler(record: SQSRecord) -> dict[str, Any]:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
+    deadline = None
+    if lambda_context is not None:
+        left = lambda_context.get_remaining_time_in_millis() / 1000
+        deadline = time.monotonic() + max(left - RESERVE_SECONDS, 0.0)
     try:
-        report = ingest_range_message(get_settings(), record.body)
+        report = ingest_range_message(get_settings(), record.body, deadline)
     except LakeError as e:
         logger.error(
             "takeout range failed",

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import IO, TYPE_CHECKING, Any
 
@@ -31,7 +31,14 @@ from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
 from lakehouse.ingest import resolve_source
 from lakehouse.storage import filesystem, s3_client
-from lakehouse.tables import SourceRef, committed_snapshot, ensure_tables, limit_write_workers
+from lakehouse.tables import (
+    SOURCE_URI,
+    SOURCE_VERSION,
+    SourceRef,
+    committed_snapshot,
+    ensure_tables,
+    limit_write_workers,
+)
 from lakehouse.takeout.archive import (
     LimitedReader,
     Member,
@@ -51,6 +58,8 @@ if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
 
 MEMBERS_TABLE = "takeout_members"
+TAR_LAST = "lake.takeout.last"  # on the ledger commit of a tar's last chunk: the tar is done
+TAR_REST = -1  # the end of a tar continuation message's range: to the end of the stream
 PREFIX = "takeout/"
 
 Progress = Callable[[dict[str, Any]], None]
@@ -79,6 +88,7 @@ class TakeoutReport:
     bytes_read: int = 0
     snapshots: dict[str, int] = field(default_factory=dict)
     queued: int = 0
+    next_member: int | None = None  # a tar continued by a queued message: where it goes on
     vectors: str = "unavailable"
     duplicate: bool = False
     seconds: float = 0.0
@@ -150,7 +160,11 @@ class _Range:
         self.members_done = 0
         self.done_rows: Counter[str] = Counter()
 
-    def process(self, member: Member, open_member: Callable[[], IO[bytes]] | None) -> None:
+    def read(
+        self, member: Member, open_member: Callable[[], IO[bytes]] | None
+    ) -> tuple[dict[str, Any], IO[bytes] | None]:
+        """Check a member and copy it into a spool (its ledger row, and the spool or None when
+        the member was refused)."""
         row: dict[str, Any] = {
             "ingested_at": self.now,
             "archive": self.archive_uri,
@@ -168,38 +182,48 @@ class _Range:
             "rows": None,
             "rows_quarantined": None,
         }
-        product: str | None = None
-        records = 0
-        adopted = False
         try:
             check_member(member, self.settings)
             if open_member is None:
                 raise MemberRejected("special", f"member {member.path!r} is not a regular file")
             with open_member() as raw:
                 data, sha, size = spool(LimitedReader(raw, member, self.settings))
-            with data:
-                uri, new = put_blob(self.s3, self.settings, data, sha)
-                row.update(sha256=sha, blob_key=uri, size=size)
-                with self.lock:
-                    self.blobs_written += int(new)
-                    self.bytes_read += size
-                routed = route(member.path)
-                if member.nested_archive:
-                    row.update(
-                        rule="nested_archive", reason="a nested archive is kept as a blob, not expanded"
-                    )
-                elif routed is not None:
-                    parser, match = routed
-                    rows = self.sinks[parser.name].member(member.path, member.index)
-                    for record in parse_member(parser, match, data, member.path):
-                        rows.add(record)
-                    row.update(product=parser.table, status="parsed")
-                    product, records = parser.name, rows.records
-                    rows.done(row)  # the ledger takes the row when its counts are final
-                    adopted = True
         except MemberRejected as e:
-            row.update(status="quarantined", rule=e.rule, reason=str(e), product=None)
-            product, records = None, 0
+            row.update(status="quarantined", rule=e.rule, reason=str(e))
+            return row, None
+        row.update(sha256=sha, size=size)
+        return row, data
+
+    def store(self, member: Member, row: dict[str, Any], data: IO[bytes] | None) -> None:
+        """Keep a spooled member as a blob, parse it when a product owns its path, ledger it."""
+        product: str | None = None
+        records = 0
+        adopted = False
+        if data is not None:
+            try:
+                with data:
+                    uri, new = put_blob(self.s3, self.settings, data, row["sha256"])
+                    row.update(blob_key=uri)
+                    with self.lock:
+                        self.blobs_written += int(new)
+                        self.bytes_read += int(row["size"])
+                    routed = route(member.path)
+                    if member.nested_archive:
+                        row.update(
+                            rule="nested_archive", reason="a nested archive is kept as a blob, not expanded"
+                        )
+                    elif routed is not None:
+                        parser, match = routed
+                        rows = self.sinks[parser.name].member(member.path, member.index)
+                        for record in parse_member(parser, match, data, member.path):
+                            rows.add(record)
+                        row.update(product=parser.table, status="parsed")
+                        product, records = parser.name, rows.records
+                        rows.done(row)  # the ledger takes the row when its counts are final
+                        adopted = True
+            except MemberRejected as e:
+                row.update(status="quarantined", rule=e.rule, reason=str(e), product=None)
+                product, records = None, 0
         if not adopted:
             self.ledger.add(row)
         with self.lock:
@@ -219,6 +243,10 @@ class _Range:
                     "members_done": done,
                 }
             )
+
+    def process(self, member: Member, open_member: Callable[[], IO[bytes]] | None) -> None:
+        row, data = self.read(member, open_member)
+        self.store(member, row, data)
 
     def commit(self, report: TakeoutReport, properties: dict[str, str] | None = None) -> None:
         """One commit per product (and quarantine) table with rows, then the ledger's."""
@@ -285,13 +313,18 @@ def ingest_archive(
     member_range: tuple[int, int] | None = None,
     catalog: Catalog | None = None,
     progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> TakeoutReport:
     """Ingest a Takeout archive (``.zip``, ``.tgz``/``.tar.gz``, ``.tar``) from the store.
 
     Args:
-        member_range: process only the zip members ``[start, end)`` (a fan-out message);
-            None: the whole archive (split into ranges when it is large).
+        member_range: process only the zip members ``[start, end)`` (a fan-out message), or,
+            for a tar, go on with it here (a continuation message; committed chunks are read
+            past whatever the range says); None: the whole archive (a zip split into ranges
+            when it is large; a tar handed to the queue when one is set).
         progress: called after each member with its outcome and the running rows per product.
+        deadline: ``time.monotonic()`` by which a tar's work must stop: the last chunk that
+            fits is committed and the rest queued as a continuation message.
 
     Raises:
         TerminalError: not an archive, unreadable archive, over the total size limit.
@@ -305,7 +338,16 @@ def ingest_archive(
     catalog = catalog or get_catalog(settings)
     report = TakeoutReport(source=source.uri, version=source.version, kind=kind, ranges=[], duplicate=True)
     if kind == "tar":
-        report.merge(_tar(settings, catalog, source, progress))
+        done = _tar_ledger(settings, catalog, source)[1] is not None
+        if member_range is None and settings.takeout_queue_url and not done:
+            # The Takeout function streams it, chunk by chunk, and queues the rest for itself
+            # before its time runs out.
+            report.queued = _continue_tar(settings, source, 0)
+            report.duplicate = False
+        else:
+            tar = _tar(settings, catalog, source, progress, deadline)
+            report.merge(tar)
+            report.queued, report.next_member = tar.queued, tar.next_member
     else:
         archive = _open_zip(settings, bucket, key, source.uri)
         try:
@@ -390,32 +432,154 @@ def _zip_range(
     return report
 
 
+class _Inflight:
+    """Members handed to worker threads, at most ``limit`` at once (back-pressure on the reader)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, limit: int) -> None:
+        self.pool = pool
+        self.slots = threading.Semaphore(limit)
+        self.futures: set[Future[None]] = set()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        self.slots.acquire()
+        try:
+            future = self.pool.submit(fn, *args)
+        except BaseException:
+            self.slots.release()
+            raise
+        future.add_done_callback(lambda _: self.slots.release())
+        self.futures.add(future)
+        for done in [f for f in self.futures if f.done()]:
+            self.futures.discard(done)
+            done.result()  # a worker's error stops the reader
+
+    def drain(self) -> None:
+        futures, self.futures = self.futures, set()
+        for future in futures:
+            future.result()
+
+
+def _tar_ledger(
+    settings: Settings, catalog: Catalog, archive_source: SourceRef
+) -> tuple[dict[int, int], int | None]:
+    """Chunks of this tar version the ledger already holds (start → end), and the snapshot that
+    committed its last chunk (None while the tar is not done)."""
+    table = ensure_tables(catalog, settings, load_contract(settings, MEMBERS_TABLE))[0]
+    prefix = f"{archive_source.uri}#members="
+    chunks: dict[int, int] = {}
+    last: int | None = None
+    for snap in table.metadata.snapshots:
+        summary = snap.summary
+        if summary is None or summary.get(SOURCE_VERSION) != archive_source.version:
+            continue
+        uri = summary.get(SOURCE_URI) or ""
+        if not uri.startswith(prefix):
+            continue
+        span = uri[len(prefix) :]
+        if span == "all":  # a whole-stream range (Lake before tar chunks): done
+            last = snap.snapshot_id
+            continue
+        first, _, end = span.partition("-")
+        chunks[int(first)] = int(end)
+        if summary.get(TAR_LAST) == "true":
+            last = snap.snapshot_id
+    return chunks, last
+
+
 def _tar(
-    settings: Settings, catalog: Catalog, archive_source: SourceRef, progress: Progress | None
+    settings: Settings,
+    catalog: Catalog,
+    archive_source: SourceRef,
+    progress: Progress | None,
+    deadline: float | None = None,
 ) -> TakeoutReport:
-    source = _range_source(archive_source.bucket, archive_source.key, archive_source.version, None, None)
-    dup = _duplicate(settings, catalog, source, "tar")
-    if dup is not None:
-        return dup
-    state = _Range(settings, catalog, source, archive_source.uri, archive_source.version, progress)
-    report = TakeoutReport(
-        source=archive_source.uri, version=archive_source.version, kind="tar", ranges=[source.key]
-    )
+    """Stream a tar in chunks of about ``LAKE_TAKEOUT_RANGE_BYTES``, each committed as a range.
+
+    Chunks the ledger already holds are read past, not processed again, so a redelivery or a
+    continuation goes on from the last committed chunk. With a ``deadline`` (``time.monotonic``
+    seconds), a chunk is only started when it is likely to be committed in time; otherwise the
+    rest is queued as a continuation message (``LAKE_TAKEOUT_QUEUE_URL``).
+    """
+    uri, bucket, key = archive_source.uri, archive_source.bucket, archive_source.key
+    version = archive_source.version
+    committed, last = _tar_ledger(settings, catalog, archive_source)
+    if last is not None:
+        return TakeoutReport(
+            source=uri,
+            version=version,
+            kind="tar",
+            ranges=[_range_source(bucket, key, version, a, b).key for a, b in sorted(committed.items())],
+            snapshots={MEMBERS_TABLE: last},
+            duplicate=True,
+        )
+    report = TakeoutReport(source=uri, version=version, kind="tar", ranges=[])
     fs = filesystem(settings)
     try:
-        try:
-            stream = fs.open(f"{archive_source.bucket}/{archive_source.key}", "rb", block_size=8 << 20)
-        except FileNotFoundError as e:
-            raise ArchiveUnreadable(f"{archive_source.uri} does not exist") from e
-        with stream:
-            for member, opener in iter_tar(stream, archive_source.uri, settings):
-                if not member.is_dir:
-                    state.process(member, opener)
-        state.commit(report)
+        stream = fs.open(f"{bucket}/{key}", "rb", block_size=8 << 20)
+    except FileNotFoundError as e:
+        raise ArchiveUnreadable(f"{uri} does not exist") from e
+    state: _Range | None = None
+    start, acc, count = 0, 0, 0
+    skip_until = committed.get(0)  # the end of the committed chunk being read past
+    began = time.monotonic()
+    longest = 0.0
+    workers = max(1, settings.takeout_workers)
+    try:
+        with stream, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="takeout") as pool:
+            inflight = _Inflight(pool, workers)
+
+            def finish(end: int, final: bool) -> None:
+                nonlocal state, longest, began
+                if state is None:  # a chunk read past, or an empty tail: the end mark needs a commit
+                    state = _Range(settings, catalog, archive_source, uri, version, progress)
+                inflight.drain()
+                state.source = _range_source(bucket, key, version, start, end)
+                try:
+                    state.commit(report, {TAR_LAST: "true"} if final else None)
+                finally:
+                    state.close()
+                    state = None
+                report.ranges.append(_range_source(bucket, key, version, start, end).key)
+                now = time.monotonic()
+                longest, began = max(longest, now - began), now
+
+            for member, opener in iter_tar(stream, uri, settings):
+                count = member.index + 1
+                if skip_until is not None and member.index >= skip_until:
+                    start, acc, skip_until = member.index, 0, committed.get(member.index)
+                if skip_until is not None:
+                    continue  # committed by an earlier delivery: the stream reads past it
+                if acc and acc + member.size > settings.takeout_range_bytes:
+                    finish(member.index, final=False)
+                    start, acc, skip_until = member.index, 0, committed.get(member.index)
+                    if deadline is not None and time.monotonic() + longest * 1.25 > deadline:
+                        report.next_member = member.index
+                        report.queued = _continue_tar(settings, archive_source, member.index)
+                        return report
+                    if skip_until is not None:
+                        continue
+                acc += member.size
+                if member.is_dir:
+                    continue
+                if state is None:
+                    state = _Range(settings, catalog, archive_source, uri, version, progress)
+                row, data = state.read(member, opener)
+                inflight.submit(state.store, member, row, data)
+            if skip_until is not None:  # the last chunk was committed (without the end mark)
+                start = count
+            finish(count, final=True)
     finally:
-        state.close()
+        if state is not None:
+            state.close()
     report.vectors = index_committed(settings, report.snapshots)
     return report
+
+
+def _continue_tar(settings: Settings, source: SourceRef, start: int) -> int:
+    """Queue the rest of a tar (from member ``start``) for the Takeout function; 0 without a queue."""
+    if not settings.takeout_queue_url:
+        return 0
+    return enqueue_ranges(settings, source, [(start, TAR_REST)])
 
 
 # --- fan-out --------------------------------------------------------------------------------
@@ -449,8 +613,9 @@ def enqueue_ranges(settings: Settings, source: SourceRef, ranges: list[tuple[int
     return len(entries)
 
 
-def ingest_range_message(settings: Settings, body: str) -> TakeoutReport:
-    """Process one fan-out message (see :func:`range_message`)."""
+def ingest_range_message(settings: Settings, body: str, deadline: float | None = None) -> TakeoutReport:
+    """Process one fan-out message (see :func:`range_message`): a zip's member range, or the
+    rest of a tar (``end`` = -1) until ``deadline`` (``time.monotonic()`` seconds)."""
     from lakehouse.errors import BadRequest
 
     try:
@@ -459,4 +624,4 @@ def ingest_range_message(settings: Settings, body: str) -> TakeoutReport:
         start, end = int(message["start"]), int(message["end"])
     except (ValueError, KeyError, TypeError) as e:
         raise BadRequest(f"not a Takeout member-range message: {e}") from e
-    return ingest_archive(settings, bucket, key, version, member_range=(start, end))
+    return ingest_archive(settings, bucket, key, version, member_range=(start, end), deadline=deadline)
