@@ -263,7 +263,7 @@ def test_dockerfile_command_needs_an_exec_form_cmd(tmp_path: Path) -> None:
         dockerfile_command(tmp_path / "missing")
 
 
-def test_the_project_image_functions_invoke_in_process() -> None:
+def test_the_project_image_functions_resolve_their_handlers() -> None:
     """`lake invoke` reads the project's image functions' handlers like zip ones."""
     template = load_template(ROOT / "template.yaml")
     for name in HANDLERS:
