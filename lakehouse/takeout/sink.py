@@ -6,7 +6,8 @@ rows only join the range's commit when the whole member parsed: a member that fa
 is quarantined and none of its rows are committed.
 
 Nothing here grows with the archive: parsed records wait in buffers of at most
-:data:`ROW_BUFFER` rows (one per member being parsed, one pooled per product), and a member's
+:data:`ROW_BUFFER` rows (one per member being parsed, one pooled per product, which takes only
+small members' rows and so stays within 1.25 buffers), and a member's
 ledger row leaves for :class:`Ledger` as soon as its counts are final (at once, or when the pool
 holding its last rows is written). Only the list of staged data files is kept to the commit.
 """
@@ -253,9 +254,13 @@ class ProductSink:
     def adopt(self, rows: MemberRows, ledger_row: dict[str, Any]) -> None:
         """A member parsed completely: its files and leftover rows join the range's commit.
 
-        Its ledger row goes to the ledger once its counts are final: now, or when the pool that
-        takes its leftover rows is written.
+        A large member's leftover (a quarter of a buffer or more) is written on its own, in the
+        member's thread, so a pool only ever takes small members' rows and stays within about
+        1.25 buffers. The ledger row goes to the ledger once its counts are final: now, or when
+        the pool that takes the member's leftover rows is written.
         """
+        if len(rows.pending) >= self.limit // 4:
+            rows.flush()
         with self.lock:
             self.good.files += rows.good.files
             self.good.rows += rows.good.rows
@@ -314,10 +319,14 @@ class MemberRows:
             self.pending.positions.append(self.records)
         self.records += 1
         if len(self.pending) >= self.sink.limit:
-            pending, self.pending = self.pending, Pending()
-            accepted, rejected = self.sink.validate_and_write(pending, self.good, self.bad)
-            self.accepted += accepted[self.slot]
-            self.rejected += rejected[self.slot]
+            self.flush()
+
+    def flush(self) -> None:
+        """Validate and write the member's pending rows to files of its own."""
+        pending, self.pending = self.pending, Pending()
+        accepted, rejected = self.sink.validate_and_write(pending, self.good, self.bad)
+        self.accepted += accepted[self.slot]
+        self.rejected += rejected[self.slot]
 
     def done(self, ledger_row: dict[str, Any]) -> None:
         self.sink.adopt(self, ledger_row)
