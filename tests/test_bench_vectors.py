@@ -26,11 +26,11 @@ def run_bench(*args: str) -> dict[str, object]:
 
 def check_figures(report: dict[str, object]) -> None:
     assert report["rows"] == 5000 and report["dim"] == 64 and report["queries"] == 100
-    for part in ("single", "batched"):
+    for part in ("single", "single_async", "batched"):
         figures = report[part]
         assert isinstance(figures, dict)
         assert 0.0 <= figures["recall"] <= 1.0
-        assert figures["numpy_qps"] > 0 and figures["lance_qps"] > 0 and figures["ratio"] > 0
+        assert figures["numpy_qps"] > 0 and figures["lance_qps"] > 0 and figures["ratio"] >= 0
         assert isinstance(figures["goal_met"], bool)
     batched = report["batched"]
     assert isinstance(batched, dict) and batched["batch"] == 25
