@@ -164,7 +164,8 @@ class AsyncSearcher:
 
     async def _one(self, q: np.ndarray) -> Any:
         query = self.table.query().nearest_to(q).column("vector").distance_type(METRIC)
-        return await ann.tune(query.select(["_row_id", "_distance"]).limit(K), rows=self.rows).to_arrow()
+        tuned = ann.tune(query.select(["_row_id", "_distance"]).limit(K), rows=self.rows, limit=K)
+        return await tuned.to_arrow()
 
     def one(self, q: np.ndarray) -> list[int]:
         """Lance's top ``K`` row numbers for one query."""
