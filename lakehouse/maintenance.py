@@ -212,3 +212,4 @@ def _failure(table: str, error: LakeError) -> dict[str, Any]:
 
 register_job("audit", fold_job)  # fold the audit spool into the audit table
 register_job("vectors", vectors_job)  # Lance upkeep: strays, compaction, old versions, indexes
+import lakehouse.takeout.rollups  # noqa: E402,F401  (registers the "rollups" job)
