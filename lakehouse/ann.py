@@ -23,6 +23,14 @@ How it behaves:
   drifted by more than :data:`REBUILD_DRIFT` times from the count the index was trained on
   (the partition count no longer fits).
 
+Why IVF_HNSW_SQ: on 200,000 x 384 clustered vectors (local disk, 300 queries, top 10), to
+reach recall@10 >= 0.95 IVF_PQ (256 partitions, 48 sub-vectors) needed 30 probes and a refine
+factor of 20 (0.968), IVF_SQ 30 probes and refine 5 (0.970), IVF_FLAT 20 probes (0.952);
+IVF_HNSW_SQ with 8 partitions reached 0.993 with no refine. One query at a time all ran at
+about the same rate (the fixed cost of a LanceDB query dominates), but with 100 queries per
+call the HNSW index answered 1.6-2.5x faster than the others at equal recall. It builds more
+slowly (160-310 s on 2 busy cores, against 20-30 s for IVF_FLAT/IVF_SQ and 210 s for IVF_PQ).
+
 The index name records the row count it was trained on (``vector_ann_<rows>``), so the drift
 check needs nothing but the table.
 """
@@ -58,7 +66,6 @@ PARTITION_ROWS: int = 25_000
 
 EF: int = 64
 """HNSW candidate list per partition at search time (``ef``); raised to the query's limit when larger."""
-
 
 M: int = 20
 """HNSW graph degree."""
@@ -100,10 +107,8 @@ def plan(rows: int, dim: int | None = None) -> Plan:
 
 
 def _config(kind: str, metric: str, build: dict[str, Any]) -> Any:
-    from lancedb.index import IvfHnswSq, IvfPq
+    from lancedb.index import IvfHnswSq
 
-    if kind == "IVF_PQ":
-        return IvfPq(distance_type=metric, **build)  # type: ignore[arg-type]
     if kind == "IVF_HNSW_SQ":
         return IvfHnswSq(distance_type=metric, **build)  # type: ignore[arg-type]
     raise ValueError(f"unknown index kind {kind!r}")
