@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="API key the CLI sends with --url requests.")
     query_timeout_seconds: float = Field(30.0, gt=0, description="Time limit of one query.")
     query_max_bytes: int = Field(16 << 20, ge=1024, description="Most bytes of result a query returns.")
+    models_dir: Path | None = Field(
+        None, description="Folder of distilled embedding models (default: LAKE_HOME/models)."
+    )
     takeout_max_ratio: float = Field(
         200.0, gt=1, description="Largest compression ratio of one Takeout archive member (zip bombs)."
     )

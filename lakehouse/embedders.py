@@ -112,8 +112,8 @@ def _check_name(name: str) -> None:
 
 
 def static_dir(settings: Settings) -> Path:
-    """Where the distilled static model is kept: ``$LAKE_HOME/models/static-minilm``."""
-    return settings.home / "models" / STATIC_FOLDER
+    """Where the distilled static model is kept: ``$LAKE_MODELS_DIR/static-minilm``."""
+    return (settings.models_dir or settings.home / "models") / STATIC_FOLDER
 
 
 def minilm_path() -> Path:

@@ -41,6 +41,8 @@ def lake_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             "LAKE_HOME": str(home),
             "LAKE_CONTRACTS_DIR": str(contracts),
             "LAKE_LOG_LEVEL": "WARNING",
+            # Distilled models are build artifacts: one copy per checkout, not per test session.
+            "LAKE_MODELS_DIR": str(ROOT / ".lake" / "models"),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": "us-east-1",

@@ -83,6 +83,28 @@ def test_every_product_lands_with_exact_counts(
     assert report["members_stored"] == len(export.stored)
 
 
+def test_keep_notes_and_activity_titles_get_vectors_and_are_searchable(
+    ingested: dict[str, Any], client: Any
+) -> None:
+    from lakehouse.catalog import get_catalog
+    from lakehouse.config import load_settings
+    from lakehouse.contracts import load_contract
+    from lakehouse.vectors import open_table
+
+    settings = load_settings()
+    assert ingested["report"]["vectors"] == {"takeout_keep": "indexed", "takeout_activity": "indexed"}
+    for name in ("takeout_keep", "takeout_activity"):
+        table = get_catalog(settings).load_table(f"{settings.namespace}.{name}")
+        held = table.scan(row_filter=f"archive == '{ingested['archive']}'", selected_fields=("_row_id",))
+        ids = set(held.to_arrow()["_row_id"].to_pylist())
+        lance = open_table(settings, load_contract(settings, name))
+        assert lance is not None
+        assert ids and None not in ids and ids <= set(lance.to_arrow()["_row_id"].to_pylist()), name
+    found = client.search("takeout_keep", text="groceries to buy", k=1, mode="vector")
+    assert found.ok, found.body
+    assert "milk" in found.body["rows"][0][found.body["columns"].index("text")]
+
+
 def test_bad_records_are_quarantined_with_member_and_reason(ingested: dict[str, Any], client: Any) -> None:
     archive = ingested["archive"]
     body = client.sql(

@@ -52,7 +52,6 @@ from lakehouse.takeout.archive import (
 from lakehouse.takeout.blobs import put_blob, spool
 from lakehouse.takeout.products import PRODUCTS, parse_member, route
 from lakehouse.takeout.sink import REPORTED_QUARANTINE, Ledger, ProductSink, connect
-from lakehouse.takeout.vectors import index_committed
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -89,7 +88,7 @@ class TakeoutReport:
     snapshots: dict[str, int] = field(default_factory=dict)
     queued: int = 0
     next_member: int | None = None  # a tar continued by a queued message: where it goes on
-    vectors: str = "unavailable"
+    vectors: dict[str, str] = field(default_factory=dict)  # table → indexed, or unavailable: why
     duplicate: bool = False
     seconds: float = 0.0
     rows_per_second: float = 0.0
@@ -110,7 +109,7 @@ class TakeoutReport:
             for k, v in counts.items():
                 mine[k] += v
         self.snapshots.update(other.snapshots)
-        self.vectors = other.vectors
+        self.vectors.update(other.vectors)
         self.duplicate = self.duplicate and other.duplicate
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +153,7 @@ class _Range:
             self.sinks[product.name] = ProductSink(
                 contract, main, quarantine, settings, archive_uri, version, self.con, self.ledger
             )
+            self.sinks[product.name].stage_vectors(source)
         self.lock = threading.Lock()
         self.blobs_written = 0
         self.bytes_read = 0
@@ -265,7 +265,11 @@ class _Range:
                 )[0]
             if sink.good.rows:
                 summary = {**props, "lake.rows.accepted": str(sink.good.rows)}
-                report.snapshots[table] = sink.good.commit(self.source, summary, self.settings)[0]
+                report.snapshots[table] = _commit_with_vectors(sink, self.source, summary, self.settings)
+            elif sink.vectors is not None:
+                sink.vectors.close()
+            if sink.vectors_state != "none":
+                report.vectors[table] = sink.vectors_state
         ledger = self.ledger
         report.members += ledger.members
         report.members_parsed += ledger.parsed
@@ -283,6 +287,26 @@ class _Range:
 
     def close(self) -> None:
         self.con.close()
+
+
+def _commit_with_vectors(
+    sink: ProductSink, source: SourceRef, summary: dict[str, str], settings: Settings
+) -> int:
+    """The table's commit, its rows' vectors committed to Lance first (see lakehouse.vectors)."""
+    vectors = sink.vectors
+    props = vectors.commit() if vectors is not None else {}
+    try:
+        snapshot, duplicate = sink.good.commit(source, {**summary, **props}, settings)
+    except BaseException:
+        if vectors is not None:
+            vectors.withdraw()
+        raise
+    if vectors is not None:
+        if duplicate:
+            vectors.withdraw()
+        else:
+            vectors.tag(snapshot)
+    return snapshot
 
 
 def _range_source(bucket: str, key: str, version: str, start: int | None, end: int | None) -> SourceRef:
@@ -428,7 +452,6 @@ def _zip_range(
         state.commit(report)
     finally:
         state.close()
-    report.vectors = index_committed(settings, report.snapshots)
     return report
 
 
@@ -571,7 +594,6 @@ def _tar(
     finally:
         if state is not None:
             state.close()
-    report.vectors = index_committed(settings, report.snapshots)
     return report
 
 

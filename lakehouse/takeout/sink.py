@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     import duckdb
     from pyiceberg.table import Table
 
+    from lakehouse.vectors import VectorStage
+
 LINEAGE = ("archive", "member")
 # Parsed records wait as Python dicts (~1 KiB each) until validated: at most this many per buffer
 # (one per worker's member, one pooled per product), whatever LAKE_BATCH_ROWS says.
@@ -190,6 +192,26 @@ class ProductSink:
         self.lock = threading.Lock()
         self.now = dt.datetime.now(dt.UTC)
         self.limit = min(settings.batch_rows, ROW_BUFFER)
+        self.vectors: VectorStage | None = None
+        self.vectors_state = "none"
+        self._vector_lock = threading.Lock()
+
+    def stage_vectors(self, source: SourceRef) -> None:
+        """Give every accepted row a vector under its ``_row_id`` (contracts with ``vectors:``).
+
+        Without the ``embed`` extra the rows are still committed, without vectors, and the report
+        says why (``vectors: "unavailable: ..."``).
+        """
+        if self.contract.vectors is None:
+            return
+        from lakehouse.errors import EmbedderUnavailable
+        from lakehouse.vectors import VectorStage
+
+        try:
+            self.vectors = VectorStage(self.settings, self.contract, source)
+            self.vectors_state = "indexed"
+        except EmbedderUnavailable as e:
+            self.vectors_state = f"unavailable: {e}"
 
     def member(self, name: str, slot: int) -> MemberRows:
         return MemberRows(self, name, slot)
@@ -219,8 +241,17 @@ class ProductSink:
                 checked = check_batch(cursor, batch, self.contract, self.target)
             finally:
                 cursor.close()
+            accepted_rows = checked.accepted
+            if self.vectors is not None:
+                # Row ids are the member's index in the archive and the record's position in it.
+                where = checked.accepted_rows.to_pylist()
+                keys = pa.array(
+                    [pending.slots[r] * (1 << 32) + pending.positions[r] for r in where], pa.int64()
+                )
+                with self._vector_lock:
+                    accepted_rows = self.vectors.add(accepted_rows, keys, batch)
             del batch
-            good.write(checked.accepted)
+            good.write(accepted_rows)
             rej = checked.rejected
             for row, errors, raw in zip(
                 rej[ROW].to_pylist(), rej[ERRORS].to_pylist(), rej["__lake_raw"].to_pylist(), strict=True
