@@ -66,6 +66,7 @@ class Settings(BaseSettings):
     query_memory_limit: str = Field("1GB", description="DuckDB memory limit for one query.")
     duckdb_home: Path | None = Field(None, description="Writable DuckDB home/temp folder (on Lambda: /tmp).")
     log_level: str = Field("INFO", description="Log level of the functions.")
+    tracing: bool = Field(False, description="X-Ray tracing of the functions (Powertools Tracer).")
     compaction_target_bytes: int = Field(
         128 * 2**20,
         ge=1,

@@ -410,6 +410,15 @@ def ensure_text_index(lance: LanceTable, config: VectorConfig) -> None:
     lance.create_index(TEXT, config=FTS(), replace=True)
 
 
+def _stored(settings: Settings, dataset: str) -> bool:
+    from lakehouse.storage import s3_client
+
+    listed = s3_client(settings).list_objects_v2(
+        Bucket=settings.warehouse_bucket, Prefix=f"vectors/{dataset}.lance/", MaxKeys=1
+    )
+    return bool(listed.get("KeyCount"))
+
+
 def vectors_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
     """Maintenance job ``vectors``: :func:`upkeep` for every dataset with vectors."""
     from lakehouse.contracts import load_contract
@@ -426,6 +435,8 @@ def vectors_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
         if contract.vectors is None:
             continue
         if options.tables is not None and f"{settings.namespace}.{contract.name}" not in options.tables:
+            continue
+        if not _stored(settings, contract.name):  # nothing to keep up, and no lancedb import for it
             continue
         try:
             results.append(upkeep(settings, contract, now, keep, options.dry_run))
