@@ -175,7 +175,7 @@ def test_a_static_model_needs_a_writable_home(no_cache: None, tmp_path: Path) ->
     home = tmp_path / "a-file"
     home.write_text("not a folder")
     with pytest.raises(EmbedderUnavailable, match="writable"):
-        get_embedder("static", Settings(home=home))
+        get_embedder("static", Settings(home=home, models_dir=None))
 
 
 def test_importing_the_module_loads_no_model_library() -> None:
