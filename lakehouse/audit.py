@@ -88,9 +88,11 @@ def flush(settings: Settings) -> int:
     spool is folded into the Iceberg table by :func:`fold` (a maintenance job), and queries of
     the audit table read the table plus the spool not yet folded.
     """
+    import io
+
     import pyarrow.parquet as pq
 
-    from lakehouse.storage import filesystem
+    from lakehouse.storage import s3_client
 
     with _lock:
         rows = list(_pending)
@@ -99,8 +101,12 @@ def flush(settings: Settings) -> int:
         return 0
     name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
     data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
-    with filesystem(settings).open(f"{settings.warehouse_bucket}/{SPOOL_PREFIX}{name}", "wb") as f:
-        pq.write_table(data, f)
+    buffer = io.BytesIO()
+    pq.write_table(data, buffer)
+    # boto3, which every function has loaded already (s3fs would add its import to cold starts).
+    s3_client(settings).put_object(
+        Bucket=settings.warehouse_bucket, Key=f"{SPOOL_PREFIX}{name}", Body=buffer.getvalue()
+    )
     return len(rows)
 
 
