@@ -216,7 +216,7 @@ def search(
     """
     from lakehouse.catalog import get_catalog, load_table
     from lakehouse.query import resolve_snapshot, row_filter
-    from lakehouse.vectors import lance_version_at, open_table
+    from lakehouse.vectors import lance_version_at, local_copy
 
     started = time.perf_counter()
     contract = load_contract(settings, dataset)
@@ -230,7 +230,7 @@ def search(
     snapshot_id = resolve_snapshot(table, as_of)
     version = lance_version_at(table, snapshot_id)
     result = SearchResult([], [], [], dataset, mode, snapshot_id, version)
-    lance = open_table(settings, contract) if version is not None else None
+    lance = local_copy(settings, dataset) if version is not None else None
     if lance is None:
         result.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         return _empty(result, table)

@@ -78,6 +78,40 @@ def connect(settings: Settings) -> lancedb.DBConnection:
     return lancedb.connect(vectors_uri(settings), storage_options=storage_options(settings))
 
 
+def local_copy(settings: Settings, dataset: str) -> LanceTable | None:
+    """The dataset's Lance table read from a local copy of its files (None: no Lance data yet).
+
+    Lance files are immutable once written (data, deletion files, indexes, one manifest per
+    version), so copying the ones not yet here is always correct, and searches then read local
+    disk instead of one object-store request per file read. The copy lives in
+    ``$LAKE_HOME/vector-cache`` (on Lambda, under /tmp); files Lance's cleanup removed from the
+    store stay here until the folder is cleared.
+    """
+    import os
+
+    import lancedb
+
+    from lakehouse.storage import s3_client
+
+    prefix = f"vectors/{dataset}.lance/"
+    root = settings.home / "vector-cache"
+    s3 = s3_client(settings)
+    listed = False
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.warehouse_bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            listed = True
+            target = root / obj["Key"]
+            if target.exists() and target.stat().st_size == obj["Size"]:
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+            s3.download_file(settings.warehouse_bucket, obj["Key"], str(partial))
+            os.replace(partial, target)  # atomic: a concurrent reader sees all of a file or none
+    if not listed:
+        return None
+    return lancedb.connect(str(root / "vectors")).open_table(dataset)
+
+
 def dimension(config: VectorConfig) -> int:
     """The vectors' length: the contract's ``dim``, else the embedder's."""
     if config.dim is not None:
