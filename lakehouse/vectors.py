@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import tempfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +52,7 @@ TEXT = "text"
 SOURCE = "source"
 ATTEMPT = "attempt"
 TAG_PREFIX = "iceberg-"
+COMMIT_ROWS = 32_768  # vectors per Lance append (384 floats: about 50 MiB)
 
 
 def vectors_uri(settings: Settings) -> str:
@@ -285,13 +287,23 @@ class VectorStage:
         self._writer.write_table(data)
         self.rows += data.num_rows
 
-    def _reader(self) -> pa.RecordBatchReader:
+    def _chunks(self) -> Iterator[pa.Table]:
+        """The spooled vectors in tables of at most :data:`COMMIT_ROWS` rows."""
         assert self._writer is not None and self._schema is not None
         self._writer.close()
         self._spool.seek(0)
         spooled = pa.ipc.open_file(self._spool)
-        batches = (spooled.get_batch(i) for i in range(spooled.num_record_batches))
-        return pa.RecordBatchReader.from_batches(self._schema, batches)
+        chunk: list[pa.RecordBatch] = []
+        rows = 0
+        for i in range(spooled.num_record_batches):
+            batch = spooled.get_batch(i)
+            chunk.append(batch)
+            rows += batch.num_rows
+            if rows >= COMMIT_ROWS:
+                yield pa.Table.from_batches(chunk, self._schema)
+                chunk, rows = [], 0
+        if chunk:
+            yield pa.Table.from_batches(chunk, self._schema)
 
     def commit(self) -> dict[str, str]:
         """Append the spooled vectors in one Lance commit; the table-commit summary properties.
@@ -306,11 +318,15 @@ class VectorStage:
         try:
             table = open_table(self.settings, self.contract, create=True)
             assert table is not None
-            result = table.add(self._reader())
-            self.version = int(result.version)
+            # lancedb holds what one add() gets in memory: big ingests append in bounded chunks
+            # (one Lance version each; the table commit records the last).
+            for chunk in self._chunks():
+                self.version = int(table.add(chunk).version)
         except LakeError:
+            self.withdraw()
             raise
         except Exception as e:  # lancedb raises OSError, RuntimeError and ValueError from the store
+            self.withdraw()  # chunks already appended: nothing of this attempt stays behind
             raise VectorWriteFailed(
                 f"vectors/{self.contract.name}.lance: append of {self.source.uri} failed: {e}"
             ) from e
