@@ -1,39 +1,37 @@
-"""Vector search bench: Lake's ANN index (``lakehouse.ann``) against exact numpy search.
+"""Vector search bench: Lake's ANN search (``lakehouse.ann``) against exact numpy search.
 
 Usage::
 
-    python bench/vectors.py [--rows N] [--dim D] [--queries Q] [--batch B] [--min-rows M] [--json]
+    python bench/vectors.py [--rows N] [--dim D] [--queries Q] [--min-rows M] [--json]
 
-Sizes default to ``LAKE_BENCH_VECTORS_ROWS`` / ``_DIM`` / ``_QUERIES`` / ``_BATCH`` from the
-environment, else 200,000 x 384, 1,000 queries, batches of 100.
+Sizes default to ``LAKE_BENCH_VECTORS_ROWS`` / ``_DIM`` / ``_QUERIES`` from the environment,
+else 200,000 x 384 and 1,000 queries.
 
 The bench generates ``N`` clustered, unit-length vectors (a fixed seed; a few hundred
 centroids, each cluster spread along its own 16-dimensional subspace plus isotropic noise,
 like sentence embeddings) and ``Q`` held-out query vectors from the same distribution. It
-writes the vectors to a Lance dataset on local disk (Lake serves searches from a local
-read-through copy of the warehouse's immutable Lance files), builds the index with
-:func:`lakehouse.ann.build_index` when the size reaches :data:`lakehouse.ann.INDEX_MIN_ROWS`
-(below it Lake searches flat, and so does the bench) and then runs the same queries through:
+starts its own local stack in a temporary ``LAKE_HOME``, writes the vectors to a Lance table,
+and when the size reaches :data:`lakehouse.ann.INDEX_MIN_ROWS` (``--min-rows``) builds and
+stores the index with :func:`lakehouse.ann.build_index`, as the ``vectors`` maintenance job
+does. Searches then go through :func:`lakehouse.ann.resident` (the index fetched from the store,
+the Lance version's rows checked against it) and ``Resident.search``: the path every vector
+search of ``POST /search`` takes. Below the threshold every vector is scored exactly.
 
-* **numpy (exact)**, one query at a time: ``scores = X @ q`` and ``argpartition``; this is
-  also the ground truth;
-* **Lance**, one query at a time: ``ann.tune(table.search(q)...)``, only ``_row_id`` and
-  ``_distance`` fetched; and the same query through LanceDB's async API
-  (``AsyncTable.query().nearest_to(q)``), which makes fewer hops between threads per query;
-* **batched**, both sides given the same ``B`` queries at once: numpy ``Q_b @ X.T`` with a
-  row-wise ``argpartition``, and Lance's multi-vector query (``table.search([q1, q2, ...])``).
+Both sides answer the same queries one at a time, interleaved in chunks, so load from other
+processes on the machine falls on both alike:
 
-The sides of each comparison run interleaved, chunk by chunk, so load from other
-processes on the machine falls on both alike. Printed: rows, dim, index kind and parameters,
-build seconds, recall@10 (mean over queries, against the exact top 10), queries per second of
-each side, the ratio Lance/numpy, the load average, and whether the goal (recall@10 >= 0.95 at
->= 10x numpy's queries per second) is met.
+* **numpy (exact)**: ``scores = X @ q`` and ``argpartition``; this is also the ground truth;
+* **Lake**: ``Resident.search(q, 10)``.
+
+Printed: rows, dim, index kind and parameters, build seconds (reading the vectors from Lance,
+building, storing), the first search's set-up seconds, recall@10 (mean over queries, against the
+exact top 10), queries per second of each side, the ratio Lake/numpy, the load average, and
+whether the goal (recall@10 >= 0.95 at >= 10x numpy's queries per second) is met.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -49,7 +47,9 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from lakehouse import ann  # noqa: E402
+from bench.ingest import CONTRACTS_DIR, bench_settings, stop_stack  # noqa: E402
+from lakehouse import ann, localstack  # noqa: E402
+from lakehouse.config import Settings, load_settings  # noqa: E402
 
 SEED = 20250101
 K = 10
@@ -57,6 +57,7 @@ METRIC = "cosine"
 GOAL_RECALL = 0.95
 GOAL_RATIO = 10.0
 CHUNK = 50  # queries per interleaved chunk
+DATASET = "bench"
 
 
 # --------------------------------------------------------------------------- data
@@ -103,7 +104,7 @@ def write_lance(folder: Path, vectors: np.ndarray) -> Any:
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), dim),
         }
     )
-    return lancedb.connect(str(folder)).create_table("bench", data=data)
+    return lancedb.connect(str(folder)).create_table(DATASET, data=data)
 
 
 # --------------------------------------------------------------------------- searches
@@ -117,32 +118,9 @@ def numpy_one(data: np.ndarray, q: np.ndarray) -> np.ndarray:
     return result
 
 
-def numpy_batch(data: np.ndarray, qs: np.ndarray) -> np.ndarray:
-    """Exact top ``K`` row numbers for a batch of queries (one row per query, unordered)."""
-    scores = qs @ data.T
-    result: np.ndarray = np.argpartition(-scores, K, axis=1)[:, :K]
-    return result
-
-
-def lance_query(table: Any, q: Any, rows: int) -> Any:
-    """The query Lake runs: metric, only id and distance, top ``K``, tuned by ``lakehouse.ann``."""
-    builder = table.search(q, vector_column_name="vector").distance_type(METRIC)
-    return ann.tune(builder.select(["_row_id", "_distance"]).limit(K), rows=rows)
-
-
-def lance_one(table: Any, q: np.ndarray, rows: int) -> list[int]:
-    """Lance's top ``K`` row numbers for one query."""
-    found = lance_query(table, q, rows).to_arrow()
-    return [int(i) for i in found["_row_id"].to_pylist()]
-
-
-def lance_batch(table: Any, qs: np.ndarray, rows: int) -> list[list[int]]:
-    """Lance's top ``K`` row numbers for each query of a batch (one multi-vector query)."""
-    found = lance_query(table, list(qs), rows).to_arrow()
-    out: list[list[int]] = [[] for _ in range(len(qs))]
-    for qi, rid in zip(found["query_index"].to_pylist(), found["_row_id"].to_pylist(), strict=True):
-        out[qi].append(int(rid))
-    return out
+def lake_one(resident: ann.Resident, q: np.ndarray) -> list[int]:
+    """Lake's top ``K`` row numbers for one query."""
+    return [int(row_id) for row_id, _ in resident.search(q, K)]
 
 
 def recall(found: Sequence[Any], truth: np.ndarray) -> float:
@@ -151,97 +129,29 @@ def recall(found: Sequence[Any], truth: np.ndarray) -> float:
     return float(np.mean(hits)) if hits else 0.0
 
 
-class AsyncSearcher:
-    """The same query through LanceDB's async API, on one event loop kept for the whole run."""
-
-    def __init__(self, folder: Path, rows: int) -> None:
-        import lancedb
-
-        self.rows = rows
-        self.loop = asyncio.new_event_loop()
-        db = self.loop.run_until_complete(lancedb.connect_async(str(folder)))
-        self.table = self.loop.run_until_complete(db.open_table("bench"))
-
-    async def _one(self, q: np.ndarray) -> Any:
-        query = self.table.query().nearest_to(q).column("vector").distance_type(METRIC)
-        tuned = ann.tune(query.select(["_row_id", "_distance"]).limit(K), rows=self.rows, limit=K)
-        return await tuned.to_arrow()
-
-    def one(self, q: np.ndarray) -> list[int]:
-        """Lance's top ``K`` row numbers for one query."""
-        found = self.loop.run_until_complete(self._one(q))
-        return [int(i) for i in found["_row_id"].to_pylist()]
-
-    def close(self) -> None:
-        self.loop.close()
-
-
-def timed_single(
-    data: np.ndarray, table: Any, searcher: AsyncSearcher, queries: np.ndarray, rows: int
-) -> dict[str, Any]:
-    """numpy, Lance (sync API) and Lance (async API), one query at a time, interleaved in chunks.
-
-    The numpy answers are the truth.
-    """
+def timed(data: np.ndarray, resident: ann.Resident, queries: np.ndarray) -> dict[str, Any]:
+    """numpy and Lake, one query at a time, interleaved in chunks; numpy's answers are the truth."""
     truth = np.empty((len(queries), K), dtype=np.int64)
-    lance: list[list[int]] = []
-    lance_async: list[list[int]] = []
-    t_np = t_lance = t_async = 0.0
+    found: list[list[int]] = []
+    t_np = t_lake = 0.0
     for start in range(0, len(queries), CHUNK):
         chunk = queries[start : start + CHUNK]
         t0 = time.perf_counter()
         for i, q in enumerate(chunk):
             truth[start + i] = numpy_one(data, q)
         t1 = time.perf_counter()
-        lance.extend(lance_one(table, q, rows) for q in chunk)
-        t2 = time.perf_counter()
-        lance_async.extend(searcher.one(q) for q in chunk)
-        t3 = time.perf_counter()
-        t_np += t1 - t0
-        t_lance += t2 - t1
-        t_async += t3 - t2
-    n = len(queries)
-    return {
-        "truth": truth,
-        "single": {"recall": recall(lance, truth), "numpy_qps": n / t_np, "lance_qps": n / t_lance},
-        "single_async": {
-            "recall": recall(lance_async, truth),
-            "numpy_qps": n / t_np,
-            "lance_qps": n / t_async,
-        },
-    }
-
-
-def timed_batched(
-    data: np.ndarray, table: Any, queries: np.ndarray, rows: int, batch: int, truth: np.ndarray
-) -> dict[str, Any]:
-    """Both sides given ``batch`` queries at a time, interleaved batch by batch."""
-    found_np: list[np.ndarray] = []
-    found_lance: list[list[int]] = []
-    t_np = t_lance = 0.0
-    for start in range(0, len(queries), batch):
-        qs = queries[start : start + batch]
-        t0 = time.perf_counter()
-        found_np.extend(numpy_batch(data, qs))
-        t1 = time.perf_counter()
-        found_lance.extend(lance_batch(table, qs, rows))
+        found.extend(lake_one(resident, q) for q in chunk)
         t2 = time.perf_counter()
         t_np += t1 - t0
-        t_lance += t2 - t1
+        t_lake += t2 - t1
     n = len(queries)
-    return {
-        "batch": batch,
-        "numpy_recall": recall(found_np, truth),
-        "recall": recall(found_lance, truth),
-        "numpy_qps": n / t_np,
-        "lance_qps": n / t_lance,
-    }
+    return {"recall": recall(found, truth), "numpy_qps": n / t_np, "lake_qps": n / t_lake}
 
 
 # --------------------------------------------------------------------------- run and report
 
 
-def run_bench(rows: int, dim: int, queries: int, batch: int, min_rows: int | None = None) -> dict[str, Any]:
+def run_bench(rows: int, dim: int, queries: int, min_rows: int | None = None) -> dict[str, Any]:
     """Generate, write, index, search both ways and compare; returns the figures.
 
     The index is built when ``rows`` reaches ``min_rows`` (default :data:`lakehouse.ann.INDEX_MIN_ROWS`).
@@ -250,43 +160,41 @@ def run_bench(rows: int, dim: int, queries: int, batch: int, min_rows: int | Non
     load_before = os.getloadavg()
     data, qs = generate(rows, dim, queries)
     with tempfile.TemporaryDirectory(prefix="lake-bench-vectors-") as tmp:
-        table = write_lance(Path(tmp), data)
-        if rows >= threshold:
-            index: dict[str, Any] = ann.build_index(table, metric=METRIC, rows=rows, dim=dim)
-        else:
-            index = {"kind": f"none (flat search below {threshold:,} rows)", "params": {}, "seconds": 0.0}
-        index["index_min_rows"] = threshold
-        warm = qs[: min(20, len(qs))]
-        for q in warm:  # index and file caches, numpy's BLAS threads
-            numpy_one(data, q)
-            lance_one(table, q, rows)
-        searcher = AsyncSearcher(Path(tmp), rows)
+        stack_settings = load_settings(home=Path(tmp) / "home", contracts_dir=CONTRACTS_DIR)
+        localstack.up(stack_settings)
         try:
-            for q in warm:
-                searcher.one(q)
-            singles = timed_single(data, table, searcher, qs, rows)
+            settings: Settings = bench_settings(stack_settings.home)
+            table = write_lance(Path(tmp) / "lance", data)
+            if rows >= threshold:
+                index: dict[str, Any] = ann.build_index(settings, DATASET, table, METRIC)
+            else:
+                index = {"kind": f"none (every vector scored below {threshold:,} rows)", "params": {}}
+                index["seconds"] = 0.0
+            index["index_min_rows"] = threshold
+            started = time.perf_counter()
+            resident = ann.resident(settings, DATASET, table, METRIC)
+            setup = time.perf_counter() - started
+            for q in qs[: min(20, len(qs))]:  # numpy's BLAS threads, the index's pages
+                numpy_one(data, q)
+                lake_one(resident, q)
+            single = timed(data, resident, qs)
         finally:
-            searcher.close()
-        batched = timed_batched(data, table, qs, rows, batch, singles["truth"])
+            stop_stack(stack_settings)
     load_after = os.getloadavg()
-    single, single_async = singles["single"], singles["single_async"]
-    for part in (single, single_async, batched):
-        part["ratio"] = part["lance_qps"] / part["numpy_qps"] if part["numpy_qps"] else 0.0
-        part["goal_met"] = bool(part["recall"] >= GOAL_RECALL and part["ratio"] >= GOAL_RATIO)
-        for key in ("numpy_qps", "lance_qps", "ratio", "recall", "numpy_recall"):
-            if key in part:
-                part[key] = round(part[key], 2 if key.endswith("qps") else 4)
+    single["ratio"] = single["lake_qps"] / single["numpy_qps"] if single["numpy_qps"] else 0.0
+    single["goal_met"] = bool(single["recall"] >= GOAL_RECALL and single["ratio"] >= GOAL_RATIO)
+    for key in ("numpy_qps", "lake_qps", "ratio", "recall"):
+        single[key] = round(single[key], 2 if key.endswith("qps") else 4)
     return {
         "rows": rows,
         "dim": dim,
         "queries": queries,
         "metric": METRIC,
         "index": index,
+        "first_search_setup_seconds": round(setup, 3),
         "single": single,
-        "single_async": single_async,
-        "batched": batched,
         "goal": {"recall": GOAL_RECALL, "ratio": GOAL_RATIO},
-        "goal_met": single["goal_met"] or single_async["goal_met"],
+        "goal_met": single["goal_met"],
         "load_average": {"before": round(load_before[0], 2), "after": round(load_after[0], 2)},
         "cpus": os.cpu_count(),
     }
@@ -294,35 +202,26 @@ def run_bench(rows: int, dim: int, queries: int, batch: int, min_rows: int | Non
 
 def render(result: dict[str, Any]) -> str:
     """The human-readable report."""
-    index, batched = result["index"], result["batched"]
+    index, single = result["index"], result["single"]
     params = ", ".join(f"{k}={v}" for k, v in index.get("params", {}).items()) or "-"
-    search = ", ".join(f"{k}={v}" for k, v in index.get("search", {}).items()) or "-"
-    lines = [
-        f"Lake vector bench: {result['rows']:,} rows x {result['dim']} dims, "
-        f"{result['queries']:,} held-out queries, {result['metric']}, recall@{K} against exact numpy",
-        f"index: {index['kind']} ({params}); search: {search}; built in {index['seconds']:.1f} s",
-        "",
-        f"{'':<30}{'recall@10':>10}{'numpy q/s':>12}{'Lance q/s':>12}{'ratio':>8}{'goal met':>10}",
-    ]
-    parts = (
-        ("one query at a time", result["single"]),
-        ("one at a time, async API", result["single_async"]),
-        (f"batches of {batched['batch']}", batched),
-    )
-    for label, part in parts:
-        lines.append(
-            f"{label:<30}{part['recall']:>10.3f}{part['numpy_qps']:>12,.1f}{part['lance_qps']:>12,.1f}"
-            f"{part['ratio']:>8.2f}{'yes' if part['goal_met'] else 'no':>10}"
-        )
     load = result["load_average"]
-    lines += [
-        "",
-        f"goal (recall@{K} >= {GOAL_RECALL} at >= {GOAL_RATIO:.0f}x numpy, one query at a time): "
-        f"goal met: {'yes' if result['goal_met'] else 'no'}",
-        f"load average {load['before']} -> {load['after']} on {result['cpus']} CPUs "
-        "(both sides ran interleaved, so load falls on both)",
-    ]
-    return "\n".join(lines)
+    return "\n".join(
+        [
+            f"Lake vector bench: {result['rows']:,} rows x {result['dim']} dims, "
+            f"{result['queries']:,} held-out queries, {result['metric']}, recall@{K} against exact numpy",
+            f"index: {index['kind']} ({params}); built and stored in {index['seconds']:.1f} s; "
+            f"first search set up in {result['first_search_setup_seconds']:.2f} s",
+            "",
+            f"{'':<22}{'recall@10':>10}{'numpy q/s':>12}{'Lake q/s':>12}{'ratio':>8}",
+            f"{'one query at a time':<22}{single['recall']:>10.3f}{single['numpy_qps']:>12,.1f}"
+            f"{single['lake_qps']:>12,.1f}{single['ratio']:>8.2f}",
+            "",
+            f"goal (recall@{K} >= {GOAL_RECALL} at >= {GOAL_RATIO:.0f}x numpy): "
+            f"goal met: {'yes' if result['goal_met'] else 'no'}",
+            f"load average {load['before']} -> {load['after']} on {result['cpus']} CPUs "
+            "(both sides ran interleaved, so load falls on both)",
+        ]
+    )
 
 
 def _env_int(name: str, default: int) -> int:
@@ -335,7 +234,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=_env_int("LAKE_BENCH_VECTORS_ROWS", 200_000))
     parser.add_argument("--dim", type=int, default=_env_int("LAKE_BENCH_VECTORS_DIM", 384))
     parser.add_argument("--queries", type=int, default=_env_int("LAKE_BENCH_VECTORS_QUERIES", 1_000))
-    parser.add_argument("--batch", type=int, default=_env_int("LAKE_BENCH_VECTORS_BATCH", 100))
     parser.add_argument(
         "--min-rows",
         type=int,
@@ -344,15 +242,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
-    if args.rows <= K or args.dim < 2 or args.queries < 1 or args.batch < 1:
-        parser.error(f"need --rows > {K}, --dim >= 2, --queries >= 1 and --batch >= 1")
+    if args.rows <= K or args.dim < 2 or args.queries < 1:
+        parser.error(f"need --rows > {K}, --dim >= 2 and --queries >= 1")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bench and print the report."""
     args = parse_args(argv)
-    result = run_bench(args.rows, args.dim, args.queries, args.batch, args.min_rows)
+    result = run_bench(args.rows, args.dim, args.queries, args.min_rows)
     print(json.dumps(result) if args.json else render(result))
     return 0
 

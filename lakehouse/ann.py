@@ -1,227 +1,347 @@
-"""Lake's ANN settings: when a Lance vector dataset gets an index, which one, and how to search it.
+"""Lake's vector search engine: an HNSW index beside each Lance dataset, searched in process.
 
-This is the one place the index kind and its parameters live. :mod:`lakehouse.vectors` builds
-the index from the ``vectors`` maintenance job (:func:`needs_index`, :func:`build_index`) and
-:mod:`lakehouse.search` passes every vector query through :func:`tune`.
+The vectors themselves live in the dataset's Lance table (``vectors/<dataset>.lance``), versioned
+with the Iceberg snapshots. Searching them through a LanceDB query costs about 2 ms of CPU per
+query whatever the index (measured with lancedb 0.40 and pylance 14 on 200k x 384 vectors: the
+query planner and executor, not the index lookup), which caps a query function at a few hundred
+queries a second. So Lake answers vector queries itself:
 
-How it behaves:
+* **The index.** Once a dataset reaches :data:`INDEX_MIN_ROWS` rows (or its contract's
+  ``index_min_rows``), the ``vectors`` maintenance job builds an HNSW graph over 8-bit scalar-
+  quantised vectors (faiss ``IndexHNSWSQ``, :data:`M` links per node) from the Lance table's
+  current version, and stores it beside the dataset as two immutable objects:
+  ``vectors/<dataset>.ann/<version>.ids`` (the ``_row_id`` of each graph node, Arrow IPC) and
+  ``<version>.faiss`` (the graph, written last: an index is complete when its ``.faiss`` exists).
+  Older indexes are then deleted.
+* **A search** (:class:`Resident`) holds, per process, the newest index and the rows of the
+  Lance version the search reads that the index does not cover (added since it was built),
+  whose vectors it keeps in memory and scores exactly. Index nodes whose row that version does
+  not hold (deleted since, or newer than an ``as_of`` version) are excluded inside the graph
+  search. So rows appended after the index was built are found before any re-index, and a
+  search as of an older version never sees newer rows. Below the threshold there is no index
+  and every row is scored exactly.
+* **Scores**: cosine similarity for ``cosine`` (vectors normalised, then inner product), the
+  inner product for ``dot``, minus the squared Euclidean distance for ``l2``; higher is better.
+  Index hits are scored on the 8-bit vectors.
 
-* Below :data:`INDEX_MIN_ROWS` rows a dataset has no index: Lance searches it flat, which is
-  exact and, at that size, about as fast as an index lookup (the fixed cost of a LanceDB query
-  dominates). Lance's flat search slows quickly past it (it reads and scores every vector on
-  each query), so the threshold is low.
-* Past it, :func:`build_index` creates an IVF_HNSW_SQ index (:func:`plan`): vectors scalar-
-  quantised to 8 bits, one HNSW graph per :data:`PARTITION_ROWS` rows. :func:`tune` searches
-  every graph with ``ef`` :data:`EF` (at least the limit): recall@10 >= 0.95 on clustered
-  embeddings, measured by ``bench/vectors.py`` against exact search. No refine step: re-ranking
-  on the full vectors reads them back from the data files and cost more than half the query
-  rate in the bench for no recall it needed; ``_distance`` is computed on the 8-bit vectors.
-* Rows appended after the index was built are still found: Lance searches the fragments the
-  index does not cover flat and merges them with the index's hits. ``optimize()`` (run by the
-  maintenance job) adds them to the index without retraining; :func:`needs_index` asks for a
-  full rebuild when there is no index, when rows remain unindexed, or when the row count has
-  drifted by more than :data:`REBUILD_DRIFT` times from the count the index was trained on
-  (the partition count no longer fits).
-
-Why IVF_HNSW_SQ: on 200,000 x 384 clustered vectors (local disk, 300 queries, top 10), to
-reach recall@10 >= 0.95 IVF_PQ (256 partitions, 48 sub-vectors) needed 30 probes and a refine
-factor of 20 (0.968), IVF_SQ 30 probes and refine 5 (0.970), IVF_FLAT 20 probes (0.952);
-IVF_HNSW_SQ with 8 partitions reached 0.993 with no refine. One query at a time all ran at
-about the same rate (the fixed cost of a LanceDB query dominates), but with 100 queries per
-call the HNSW index answered 1.6-2.5x faster than the others at equal recall. It builds more
-slowly (160-310 s on 2 busy cores, against 20-30 s for IVF_FLAT/IVF_SQ and 210 s for IVF_PQ).
-
-The index name records the row count it was trained on (``vector_ann_<rows>``), so the drift
-check needs nothing but the table.
+Measured by ``bench/vectors.py`` on 200,000 x 384 clustered vectors, one query at a time:
+recall@10 0.99 at 40-60x the queries per second of exact numpy search (a LanceDB IVF_HNSW_SQ
+query reached 2-4x, for the fixed cost above).
 """
 
 from __future__ import annotations
 
-import math
+import os
 import re
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from lakehouse.contracts import ROW_ID
 
 if TYPE_CHECKING:
     from lancedb.table import Table
 
+    from lakehouse.config import Settings
+
 VECTOR = "vector"
-INDEX_PREFIX = "vector_ann_"
 METRICS: tuple[str, ...] = ("cosine", "l2", "dot")
 
 INDEX_MIN_ROWS: int = 5_000
-"""Below this many rows Lake does not index a vector dataset (flat search is exact and fast enough).
+"""Below this many rows a dataset gets no index: every vector is scored, exactly, in well under 1 ms."""
 
-Measured with 384-dim vectors on local disk, one query at a time: a flat Lance search of 5,000
-rows ran about as fast as an indexed search of 200,000 (the fixed cost of a LanceDB query
-dominates both); at 10,000 rows flat search was 2-3x slower, at 50,000 more than 10x.
-"""
+M: int = 32
+"""HNSW links per node."""
 
-REBUILD_DRIFT: float = 2.0
-"""Rebuild the index when the rows have grown or shrunk by more than this factor since it was trained."""
-
-PARTITION_ROWS: int = 25_000
-"""Rows per IVF partition: each partition is one HNSW graph (more partitions, less build memory)."""
+EF_CONSTRUCTION: int = 80
+"""HNSW candidate list while building (200k x 384: about 40 s on 2 cores)."""
 
 EF: int = 64
-"""HNSW candidate list per partition at search time (``ef``); raised to the query's limit when larger."""
+"""HNSW candidate list while searching; raised to the number of hits asked for when larger."""
 
-M: int = 20
-"""HNSW graph degree."""
+RESIDENT_CACHE: int = 2
+"""(dataset, version) pairs a process keeps ready for search."""
 
-EF_CONSTRUCTION: int = 300
-"""HNSW candidate list while building the graph."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The index Lake builds for a dataset of a given size, and how it is searched."""
-
-    kind: str
-    """Lance's index type (``IVF_HNSW_SQ``)."""
-    build: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the lancedb index config (besides ``distance_type``)."""
-    search: dict[str, int] = field(default_factory=dict)
-    """Query-builder settings (``nprobes``, ``ef``)."""
+_NAME = re.compile(r"(\d{12})\.faiss")
 
 
-def partitions(rows: int) -> int:
-    """IVF partitions for ``rows`` rows: one HNSW graph per :data:`PARTITION_ROWS` rows."""
-    return max(1, math.ceil(rows / PARTITION_ROWS))
+def index_prefix(dataset: str) -> str:
+    """The store prefix of a dataset's index objects."""
+    return f"vectors/{dataset}.ann/"
 
 
-def plan(rows: int, dim: int | None = None) -> Plan:
-    """The index for ``rows`` rows of ``dim``-dimensional vectors, and its search settings.
-
-    IVF_HNSW_SQ: vectors scalar-quantised to 8 bits, one HNSW graph per partition. A search
-    probes every partition (``nprobes`` is sized for up to :data:`REBUILD_DRIFT` times fewer
-    rows than ``rows``, so it still covers every partition of an index trained on a larger
-    table); the partitions split the build, not the search. ``dim`` is accepted for
-    index kinds whose settings depend on it (none at present).
-    """
-    del dim
-    build: dict[str, Any] = {"num_partitions": partitions(rows), "m": M, "ef_construction": EF_CONSTRUCTION}
-    nprobes = partitions(math.ceil(rows * REBUILD_DRIFT))
-    return Plan(kind="IVF_HNSW_SQ", build=build, search={"nprobes": nprobes, "ef": EF})
+def _normalised(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    out: np.ndarray = (matrix / norms).astype(np.float32, copy=False)
+    return out
 
 
-def _config(kind: str, metric: str, build: dict[str, Any]) -> Any:
-    from lancedb.index import IvfHnswSq
-
-    if kind == "IVF_HNSW_SQ":
-        return IvfHnswSq(distance_type=metric, **build)  # type: ignore[arg-type]
-    raise ValueError(f"unknown index kind {kind!r}")
-
-
-def vector_indices(table: Table) -> list[Any]:
-    """The table's indices on the ``vector`` column (lancedb ``IndexConfig`` objects)."""
-    return [idx for idx in table.list_indices() if VECTOR in idx.columns and idx.index_type != "FTS"]
-
-
-def trained_rows(name: str) -> int | None:
-    """The row count an index named by :func:`build_index` was trained on (``None`` for other names)."""
-    match = re.fullmatch(re.escape(INDEX_PREFIX) + r"(\d+)", name)
-    return int(match.group(1)) if match else None
-
-
-def unindexed_rows(table: Table) -> int:
-    """Rows no vector index covers yet (all rows when there is no index)."""
-    indices = vector_indices(table)
-    if not indices:
-        return table.count_rows()
-    stats = table.index_stats(indices[0].name)
-    return int(stats.num_unindexed_rows) if stats is not None else table.count_rows()
-
-
-def needs_index(table: Table) -> bool:
-    """Whether :func:`build_index` is due: no vector index, rows left unindexed, or the size drifted.
-
-    The row threshold is the caller's to check (:data:`INDEX_MIN_ROWS` or a contract's own).
-    """
-    indices = vector_indices(table)
-    if len(indices) != 1:
-        return True
-    rows = table.count_rows()
-    built = trained_rows(indices[0].name)
-    if built is None or not built / REBUILD_DRIFT <= rows <= built * REBUILD_DRIFT:
-        return True
-    return unindexed_rows(table) > 0
-
-
-def build_index(table: Table, *, metric: str, rows: int, dim: int) -> dict[str, Any]:
-    """Create (or replace) the ANN index on ``vector`` with the settings :func:`plan` picks for the size.
-
-    Any other index on ``vector`` is dropped first, so exactly one serves searches.
-
-    Args:
-        table: the LanceDB table (``vector`` and ``_row_id`` columns).
-        metric: ``cosine``, ``l2`` or ``dot``; searches must use the same metric.
-        rows: the table's row count (recorded in the index name).
-        dim: the vectors' dimension.
-
-    Returns:
-        A JSON-able description: ``kind``, ``name``, ``metric``, ``rows``, ``params``
-        (build settings), ``search`` (what :func:`tune` applies) and ``seconds``.
-    """
+def prepare(matrix: np.ndarray, metric: str) -> np.ndarray:
+    """Vectors as the index and the exact scorer take them: float32, C order, unit length for cosine."""
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {', '.join(METRICS)}, not {metric!r}")
-    chosen = plan(rows, dim)
-    name = f"{INDEX_PREFIX}{rows}"
+    out = np.ascontiguousarray(matrix, dtype=np.float32)
+    if out.ndim == 1:
+        out = out[None, :]
+    return _normalised(out) if metric == "cosine" else out
+
+
+def exact_scores(vectors: np.ndarray, query: np.ndarray, metric: str) -> np.ndarray:
+    """Scores of prepared ``vectors`` for a prepared ``query`` (one row), higher is better."""
+    q = query.reshape(-1)
+    if metric == "l2":
+        diff = vectors - q
+        out: np.ndarray = -np.einsum("ij,ij->i", diff, diff)
+        return out
+    scores: np.ndarray = vectors @ q
+    return scores
+
+
+def _faiss() -> Any:
+    import faiss
+
+    return faiss
+
+
+def build(vectors: np.ndarray, metric: str) -> Any:
+    """An HNSW graph over 8-bit scalar-quantised ``vectors`` (already :func:`prepare`-d)."""
+    faiss = _faiss()
+    kind = faiss.METRIC_L2 if metric == "l2" else faiss.METRIC_INNER_PRODUCT
+    index = faiss.IndexHNSWSQ(vectors.shape[1], faiss.ScalarQuantizer.QT_8bit, M, kind)
+    index.hnsw.efConstruction = EF_CONSTRUCTION
+    index.train(vectors)
+    index.add(vectors)
+    return index
+
+
+@dataclass
+class Resident:
+    """One Lance version's vectors ready for search in this process.
+
+    ``index``/``index_ids``: the graph and the row id of each node (or ``None``); ``present``:
+    which nodes this version holds (``None``: all); ``tail_ids``/``tail``: the version's rows the
+    index does not cover, with their prepared vectors, scored exactly.
+    """
+
+    metric: str
+    index: Any
+    index_ids: list[str]
+    present: np.ndarray | None
+    tail_ids: list[str]
+    tail: np.ndarray
+    index_version: int | None = None
+
+    def __post_init__(self) -> None:
+        self._selector: Any = None
+        if self.index is not None and self.present is not None:
+            faiss = _faiss()
+            self._bits = np.packbits(self.present.astype(np.uint8), bitorder="little")
+            self._selector = faiss.IDSelectorBitmap(len(self.present), faiss.swig_ptr(self._bits))
+
+    @property
+    def rows(self) -> int:
+        indexed = len(self.index_ids) if self.present is None else int(self.present.sum())
+        return indexed + len(self.tail_ids)
+
+    def search(self, query: np.ndarray, limit: int) -> list[tuple[str, float]]:
+        """The best ``limit`` (row id, score) pairs for ``query`` (a raw vector), best first."""
+        q = prepare(query, self.metric)
+        hits: list[tuple[str, float]] = []
+        if self.index is not None and limit > 0:
+            params = _faiss().SearchParametersHNSW()
+            params.efSearch = max(EF, limit)
+            if self._selector is not None:
+                params.sel = self._selector
+            distances, labels = self.index.search(q, limit, params=params)
+            sign = -1.0 if self.metric == "l2" else 1.0
+            for pos, dist in zip(labels[0].tolist(), distances[0].tolist(), strict=True):
+                if pos >= 0:
+                    hits.append((self.index_ids[pos], sign * dist))
+        if self.tail_ids:
+            scores = exact_scores(self.tail, q, self.metric)
+            take = min(limit, len(scores))
+            top = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
+            hits.extend((self.tail_ids[i], float(scores[i])) for i in top.tolist())
+        hits.sort(key=lambda hit: -hit[1])
+        return hits[:limit]
+
+
+# --- the store: building, finding and loading indexes ----------------------------------------
+
+
+def read_vectors(table: Table, where: str | None = None) -> pa.Table:
+    query: Any = table.search().select([ROW_ID, VECTOR])
+    if where is not None:
+        query = query.where(where)
+    return query.limit(None).to_arrow()
+
+
+def to_matrix(data: pa.Table) -> np.ndarray:
+    column = data[VECTOR].combine_chunks()
+    if len(column) == 0:
+        return np.zeros((0, 0), np.float32)
+    dim = column.type.list_size
+    return np.asarray(column.flatten().to_numpy(zero_copy_only=False), np.float32).reshape(len(column), dim)
+
+
+def row_ids(table: Table) -> pa.Array:
+    """The ``_row_id`` of every row of the Lance table's checked-out version."""
+    found = table.search().select([ROW_ID]).limit(None).to_arrow()[ROW_ID]
+    return found.combine_chunks() if found.num_chunks else pa.array([], pa.string())
+
+
+def stored_indexes(settings: Settings, dataset: str) -> list[int]:
+    """Lance versions that have a complete index on the store, oldest first."""
+    from lakehouse.storage import s3_client
+
+    prefix = index_prefix(dataset)
+    found: list[int] = []
+    pages = (
+        s3_client(settings)
+        .get_paginator("list_objects_v2")
+        .paginate(Bucket=settings.warehouse_bucket, Prefix=prefix)
+    )
+    for page in pages:
+        for obj in page.get("Contents", []):
+            match = _NAME.fullmatch(obj["Key"][len(prefix) :])
+            if match:
+                found.append(int(match.group(1)))
+    return sorted(found)
+
+
+def _key(dataset: str, version: int, suffix: str) -> str:
+    return f"{index_prefix(dataset)}{version:012d}.{suffix}"
+
+
+def _fetch(settings: Settings, key: str) -> Path:
+    """A local copy of an immutable store object under ``$LAKE_HOME/vector-cache``."""
+    from lakehouse.storage import s3_client
+
+    target = settings.home / "vector-cache" / key
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+        s3_client(settings).download_file(settings.warehouse_bucket, key, str(partial))
+        os.replace(partial, target)  # atomic: a concurrent reader sees all of the file or none
+    return target
+
+
+def _index_ids(settings: Settings, dataset: str, version: int) -> list[str]:
+    with pa.memory_map(str(_fetch(settings, _key(dataset, version, "ids")))) as source:
+        ids: list[str] = pa.ipc.open_file(source).read_all()[ROW_ID].to_pylist()
+    return ids
+
+
+def build_index(settings: Settings, dataset: str, table: Table, metric: str) -> dict[str, Any]:
+    """Build the index over the Lance table's current version, store it, delete older ones.
+
+    Returns a JSON-able description: ``kind``, ``version``, ``rows``, ``dim``, ``metric``,
+    ``params`` and ``seconds``.
+    """
+    from lakehouse.storage import s3_client
+
     started = time.perf_counter()
-    for idx in vector_indices(table):
-        if idx.name != name:
-            table.drop_index(idx.name)
-    table.create_index(VECTOR, config=_config(chosen.kind, metric, chosen.build), name=name, replace=True)
-    seconds = time.perf_counter() - started
+    data = read_vectors(table)
+    vectors = prepare(to_matrix(data), metric)
+    index = build(vectors, metric)
+    version = int(table.version)
+    sink = pa.BufferOutputStream()
+    ids = pa.table({ROW_ID: data[ROW_ID].combine_chunks()})
+    with pa.ipc.new_file(sink, ids.schema) as writer:
+        writer.write_table(ids)
+    s3 = s3_client(settings)
+    bucket = settings.warehouse_bucket
+    s3.put_object(Bucket=bucket, Key=_key(dataset, version, "ids"), Body=sink.getvalue().to_pybytes())
+    graph = _faiss().serialize_index(index)
+    s3.put_object(Bucket=bucket, Key=_key(dataset, version, "faiss"), Body=graph.tobytes())
+    for old in stored_indexes(settings, dataset):
+        if old < version:
+            for suffix in ("faiss", "ids"):  # the .faiss first: an index without it is not used
+                s3.delete_object(Bucket=bucket, Key=_key(dataset, old, suffix))
     return {
-        "kind": chosen.kind,
-        "name": name,
+        "kind": "HNSW_SQ8",
+        "version": version,
+        "rows": len(ids),
+        "dim": int(vectors.shape[1]),
         "metric": metric,
-        "rows": rows,
-        "dim": dim,
-        "params": dict(chosen.build),
-        "search": dict(chosen.search),
-        "seconds": round(seconds, 3),
+        "params": {"m": M, "ef_construction": EF_CONSTRUCTION, "ef_search": EF},
+        "bytes": len(graph),
+        "seconds": round(time.perf_counter() - started, 3),
     }
 
 
-def tune(query: Any, *, rows: int, limit: int | None = None) -> Any:
-    """Apply Lake's search settings for a ``rows``-row dataset to a lancedb vector query builder.
+def needs_index(settings: Settings, dataset: str, table: Table) -> bool:
+    """Whether the newest stored index misses rows of the table's current version, or holds others."""
+    versions = stored_indexes(settings, dataset)
+    if not versions:
+        return True
+    indexed = pa.array(_index_ids(settings, dataset, versions[-1]), pa.string())
+    current = row_ids(table)
+    if len(indexed) != len(current):
+        return True
+    import pyarrow.compute as pc
 
-    The settings are applied whatever the size: a dataset below the threshold may still carry
-    an index (a contract can lower its own threshold), and on a dataset without one Lance
-    ignores them (flat search is exact). Works with the sync ``LanceVectorQueryBuilder`` and
-    the async ``AsyncVectorQuery`` alike.
+    return not bool(pc.all(pc.is_in(current, value_set=indexed)).as_py())
 
-    Lance refuses an HNSW search whose ``ef`` is below the number of rows asked for, so ``ef``
-    is raised to ``limit``: pass it, or set ``.limit()`` on a sync builder before calling (it
-    is read from there); without either, 10 is assumed.
+
+_lock = threading.Lock()
+_resident: OrderedDict[tuple[str, str, int, int | None], Resident] = OrderedDict()
+
+
+def resident(settings: Settings, dataset: str, table: Table, metric: str) -> Resident:
+    """The search state of ``table``'s checked-out version, cached per process.
+
+    ``table`` is the dataset's Lance table (a local copy, checked out at the version to search).
     """
-    if limit is None:
-        limit = getattr(query, "_limit", None) or 10
-    settings = dict(plan(rows).search)
-    if "ef" in settings:
-        settings["ef"] = max(settings["ef"], limit * settings.get("refine_factor", 1))
-    for setting, value in settings.items():
-        query = getattr(query, setting)(value)
-    return query
+    versions = stored_indexes(settings, dataset)
+    index_version = versions[-1] if versions else None
+    key = (str(settings.home), dataset, int(table.version), index_version)
+    with _lock:
+        found = _resident.get(key)
+        if found is not None:
+            _resident.move_to_end(key)
+            return found
+    built = _load(settings, dataset, table, metric, index_version)
+    with _lock:
+        _resident[key] = built
+        while len(_resident) > RESIDENT_CACHE:
+            _resident.popitem(last=False)
+    return built
 
 
-def ensure_index(
-    table: Table, *, metric: str, dim: int, min_rows: int | None = None
-) -> dict[str, Any] | None:
-    """Build the index if the table has at least ``min_rows`` rows and :func:`needs_index` says so.
+def _load(settings: Settings, dataset: str, table: Table, metric: str, index_version: int | None) -> Resident:
+    import pyarrow.compute as pc
 
-    ``min_rows`` defaults to :data:`INDEX_MIN_ROWS`. Returns :func:`build_index`'s description,
-    or ``None`` when nothing was built.
-    """
-    rows = table.count_rows()
-    if rows < (INDEX_MIN_ROWS if min_rows is None else min_rows) or not needs_index(table):
-        return None
-    return build_index(table, metric=metric, rows=rows, dim=dim)
-
-
-def describe(rows: int, dim: int) -> dict[str, Any]:
-    """The plan for ``rows`` x ``dim`` as a dict (for reports)."""
-    return asdict(plan(rows, dim))
+    if index_version is None:
+        data = read_vectors(table)
+        return Resident(metric, None, [], None, data[ROW_ID].to_pylist(), prepare(to_matrix(data), metric))
+    index = _faiss().read_index(str(_fetch(settings, _key(dataset, index_version, "faiss"))))
+    index_ids = _index_ids(settings, dataset, index_version)
+    current = row_ids(table)
+    indexed = pa.array(index_ids, pa.string())
+    present = pc.is_in(indexed, value_set=current).to_numpy(zero_copy_only=False)
+    missing = current.filter(pc.invert(pc.is_in(current, value_set=indexed))).to_pylist()
+    parts: list[pa.Table] = []
+    for start in range(0, len(missing), 1000):
+        chunk = ", ".join("'" + i.replace("'", "''") + "'" for i in missing[start : start + 1000])
+        parts.append(read_vectors(table, f"{ROW_ID} IN ({chunk})"))
+    tail = pa.concat_tables(parts) if parts else None
+    return Resident(
+        metric,
+        index,
+        index_ids,
+        None if bool(present.all()) else present,
+        tail[ROW_ID].to_pylist() if tail is not None else [],
+        prepare(to_matrix(tail), metric)
+        if tail is not None and tail.num_rows
+        else np.zeros((0, 1), np.float32),
+        index_version,
+    )

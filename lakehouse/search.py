@@ -1,11 +1,12 @@
 """Search a dataset by meaning, by words, or both, answered with the table's rows at a snapshot.
 
 Candidates come from the dataset's Lance table at the version its Iceberg snapshot recorded:
-nearest vectors (``vector``), full-text BM25 over the text column (``text``), or both fused by
-reciprocal rank (``hybrid``). They are then joined to the table itself, read as of the same
-snapshot in DuckDB, where the caller's ``filter`` (an SQL predicate on the table's columns) and
-a tenant key's row filter apply. A row the snapshot does not hold is never returned. When the
-join leaves fewer than ``k`` rows, more candidates are fetched.
+nearest vectors (``vector``, answered in process by :mod:`lakehouse.ann`: the dataset's HNSW
+index plus the rows it does not cover yet), full-text BM25 over the text column (``text``, Lance
+FTS), or both fused by reciprocal rank (``hybrid``). They are then joined to the table itself,
+read as of the same snapshot in DuckDB, where the caller's ``filter`` (an SQL predicate on the
+table's columns) and a tenant key's row filter apply. A row the snapshot does not hold is never
+returned. When the join leaves fewer than ``k`` rows, more candidates are fetched.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from lakehouse.validate import ident
 if TYPE_CHECKING:
     from lancedb.table import Table as LanceTable
     from pyiceberg.catalog import Catalog
+
+    from lakehouse.ann import Resident
 
 Mode = Literal["vector", "text", "hybrid"]
 RRF_K = 60  # reciprocal-rank fusion constant: score = sum of 1 / (RRF_K + rank)
@@ -115,22 +118,9 @@ def _query_vector(
     return embed_texts(config, [text], settings)[0]
 
 
-def _vector_hits(lance: LanceTable, config: VectorConfig, query: Any, limit: int) -> list[tuple[str, float]]:
-    from lakehouse import ann
-
-    builder: Any = lance.search(query, vector_column_name="vector")
-    builder = builder.distance_type(config.metric)
-    builder = ann.tune(builder.select([ROW_ID, "_distance"]).limit(limit), rows=lance.count_rows())
-    # HNSW needs ef >= the hits asked for (other indexes and flat search ignore it).
-    builder = builder.ef(max(builder._ef or 0, limit * (builder._refine_factor or 1)))
-    found = builder.to_arrow()
-    ids = found[ROW_ID].to_pylist()
-    distances = found["_distance"].to_pylist()
-    if config.metric == "cosine":
-        scores = [1.0 - d for d in distances]
-    else:
-        scores = [-d for d in distances]
-    return list(zip(ids, scores, strict=True))
+def _vector_hits(resident: Resident | None, query: Any, limit: int) -> list[tuple[str, float]]:
+    """Nearest rows by :mod:`lakehouse.ann` (the index plus the rows it does not cover yet)."""
+    return resident.search(query, limit) if resident is not None else []
 
 
 def _text_hits(lance: LanceTable, text: str, limit: int) -> list[tuple[str, float]]:
@@ -162,21 +152,24 @@ def fuse(*ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 def candidates(
     lance: LanceTable,
-    config: VectorConfig,
+    resident: Resident | None,
     mode: Mode,
     text: str | None,
     query_vector: Any,
     limit: int,
 ) -> list[tuple[str, float]]:
-    """The best ``limit`` (row id, score) pairs of each mode, best first, one per id."""
+    """The best ``limit`` (row id, score) pairs of each mode, best first, one per id.
+
+    ``resident`` answers vector queries (:func:`lakehouse.ann.resident`); ``lance`` full-text ones.
+    """
     if mode == "vector":
-        hits = _vector_hits(lance, config, query_vector, limit)
+        hits = _vector_hits(resident, query_vector, limit)
     elif mode == "text":
         assert text is not None
         hits = _text_hits(lance, text, limit)
     else:
         assert text is not None
-        hits = fuse(_vector_hits(lance, config, query_vector, limit), _text_hits(lance, text, limit))
+        hits = fuse(_vector_hits(resident, query_vector, limit), _text_hits(lance, text, limit))
     best: dict[str, float] = {}
     for row_id, score in hits:
         best.setdefault(row_id, score)
@@ -241,10 +234,15 @@ def search(
         except (ValueError, OSError, RuntimeError):  # cleaned up by maintenance: read the latest
             result.lance_version = lance.version
     query_vector = _query_vector(config, text, vector, settings) if mode != "text" else None
-    total = lance.count_rows()
+    resident = None
+    if mode != "text":
+        from lakehouse import ann
+
+        resident = ann.resident(settings, dataset, lance, config.metric)
+    total = resident.rows if resident is not None else lance.count_rows()
     limit = min(max(4 * k, 40), max(total, 1))
     while True:
-        hits = candidates(lance, config, mode, text, query_vector, limit)
+        hits = candidates(lance, resident, mode, text, query_vector, limit)
         data = _join(settings, dataset, table, snapshot_id, tenant, predicate, hits, k)
         if data.num_rows >= k or limit >= total:
             break

@@ -426,10 +426,8 @@ def upkeep(
     result["optimize"] = str(stats) if stats is not None else None
     rows = lance.count_rows()
     threshold = contract.vectors.index_min_rows or ann.INDEX_MIN_ROWS
-    if rows >= threshold and ann.needs_index(lance):
-        result["index"] = ann.build_index(
-            lance, metric=contract.vectors.metric, rows=rows, dim=dimension(contract.vectors)
-        )
+    if rows >= threshold and ann.needs_index(settings, contract.name, lance):
+        result["index"] = ann.build_index(settings, contract.name, lance, contract.vectors.metric)
     ensure_text_index(lance, contract.vectors)
     result["rows"] = rows
     result["version"] = lance.version

@@ -249,6 +249,7 @@ def test_vector_upkeep_removes_strays_and_builds_the_index(
     upload: Callable[..., dict[str, Any]],
     client: LakeClient,
 ) -> None:
+    from lakehouse import ann
     from lakehouse.contracts import load_contract
     from lakehouse.tables import SourceRef
     from lakehouse.vectors import VectorStage
@@ -279,7 +280,8 @@ def test_vector_upkeep_removes_strays_and_builds_the_index(
     assert mine[0]["stray_rows"] == 1 and "index" in mine[0], mine
     assert sorted(_lance_ids(settings, name)) == sorted(_table_ids(settings, name))
     lance = open_table(settings, contract)
-    assert lance is not None and any(idx.columns == ["vector"] for idx in lance.list_indices())
+    assert lance is not None and ann.stored_indexes(settings, name) == [mine[0]["index"]["version"]]
+    assert mine[0]["index"]["rows"] == 320
 
     # Rows added after the index was built are found before any re-index.
     upload(name, "late.ndjson", _ndjson(_rows(5000, 3)))
