@@ -92,7 +92,7 @@ def flush(settings: Settings) -> int:
 
     import pyarrow.parquet as pq
 
-    from lakehouse.storage import s3_client
+    from lakehouse.storage import put_object
 
     with _lock:
         rows = list(_pending)
@@ -103,10 +103,9 @@ def flush(settings: Settings) -> int:
     data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
     buffer = io.BytesIO()
     pq.write_table(data, buffer)
-    # boto3, which every function has loaded already (s3fs would add its import to cold starts).
-    s3_client(settings).put_object(
-        Bucket=settings.warehouse_bucket, Key=f"{SPOOL_PREFIX}{name}", Body=buffer.getvalue()
-    )
+    # Arrow's S3 client, which pyiceberg's file IO has set up already: a call that needs no boto3
+    # client of its own does not load botocore's S3 model for the trail.
+    put_object(settings, settings.warehouse_bucket, f"{SPOOL_PREFIX}{name}", buffer.getvalue())
     return len(rows)
 
 
@@ -162,7 +161,7 @@ def fold(settings: Settings, catalog: Catalog | None = None, limit: int = 500) -
     import pyarrow.parquet as pq
 
     from lakehouse.catalog import get_catalog
-    from lakehouse.storage import filesystem, s3_client
+    from lakehouse.storage import arrow_filesystem, s3_client
     from lakehouse.tables import SourceRef, StagedWrite
 
     catalog = catalog or get_catalog(settings)
@@ -172,7 +171,7 @@ def fold(settings: Settings, catalog: Catalog | None = None, limit: int = 500) -
     fresh = [k for k in keys if k.removeprefix(SPOOL_PREFIX) not in done][:limit]
     rows = 0
     if fresh:
-        fs = filesystem(settings)
+        fs = arrow_filesystem(settings)
         data = pa.concat_tables(
             [pq.read_table(f"{settings.warehouse_bucket}/{k}", filesystem=fs) for k in fresh]
         )

@@ -27,7 +27,7 @@ from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
 from lakehouse.evolution import evolve, extra_columns
 from lakehouse.readers import RAW, ROW, MalformedRow, detect_format, read_batches
-from lakehouse.storage import filesystem, s3_client
+from lakehouse.storage import open_object, s3_client
 from lakehouse.tables import (
     SourceRef,
     StagedWrite,
@@ -215,10 +215,9 @@ def ingest_object(
     now = dt.datetime.now(dt.UTC)
     listener = progress.current()
     con = connect_duckdb(settings)
-    fs = filesystem(settings)
     path = f"{bucket}/{key}"
     try:
-        with fs.open(path, "rb", block_size=8 << 20) as f:
+        with open_object(settings, bucket, key) as f:
             for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed):
                 if validator is None:
                     extras = extra_columns(contract, batch.schema)

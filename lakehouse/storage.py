@@ -1,61 +1,172 @@
-"""Object-store clients (boto3 and s3fs) built from the settings."""
+"""Object-store clients built from the settings: boto3 clients (one per service and store, per
+process) and Arrow's S3 filesystem for reading and writing objects.
+
+Reads of uploads and archives, and the audit spool's writes, go through Arrow's S3 client, the
+one pyiceberg's file IO already sets up: a cold function neither imports a second S3 stack
+(s3fs, aiobotocore, aiohttp) nor loads botocore's S3 model when no boto3 call is needed.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import io
+import threading
+import time
+from typing import Any
 
 import pyarrow.fs
 
 from lakehouse.config import Settings, get_settings
 
-if TYPE_CHECKING:
-    import s3fs
+_clients: dict[tuple[Any, ...], Any] = {}
+_filesystems: dict[tuple[Any, ...], pyarrow.fs.S3FileSystem] = {}
+_lock = threading.Lock()
 
 
-def s3_client(settings: Settings) -> Any:
-    """A boto3 S3 client for the configured endpoint."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.client(
-        "s3",
-        config=Config(
-            retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
-            connect_timeout=settings.s3_connect_timeout,
-            read_timeout=settings.s3_read_timeout,
-            s3={"addressing_style": "path"},
-        ),
-        **settings.s3_client_kwargs(),
+def _store_key(settings: Settings) -> tuple[Any, ...]:
+    """What identifies a store connection: endpoint, credentials, region, retries, timeouts."""
+    return (
+        settings.s3_endpoint,
+        settings.access_key_id,
+        settings.secret_access_key,
+        settings.region,
+        settings.s3_max_attempts,
+        settings.s3_connect_timeout,
+        settings.s3_read_timeout,
     )
 
 
-def filesystem(settings: Settings) -> s3fs.S3FileSystem:
-    """An s3fs filesystem for streamed, ranged reads of uploads."""
-    import s3fs
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for the configured endpoint (one per store and process; boto3 clients
+    are thread-safe, and a warm function reuses its connections)."""
+    key = ("s3", *_store_key(settings))
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            import boto3
+            from botocore.config import Config
 
-    client_kwargs: dict[str, Any] = {"region_name": settings.region}
-    if settings.s3_endpoint:
-        client_kwargs["endpoint_url"] = settings.s3_endpoint
-    kwargs: dict[str, Any] = {
-        "client_kwargs": client_kwargs,
-        "use_listings_cache": False,
-        "config_kwargs": {
-            "retries": {"max_attempts": settings.s3_max_attempts, "mode": "standard"},
-            "connect_timeout": settings.s3_connect_timeout,
-            "read_timeout": settings.s3_read_timeout,
-        },
-    }
-    if settings.access_key_id and settings.secret_access_key:
-        kwargs["key"] = settings.access_key_id
-        kwargs["secret"] = settings.secret_access_key
-    return s3fs.S3FileSystem(**kwargs)
+            client = boto3.client(
+                "s3",
+                config=Config(
+                    retries={"max_attempts": settings.s3_max_attempts, "mode": "standard"},
+                    connect_timeout=settings.s3_connect_timeout,
+                    read_timeout=settings.s3_read_timeout,
+                    s3={"addressing_style": "path"},
+                ),
+                **settings.s3_client_kwargs(),
+            )
+            _clients[key] = client
+    return client
 
 
 def sqs_client(settings: Settings) -> Any:
     """A boto3 SQS client (the ingest DLQ), on the same endpoint as S3 when one is set."""
-    import boto3
+    key = ("sqs", *_store_key(settings))
+    with _lock:
+        client = _clients.get(key)
+        if client is None:
+            import boto3
 
-    return boto3.client("sqs", **settings.s3_client_kwargs())
+            client = _clients[key] = boto3.client("sqs", **settings.s3_client_kwargs())
+    return client
+
+
+def arrow_filesystem(settings: Settings) -> pyarrow.fs.S3FileSystem:
+    """Arrow's S3 filesystem for the configured store (one per store and process); without
+    explicit keys it takes the default AWS credential chain (the function's role)."""
+    key = _store_key(settings)
+    with _lock:
+        fs = _filesystems.get(key)
+        if fs is None:
+            retries = pyarrow.fs.AwsStandardS3RetryStrategy(max_attempts=settings.s3_max_attempts)
+            kwargs: dict[str, Any] = {
+                "region": settings.region,
+                "connect_timeout": settings.s3_connect_timeout,
+                "request_timeout": settings.s3_read_timeout,
+                "retry_strategy": retries,
+            }
+            if settings.s3_endpoint:
+                kwargs["endpoint_override"] = settings.s3_endpoint
+            if settings.access_key_id and settings.secret_access_key:
+                kwargs["access_key"] = settings.access_key_id
+                kwargs["secret_key"] = settings.secret_access_key
+            fs = _filesystems[key] = pyarrow.fs.S3FileSystem(**kwargs)
+    return fs
+
+
+class ObjectReader(io.RawIOBase):
+    """One object as a seekable raw stream of ranged GETs.
+
+    A read the store fails part-way (a dropped connection, which Arrow's retry strategy does not
+    cover) is retried at the same offset, up to ``LAKE_S3_MAX_ATTEMPTS`` tries; then the
+    ``OSError`` is raised.
+    """
+
+    def __init__(self, fs: pyarrow.fs.S3FileSystem, path: str, attempts: int) -> None:
+        super().__init__()
+        self._file = fs.open_input_file(path)  # FileNotFoundError when there is no such object
+        self._size = self._file.size()
+        self._pos = 0
+        self._attempts = max(1, attempts)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._size + offset
+        else:
+            raise ValueError(f"invalid whence {whence}")
+        if pos < 0:
+            raise ValueError(f"negative seek position {pos}")
+        self._pos = pos
+        return pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._size - self._pos)
+        if n <= 0:
+            return 0
+        for attempt in range(self._attempts):
+            try:
+                data = self._file.read_at(n, self._pos)
+                break
+            except OSError:
+                if attempt + 1 == self._attempts:
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**attempt))
+        got = len(data)
+        view[:got] = data
+        self._pos += got
+        return got
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def open_object(settings: Settings, bucket: str, key: str, buffer_size: int = 8 << 20) -> io.BufferedReader:
+    """A seekable, buffered reader of ``s3://bucket/key`` (each refill one ranged GET of
+    ``buffer_size`` bytes). Raises ``FileNotFoundError`` when the object does not exist."""
+    raw = ObjectReader(arrow_filesystem(settings), f"{bucket}/{key}", settings.s3_max_attempts)
+    return io.BufferedReader(raw, buffer_size=buffer_size)
+
+
+def put_object(settings: Settings, bucket: str, key: str, body: bytes) -> None:
+    """Write one object through Arrow's S3 client."""
+    with arrow_filesystem(settings).open_output_stream(f"{bucket}/{key}") as out:
+        out.write(body)
 
 
 class LakeS3RetryStrategy(pyarrow.fs.AwsStandardS3RetryStrategy):

@@ -1,8 +1,9 @@
 """Reading a Takeout archive from the object store without downloading or extracting it.
 
-A ``.zip`` is opened through s3fs's seekable file: :mod:`zipfile` reads the central directory
-at the end of the object and then each member's bytes with ranged GETs, so members can be
-listed, split into ranges and read in parallel (each worker its own handle). A ``.tgz`` /
+A ``.zip`` is opened as a seekable, buffered object reader (:func:`lakehouse.storage.open_object`):
+:mod:`zipfile` reads the central directory at the end of the object and then each member's
+bytes with ranged GETs, so members can be listed, split into ranges and read in parallel (each
+worker its own handle). A ``.tgz`` /
 ``.tar.gz`` / ``.tar`` is a stream: members come in order and a range skips what precedes it.
 
 Every member is checked before a byte of it is read (:func:`check_member`): names that

@@ -8,22 +8,33 @@ threshold whatever the member's size.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import tempfile
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from lakehouse.config import Settings
 from lakehouse.errors import StoreUnavailable
 
+if TYPE_CHECKING:
+    from boto3.s3.transfer import TransferConfig
+
 SPOOL_IN_MEMORY = 8 << 20
 COPY_CHUNK = 1 << 20
-# Multipart uploads of large members: 8 MiB parts, 2 in flight (each worker uploads its own member)
-# and at most 3 read ahead (s3transfer's default of 10 would hold 80 MiB per worker).
-UPLOAD = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=2)
-UPLOAD.max_in_memory_upload_chunks = 3  # s3transfer's setting, not a boto3 keyword
+
+
+@functools.cache
+def upload_config() -> TransferConfig:
+    """Multipart uploads of large members: 8 MiB parts, 2 in flight (each worker uploads its own
+    member) and at most 3 read ahead (s3transfer's default of 10 would hold 80 MiB per worker).
+    Built on the first upload: an archive without blobs never imports s3transfer."""
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(multipart_threshold=16 << 20, multipart_chunksize=8 << 20, max_concurrency=2)
+    config.max_in_memory_upload_chunks = 3  # s3transfer's setting, not a boto3 keyword
+    return config
 
 
 class Readable(Protocol):
@@ -84,7 +95,7 @@ def put_blob(s3: Any, settings: Settings, data: IO[bytes], sha256: str) -> tuple
             settings.warehouse_bucket,
             key,
             ExtraArgs={"Metadata": {"sha256": sha256}},
-            Config=UPLOAD,
+            Config=upload_config(),
         )
     except (ClientError, BotoCoreError) as e:
         raise StoreUnavailable(f"could not store blob {uri}: {e}") from e

@@ -30,7 +30,7 @@ from lakehouse.config import Settings
 from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
 from lakehouse.ingest import resolve_source
-from lakehouse.storage import filesystem, s3_client
+from lakehouse.storage import open_object, s3_client
 from lakehouse.tables import (
     SOURCE_URI,
     SOURCE_VERSION,
@@ -59,14 +59,8 @@ if TYPE_CHECKING:
 MEMBERS_TABLE = "takeout_members"
 TAR_LAST = "lake.takeout.last"  # on the ledger commit of a tar's last chunk: the tar is done
 TAR_REST = -1  # the end of a tar continuation message's range: to the end of the stream
-PREFIX = "takeout/"
 
 Progress = Callable[[dict[str, Any]], None]
-
-
-def is_takeout_key(key: str) -> bool:
-    """Uploads under ``takeout/`` are archives for this pipeline."""
-    return key.startswith(PREFIX)
 
 
 @dataclass
@@ -140,7 +134,6 @@ class _Range:
         self.archive_uri = archive_uri
         self.version = version
         self.progress = progress
-        self.s3 = s3_client(settings)
         limit_write_workers(settings.write_workers)
         self.con = connect(settings)
         self.now = dt.datetime.now(dt.UTC)
@@ -202,7 +195,7 @@ class _Range:
         if data is not None:
             try:
                 with data:
-                    uri, new = put_blob(self.s3, self.settings, data, row["sha256"])
+                    uri, new = put_blob(s3_client(self.settings), self.settings, data, row["sha256"])
                     row.update(blob_key=uri)
                     with self.lock:
                         self.blobs_written += int(new)
@@ -315,12 +308,9 @@ def _range_source(bucket: str, key: str, version: str, start: int | None, end: i
 
 
 def _open_zip(settings: Settings, bucket: str, key: str, uri: str) -> ZipArchive:
-    fs = filesystem(settings)
-    path = f"{bucket}/{key}"
-
     def opener() -> IO[bytes]:
         try:
-            return fs.open(path, "rb", block_size=4 << 20, cache_type="readahead")
+            return open_object(settings, bucket, key, buffer_size=4 << 20)
         except FileNotFoundError as e:
             raise ArchiveUnreadable(f"{uri} does not exist") from e
         except OSError as e:
@@ -536,9 +526,8 @@ def _tar(
             duplicate=True,
         )
     report = TakeoutReport(source=uri, version=version, kind="tar", ranges=[])
-    fs = filesystem(settings)
     try:
-        stream = fs.open(f"{bucket}/{key}", "rb", block_size=8 << 20)
+        stream = open_object(settings, bucket, key)
     except FileNotFoundError as e:
         raise ArchiveUnreadable(f"{uri} does not exist") from e
     state: _Range | None = None
