@@ -111,9 +111,9 @@ def test_serve_ingests_a_plain_s3_upload(settings: Settings, dataset: Callable[[
     )
     watcher.start()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(r["table"] == f"lake.{name}" for r in watcher.reports):
+    while time.monotonic() < deadline and not any(r.get("table") == f"lake.{name}" for r in watcher.reports):
         time.sleep(0.1)
     watcher.stop_event.set()
-    report = next(r for r in watcher.reports if r["table"] == f"lake.{name}")
+    report = next(r for r in watcher.reports if r.get("table") == f"lake.{name}")
     assert report["rows_accepted"] == 6
     assert any(f["key"] == "no_contract_here/x.csv" and f["terminal"] for f in watcher.failures)
