@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ("ingest", "query", "maintenance", "takeout")
 # Functions that embed text (ingest, Takeout: documents; query: the search text) install `embed`.
 EMBEDDING = {"ingest", "query", "takeout"}
-VECTOR_MODULES = ("lancedb", "lance", "torch", "sentence_transformers", "model2vec", "transformers")
+VECTOR_MODULES = ("lancedb", "lance", "faiss", "torch", "sentence_transformers", "model2vec", "transformers")
 INSTRUCTIONS = {
     "FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
     "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL",
@@ -154,7 +154,7 @@ def test_embed_extra_holds_the_text_embedders() -> None:
     assert {"torch", "sentence-transformers"} <= names
     assert _torch_pin().startswith("=="), "torch is pinned exactly (the CPU build)"
     core = {re.split(r"[=<>~!\[ ]", r)[0] for r in _pyproject()["project"]["dependencies"]}
-    assert "lancedb" in core and not names & core
+    assert {"lancedb", "faiss-cpu"} <= core and not names & core
 
 
 # ---------------------------------------------------------------- imports
