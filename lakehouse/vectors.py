@@ -422,6 +422,9 @@ def upkeep(
         lance.delete(f"{ROW_ID} IN ({chunk})")
     if duplicates and lance_ids is not None:
         _drop_duplicates(lance, lance_ids)
+    for idx in lance.list_indices():  # vector indexes of Lance's own: searches use lakehouse.ann's
+        if VECTOR in idx.columns and idx.index_type != "FTS":
+            lance.drop_index(idx.name)
     stats = lance.optimize(cleanup_older_than=keep)
     result["optimize"] = str(stats) if stats is not None else None
     rows = lance.count_rows()

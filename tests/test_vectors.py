@@ -269,6 +269,11 @@ def test_vector_upkeep_removes_strays_and_builds_the_index(
     stage.commit()
     assert len(_lance_ids(settings, name)) == 321
 
+    from lancedb.index import IvfFlat
+
+    older = open_table(settings, contract)  # a Lance vector index from an earlier Lake: dropped
+    assert older is not None
+    older.create_index("vector", config=IvfFlat(num_partitions=2, distance_type="cosine"))
     dry = run_maintenance(settings, MaintenanceOptions(jobs=("vectors",), dry_run=True))
     mine = [r for r in dry["jobs"]["vectors"] if r["dataset"] == name]
     assert mine[0]["stray_rows"] == 1
@@ -281,6 +286,7 @@ def test_vector_upkeep_removes_strays_and_builds_the_index(
     assert sorted(_lance_ids(settings, name)) == sorted(_table_ids(settings, name))
     lance = open_table(settings, contract)
     assert lance is not None and ann.stored_indexes(settings, name) == [mine[0]["index"]["version"]]
+    assert not any("vector" in idx.columns for idx in lance.list_indices())
     assert mine[0]["index"]["rows"] == 320
 
     # Rows added after the index was built are found before any re-index.
