@@ -27,13 +27,14 @@ from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
 from lakehouse.evolution import evolve, extra_columns
 from lakehouse.readers import RAW, ROW, MalformedRow, detect_format, read_batches
-from lakehouse.storage import open_object, s3_client
+from lakehouse.storage import open_object
 from lakehouse.tables import (
     SourceRef,
     StagedWrite,
     committed_snapshot,
     ensure_tables,
     limit_write_workers,
+    resolve_source,
     store_retry,
 )
 from lakehouse.upsert import MergeWrite
@@ -86,14 +87,6 @@ def dataset_of(key: str) -> str:
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise BadObjectKey(f"key {key!r} does not name a dataset; upload to <dataset>/<file>")
     return parts[0]
-
-
-def resolve_source(settings: Settings, bucket: str, key: str, version: str | None) -> SourceRef:
-    """The object's identity; asks the store when the event carried no version or etag."""
-    if not version:
-        head = s3_client(settings).head_object(Bucket=bucket, Key=key)
-        version = head.get("VersionId") or head["ETag"].strip('"')
-    return SourceRef(bucket=bucket, key=key, version=str(version))
 
 
 def connect_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:

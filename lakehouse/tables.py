@@ -72,6 +72,16 @@ class SourceRef:
         return f"s3://{self.bucket}/{self.key}"
 
 
+def resolve_source(settings: Settings, bucket: str, key: str, version: str | None) -> SourceRef:
+    """The object's identity; asks the store when the event carried no version or etag."""
+    if not version:
+        from lakehouse.storage import s3_client
+
+        head = s3_client(settings).head_object(Bucket=bucket, Key=key)
+        version = head.get("VersionId") or head["ETag"].strip('"')
+    return SourceRef(bucket=bucket, key=key, version=str(version))
+
+
 def quarantine_schema() -> Schema:
     from pyiceberg.schema import Schema
     from pyiceberg.types import (

@@ -29,7 +29,6 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
-from lakehouse.ingest import resolve_source
 from lakehouse.storage import open_object, s3_client
 from lakehouse.tables import (
     SOURCE_URI,
@@ -38,6 +37,7 @@ from lakehouse.tables import (
     committed_snapshot,
     ensure_tables,
     limit_write_workers,
+    resolve_source,
 )
 from lakehouse.takeout.archive import (
     LimitedReader,
