@@ -150,6 +150,13 @@ class ObjectReader(io.RawIOBase):
         self._pos += got
         return got
 
+    def readall(self) -> bytes:
+        """The rest of the object, in GETs of 8 MiB (not io's default of 8 KiB each)."""
+        chunks = []
+        while chunk := self.read(8 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
     def close(self) -> None:
         if not self.closed:
             self._file.close()
