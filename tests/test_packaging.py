@@ -125,6 +125,22 @@ def test_dockerfile_installs_lake_with_embed_only_where_text_is_embedded(
         assert not torch, "maintenance embeds no text: no torch in its image"
 
 
+def test_images_that_embed_text_ship_the_static_model(image: tuple[str, list[tuple[str, str]]]) -> None:
+    name, instructions = image
+    envs = [args for keyword, args in instructions if keyword == "ENV"]
+    runs = [args for keyword, args in instructions if keyword == "RUN"]
+    distils = [r for r in runs if "get_embedder('static'" in r]
+    if name not in EMBEDDING:
+        assert not distils and not any("LAKE_MODELS_DIR" in e for e in envs)
+        return
+    assert "LAKE_MODELS_DIR=/opt/lake/models" in envs  # a folder of the image, not /tmp
+    assert len(distils) == 1
+    project = next(r for r in runs if "/tmp/lake[embed]" in r)
+    assert runs.index(project) < runs.index(distils[0])  # Lake is installed first
+    ordered = [args for _, args in instructions]
+    assert ordered.index("LAKE_MODELS_DIR=/opt/lake/models") < ordered.index(distils[0])
+
+
 def test_dockerfile_copies_the_package_and_the_contracts(image: tuple[str, list[tuple[str, str]]]) -> None:
     name, instructions = image
     copies = [args.split() for keyword, args in instructions if keyword == "COPY"]
