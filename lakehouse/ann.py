@@ -165,7 +165,7 @@ class Resident:
             for pos, dist in zip(labels[0].tolist(), distances[0].tolist(), strict=True):
                 if pos >= 0:
                     hits.append((self.index_ids[pos], sign * dist))
-        if self.tail_ids:
+        if self.tail_ids and limit > 0:
             scores = exact_scores(self.tail, q, self.metric)
             take = min(limit, len(scores))
             top = np.argpartition(-scores, take - 1)[:take] if take < len(scores) else np.arange(len(scores))
@@ -178,6 +178,7 @@ class Resident:
 
 
 def read_vectors(table: Table, where: str | None = None) -> pa.Table:
+    """``_row_id`` and ``vector`` of the Lance table's checked-out version (rows matching ``where``)."""
     query: Any = table.search().select([ROW_ID, VECTOR])
     if where is not None:
         query = query.where(where)
@@ -185,6 +186,7 @@ def read_vectors(table: Table, where: str | None = None) -> pa.Table:
 
 
 def to_matrix(data: pa.Table) -> np.ndarray:
+    """The ``vector`` column of :func:`read_vectors`'s answer as a float32 matrix, one row per vector."""
     column = data[VECTOR].combine_chunks()
     if len(column) == 0:
         return np.zeros((0, 0), np.float32)
