@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from lakehouse.config import Settings
 from lakehouse.errors import CommitConflict, StoreUnavailable
-from lakehouse.storage import s3_client
+from lakehouse.storage import arrow_filesystem, s3_client
 from lakehouse.tables import backoff, commit_expiry
 
 if TYPE_CHECKING:
@@ -91,21 +91,25 @@ def _normalise(path: str) -> str:
 
 
 def list_table_files(settings: Settings, table: Table) -> list[StoredFile]:
-    """Every object under the table's location, listed from the store (directory markers aside)."""
-    from botocore.exceptions import BotoCoreError, ClientError
+    """Every object under the table's location, listed from the store (directory markers aside).
+
+    Listed through Arrow's S3 client (one flat ``ListObjectsV2`` walk), which pyiceberg's file
+    IO has set up already: expiry and orphan dry runs make no boto3 call.
+    """
+    import pyarrow.fs as pafs
 
     bucket, prefix = _split(table.location())
-    found = []
+    selector = pafs.FileSelector(f"{bucket}/{prefix}", recursive=True, allow_not_found=True)
     try:
-        pages = s3_client(settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for page in pages:
-            for obj in page.get("Contents", []):
-                if obj["Key"].endswith("/"):  # a directory marker (pyarrow leaves them), not a file
-                    continue
-                found.append(StoredFile(f"s3://{bucket}/{obj['Key']}", int(obj["Size"]), obj["LastModified"]))
-    except (BotoCoreError, ClientError) as e:
+        infos = arrow_filesystem(settings).get_file_info(selector)
+    except OSError as e:
         raise StoreUnavailable(f"cannot list {table.location()}: {e}") from e
-    return found
+    # A directory marker (a key ending in "/", which pyarrow leaves) lists as a directory.
+    return [
+        StoredFile(f"s3://{info.path}", int(info.size or 0), info.mtime)
+        for info in infos
+        if info.type == pafs.FileType.File
+    ]
 
 
 def delete_files(settings: Settings, table: Table, paths: Iterable[str]) -> None:
