@@ -462,12 +462,17 @@ def ensure_text_index(lance: LanceTable, config: VectorConfig) -> None:
 
 
 def _stored(settings: Settings, dataset: str) -> bool:
-    from lakehouse.storage import s3_client
+    """Whether the dataset has Lance files (through Arrow's S3 client: a HEAD and a one-key LIST)."""
+    import pyarrow.fs as pafs
 
-    listed = s3_client(settings).list_objects_v2(
-        Bucket=settings.warehouse_bucket, Prefix=f"vectors/{dataset}.lance/", MaxKeys=1
-    )
-    return bool(listed.get("KeyCount"))
+    from lakehouse.errors import StoreUnavailable
+    from lakehouse.storage import arrow_filesystem
+
+    path = f"{settings.warehouse_bucket}/vectors/{dataset}.lance"
+    try:
+        return bool(arrow_filesystem(settings).get_file_info(path).type != pafs.FileType.NotFound)
+    except OSError as e:
+        raise StoreUnavailable(f"cannot list s3://{path}: {e}") from e
 
 
 def vectors_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
