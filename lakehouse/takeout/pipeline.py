@@ -219,23 +219,22 @@ class _Range:
                 product, records = None, 0
         if not adopted:
             self.ledger.add(row)
-        with self.lock:
+        with self.lock:  # progress is reported under the lock too: lines come out in count order
             self.members_done += 1
             if product:
                 self.done_rows[product] += records
-            done, by_product = self.members_done, dict(self.done_rows)
-        if self.progress:
-            self.progress(
-                {
-                    "member": member.path,
-                    "status": row["status"],
-                    "product": product,
-                    "rule": row["rule"],
-                    "records": records,
-                    "records_by_product": by_product,
-                    "members_done": done,
-                }
-            )
+            if self.progress:
+                self.progress(
+                    {
+                        "member": member.path,
+                        "status": row["status"],
+                        "product": product,
+                        "rule": row["rule"],
+                        "records": records,
+                        "records_by_product": dict(self.done_rows),
+                        "members_done": self.members_done,
+                    }
+                )
 
     def process(self, member: Member, open_member: Callable[[], IO[bytes]] | None) -> None:
         row, data = self.read(member, open_member)
