@@ -5,6 +5,7 @@ member ranges; agreement with the PyPI package google-takeout-parser."""
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 import uuid
 import zipfile
@@ -551,3 +552,22 @@ def test_counts_agree_with_google_takeout_parser(
     ours["takeout_places"] = count(client, "takeout_places", ingested["archive"], "kind = 'place_visit'")
     assert theirs == ours
     assert all(v > 0 for v in ours.values())
+
+
+@pytest.mark.parametrize("size", [1_000, (8 << 20) + 1])  # one Arrow PUT; boto3's multipart upload
+def test_blobs_are_stored_once_under_their_content_address(settings: Settings, size: int) -> None:
+    import hashlib
+
+    from lakehouse.takeout.blobs import blob_key, put_blob, spool
+
+    content = os.urandom(size)
+    data, sha, spooled = spool(io.BytesIO(content))
+    with data:
+        assert spooled == size and sha == hashlib.sha256(content).hexdigest()
+        uri, new = put_blob(settings, data, sha, size)
+        assert new and uri == f"s3://{settings.warehouse_bucket}/{blob_key(sha)}"
+        assert data.read() == content  # the spool is left readable, at its start, for the parser
+        again = put_blob(settings, data, sha, size)
+        assert again == (uri, False)
+    stored = s3_client(settings).get_object(Bucket=settings.warehouse_bucket, Key=blob_key(sha))
+    assert stored["Body"].read() == content

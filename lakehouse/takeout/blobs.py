@@ -78,26 +78,32 @@ def blob_key(sha256: str) -> str:
     return f"blobs/sha256/{sha256[:2]}/{sha256}"
 
 
-def put_blob(s3: Any, settings: Settings, data: IO[bytes], sha256: str) -> tuple[str, bool]:
-    """Store ``data`` under its content address; returns (s3 URI, newly written)."""
+def put_blob(settings: Settings, data: IO[bytes], sha256: str, size: int) -> tuple[str, bool]:
+    """Store ``data`` (``size`` bytes) under its content address; returns (s3 URI, newly written).
+
+    The existence check is one HEAD through Arrow's S3 client. A member that fits the in-memory
+    spool is written with one Arrow PUT; a larger one goes through boto3's multipart upload
+    (bounded parts in flight, aborted on failure), whose client is only built when one is needed.
+    """
+    from lakehouse.storage import arrow_filesystem, put_object
+
     key = blob_key(sha256)
-    uri = f"s3://{settings.warehouse_bucket}/{key}"
+    bucket = settings.warehouse_bucket
+    uri = f"s3://{bucket}/{key}"
     try:
         try:
-            s3.head_object(Bucket=settings.warehouse_bucket, Key=key)
+            arrow_filesystem(settings).open_input_file(f"{bucket}/{key}").close()
             return uri, False
-        except ClientError as e:
-            if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
-                raise
+        except FileNotFoundError:
+            pass
         data.seek(0)
-        s3.upload_fileobj(
-            _KeepOpen(data),
-            settings.warehouse_bucket,
-            key,
-            ExtraArgs={"Metadata": {"sha256": sha256}},
-            Config=upload_config(),
-        )
-    except (ClientError, BotoCoreError) as e:
+        if size <= SPOOL_IN_MEMORY:
+            put_object(settings, bucket, key, data.read())
+        else:
+            from lakehouse.storage import s3_client
+
+            s3_client(settings).upload_fileobj(_KeepOpen(data), bucket, key, Config=upload_config())
+    except (OSError, ClientError, BotoCoreError) as e:
         raise StoreUnavailable(f"could not store blob {uri}: {e}") from e
     finally:
         data.seek(0)

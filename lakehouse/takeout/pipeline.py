@@ -29,7 +29,7 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts import Contract, load_contract
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
-from lakehouse.storage import open_object, s3_client
+from lakehouse.storage import open_object
 from lakehouse.tables import (
     SOURCE_URI,
     SOURCE_VERSION,
@@ -195,7 +195,7 @@ class _Range:
         if data is not None:
             try:
                 with data:
-                    uri, new = put_blob(s3_client(self.settings), self.settings, data, row["sha256"])
+                    uri, new = put_blob(self.settings, data, row["sha256"], int(row["size"]))
                     row.update(blob_key=uri)
                     with self.lock:
                         self.blobs_written += int(new)
