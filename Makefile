@@ -6,10 +6,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install lint bench clean
 
+# --no-compile: bytecode is written on first import, for the modules that are used only.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,local,embed]'
+	$(BIN)/pip install --quiet --no-compile -e '.[dev,local,embed]'
 	touch $(STAMP)
 
 install: $(STAMP)
