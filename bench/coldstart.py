@@ -78,7 +78,7 @@ MIB = 1 << 20
 ZIP_LIMIT_MIB = 250.0  # Lambda: deployment package unzipped, layers included
 IMAGE_LIMIT_MIB = 10 * 1024.0  # Lambda: container image, uncompressed, base layers included
 # Modules only vector work needs; a handler import (and a call without vectors) loads none.
-VECTOR_MODULES = ("lancedb", "lance", "torch", "sentence_transformers", "model2vec", "transformers")
+VECTOR_MODULES = ("lancedb", "lance", "faiss", "torch", "sentence_transformers", "model2vec", "transformers")
 INGEST_ROWS = 200
 
 # Libraries every handler imports whatever it does: Powertools (logging), pydantic settings, boto3.
@@ -615,7 +615,7 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             f"{name}: first call = {r['first_call']}",
             f"  baseline imports: {', '.join(r['baseline_modules'])}",
-            f"  lancedb/lance/torch/embedders loaded: by the import: {after_import}; "
+            f"  vector libraries (lancedb, faiss, torch, embedders) loaded: by the import: {after_import}; "
             f"after the first call: {after_call}",
         ]
         if r.get("dominant_imports"):
