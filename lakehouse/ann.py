@@ -31,20 +31,18 @@ query reached 2-4x, for the fixed cost above).
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from lakehouse.contracts import ROW_ID
+from lakehouse.vectors import cached
 
 if TYPE_CHECKING:
     from lancedb.table import Table
@@ -202,42 +200,19 @@ def row_ids(table: Table) -> pa.Array:
 
 def stored_indexes(settings: Settings, dataset: str) -> list[int]:
     """Lance versions that have a complete index on the store, oldest first."""
-    from lakehouse.storage import s3_client
+    from lakehouse.storage import list_objects
 
     prefix = index_prefix(dataset)
-    found: list[int] = []
-    pages = (
-        s3_client(settings)
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=settings.warehouse_bucket, Prefix=prefix)
-    )
-    for page in pages:
-        for obj in page.get("Contents", []):
-            match = _NAME.fullmatch(obj["Key"][len(prefix) :])
-            if match:
-                found.append(int(match.group(1)))
-    return sorted(found)
+    names = (key[len(prefix) :] for key, _ in list_objects(settings, settings.warehouse_bucket, prefix))
+    return sorted(int(match.group(1)) for name in names if (match := _NAME.fullmatch(name)))
 
 
 def _key(dataset: str, version: int, suffix: str) -> str:
     return f"{index_prefix(dataset)}{version:012d}.{suffix}"
 
 
-def _fetch(settings: Settings, key: str) -> Path:
-    """A local copy of an immutable store object under ``$LAKE_HOME/vector-cache``."""
-    from lakehouse.storage import s3_client
-
-    target = settings.home / "vector-cache" / key
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-        s3_client(settings).download_file(settings.warehouse_bucket, key, str(partial))
-        os.replace(partial, target)  # atomic: a concurrent reader sees all of the file or none
-    return target
-
-
 def _index_ids(settings: Settings, dataset: str, version: int) -> list[str]:
-    with pa.memory_map(str(_fetch(settings, _key(dataset, version, "ids")))) as source:
+    with pa.memory_map(str(cached(settings, _key(dataset, version, "ids")))) as source:
         ids: list[str] = pa.ipc.open_file(source).read_all()[ROW_ID].to_pylist()
     return ids
 
@@ -325,7 +300,7 @@ def _load(settings: Settings, dataset: str, table: Table, metric: str, index_ver
     if index_version is None:
         data = read_vectors(table)
         return Resident(metric, None, [], None, data[ROW_ID].to_pylist(), prepare(to_matrix(data), metric))
-    index = _faiss().read_index(str(_fetch(settings, _key(dataset, index_version, "faiss"))))
+    index = _faiss().read_index(str(cached(settings, _key(dataset, index_version, "faiss"))))
     index_ids = _index_ids(settings, dataset, index_version)
     current = row_ids(table)
     indexed = pa.array(index_ids, pa.string())

@@ -111,17 +111,9 @@ def flush(settings: Settings) -> int:
 
 def spool_files(settings: Settings) -> list[str]:
     """Keys of the spool objects, oldest first."""
-    from lakehouse.storage import s3_client
+    from lakehouse.storage import list_objects
 
-    keys: list[str] = []
-    pages = (
-        s3_client(settings)
-        .get_paginator("list_objects_v2")
-        .paginate(Bucket=settings.warehouse_bucket, Prefix=SPOOL_PREFIX)
-    )
-    for page in pages:
-        keys.extend(obj["Key"] for obj in page.get("Contents", []))
-    return sorted(keys)
+    return sorted(key for key, _ in list_objects(settings, settings.warehouse_bucket, SPOOL_PREFIX))
 
 
 def folded_files(table: Table) -> set[str]:

@@ -276,17 +276,8 @@ def ingest_object(
         }
         # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
         qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
-        try:
-            snap, duplicate = good.commit(source, {**props, **vector_props}, settings)
-        except BaseException:
-            if vec is not None:
-                vec.withdraw()
-            raise
-        if vec is not None:
-            if duplicate:
-                vec.withdraw()  # another delivery committed this object, with its own vectors
-            else:
-                vec.tag(snap)
+        commit_good = functools.partial(good.commit, source, {**props, **vector_props}, settings)
+        snap, duplicate = vec.settle(commit_good) if vec is not None else commit_good()
     except FileNotFoundError as e:
         raise UnreadableFile(f"s3://{path} does not exist") from e
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow.fs
@@ -57,6 +58,14 @@ def s3_client(settings: Settings) -> Any:
             )
             _clients[key] = client
     return client
+
+
+def list_objects(settings: Settings, bucket: str, prefix: str) -> Iterator[tuple[str, int]]:
+    """(key, size) of every object under ``prefix``, in key order, page by page."""
+    pages = s3_client(settings).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    for page in pages:
+        for obj in page.get("Contents", []):
+            yield obj["Key"], int(obj["Size"])
 
 
 def sqs_client(settings: Settings) -> Any:

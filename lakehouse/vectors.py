@@ -23,8 +23,9 @@ import datetime as dt
 import hashlib
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -89,29 +90,37 @@ def local_copy(settings: Settings, dataset: str) -> LanceTable | None:
     ``$LAKE_HOME/vector-cache`` (on Lambda, under /tmp); files Lance's cleanup removed from the
     store stay here until the folder is cleared.
     """
-    import os
-
     import lancedb
+
+    from lakehouse.storage import list_objects
+
+    listed = False
+    for key, size in list_objects(settings, settings.warehouse_bucket, f"vectors/{dataset}.lance/"):
+        listed = True
+        cached(settings, key, size)
+    if not listed:
+        return None
+    return lancedb.connect(str(settings.home / "vector-cache" / "vectors")).open_table(dataset)
+
+
+def cached(settings: Settings, key: str, size: int | None = None) -> Path:
+    """A local copy of the immutable warehouse object ``key`` under ``$LAKE_HOME/vector-cache``.
+
+    Downloaded when missing (or, given ``size``, of another size); written beside and renamed
+    into place, so a concurrent reader sees all of a file or none.
+    """
+    import os
 
     from lakehouse.storage import s3_client
 
-    prefix = f"vectors/{dataset}.lance/"
-    root = settings.home / "vector-cache"
-    s3 = s3_client(settings)
-    listed = False
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.warehouse_bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            listed = True
-            target = root / obj["Key"]
-            if target.exists() and target.stat().st_size == obj["Size"]:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-            s3.download_file(settings.warehouse_bucket, obj["Key"], str(partial))
-            os.replace(partial, target)  # atomic: a concurrent reader sees all of a file or none
-    if not listed:
-        return None
-    return lancedb.connect(str(root / "vectors")).open_table(dataset)
+    target = settings.home / "vector-cache" / key
+    if target.exists() and (size is None or target.stat().st_size == size):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    s3_client(settings).download_file(settings.warehouse_bucket, key, str(partial))
+    os.replace(partial, target)
+    return target
 
 
 def dimension(config: VectorConfig) -> int:
@@ -349,6 +358,24 @@ class VectorStage:
                 table.delete(f"{ATTEMPT} = '{self.attempt}'")
         except Exception:  # noqa: BLE001 - the vectors maintenance job deletes them later
             pass
+
+    def settle(self, commit_table: Callable[[], tuple[int, bool]]) -> tuple[int, bool]:
+        """Run the table commit that records this stage's Lance version (after :meth:`commit`).
+
+        ``commit_table`` returns (snapshot id, already committed). A commit that fails, or that
+        another delivery already made (with its own vectors), withdraws this attempt's rows; a
+        new snapshot tags the Lance version.
+        """
+        try:
+            snapshot, duplicate = commit_table()
+        except BaseException:
+            self.withdraw()
+            raise
+        if duplicate:
+            self.withdraw()
+        else:
+            self.tag(snapshot)
+        return snapshot, duplicate
 
     def tag(self, snapshot_id: int | None) -> None:
         """Tag the Lance version with the Iceberg snapshot that recorded it; best effort."""

@@ -15,6 +15,7 @@ An archive larger than ``LAKE_TAKEOUT_RANGE_BYTES`` is split into ranges: with
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import queue
 import threading
@@ -287,17 +288,8 @@ def _commit_with_vectors(
     """The table's commit, its rows' vectors committed to Lance first (see lakehouse.vectors)."""
     vectors = sink.vectors
     props = vectors.commit() if vectors is not None else {}
-    try:
-        snapshot, duplicate = sink.good.commit(source, {**summary, **props}, settings)
-    except BaseException:
-        if vectors is not None:
-            vectors.withdraw()
-        raise
-    if vectors is not None:
-        if duplicate:
-            vectors.withdraw()
-        else:
-            vectors.tag(snapshot)
+    commit_good = functools.partial(sink.good.commit, source, {**summary, **props}, settings)
+    snapshot, _ = vectors.settle(commit_good) if vectors is not None else commit_good()
     return snapshot
 
 
