@@ -68,7 +68,7 @@ if str(REPO) not in sys.path:  # run as a script: make `bench` and `lakehouse` i
     sys.path.insert(0, str(REPO))
 
 from bench.ingest import CONTRACTS_DIR, bench_settings, generate_csv, stop_stack  # noqa: E402
-from lakehouse import localstack  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
 EVENTS = REPO / "infra" / "events"
@@ -246,7 +246,7 @@ def query_event(settings: Settings, work: Path, run: int) -> dict[str, Any]:
 def maintenance_event(settings: Settings, work: Path, run: int) -> dict[str, Any]:
     """The daily schedule's input from ``template.yaml`` (its jobs as listed there) with
     ``dry_run``."""
-    from lakehouse.invoke import load_template
+    from lake.local.invoke import load_template
 
     template = load_template(REPO / "template.yaml")
     daily = template["Resources"]["MaintenanceFunction"]["Properties"]["Events"]["Daily"]["Properties"]

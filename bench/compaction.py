@@ -9,12 +9,12 @@ The bench starts its own local stack in a temporary ``LAKE_HOME`` and writes ``N
 files (``R`` rows each, ``sensor_readings`` shape, one month partition) into
 ``lake.bench_compaction`` through Lake's own staged writer, committed in one snapshot. Then:
 
-* **query before**: a full-scan aggregate through :func:`lakehouse.query.run_sql` (DuckDB's
+* **query before**: a full-scan aggregate through :func:`lakehouse.query.engine.run_sql` (DuckDB's
   ``iceberg_scan`` over the S3 endpoint), best of ``K`` runs;
 * **baseline rewrite**: the same ``N`` files read with ``pyarrow.dataset`` from the same
   endpoint and written back as one zstd Parquet file with ``pyarrow.parquet`` (no Iceberg
   metadata, no commit), outside the table's location;
-* **compaction**: :func:`lakehouse.compaction.compact_table` on the table (stream, write, one
+* **compaction**: :func:`lakehouse.tables.compaction.compact_table` on the table (stream, write, one
   atomic replace commit);
 * **query after**: the same query, best of ``K`` runs, and the same answer or the bench fails;
 * **GC**: snapshot expiry with file GC frees the replaced files; the bytes freed are reported.
@@ -39,7 +39,7 @@ if str(REPO) not in sys.path:  # run as a script: make `bench` and `lakehouse` i
     sys.path.insert(0, str(REPO))
 
 from bench.ingest import CONTRACTS_DIR, bench_settings, stop_stack  # noqa: E402
-from lakehouse import localstack  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
 TABLE = "bench_compaction"
@@ -57,8 +57,8 @@ def small_files(settings: Settings, files: int, rows_per_file: int) -> Any:
     import pyarrow as pa
 
     from lakehouse.catalog import get_catalog
-    from lakehouse.contracts import load_contract
-    from lakehouse.tables import SourceRef, StagedWrite, create_table
+    from lakehouse.contracts.model import load_contract
+    from lakehouse.tables.write import SourceRef, StagedWrite, create_table
 
     contract = load_contract(settings, DATASET)
     schema = contract.iceberg_schema()
@@ -93,7 +93,7 @@ def small_files(settings: Settings, files: int, rows_per_file: int) -> Any:
 
 def best_query(settings: Settings, repeat: int) -> tuple[float, list[Any]]:
     """The fastest of ``repeat`` runs of the full-scan query (seconds) and its answer."""
-    from lakehouse.query import run_sql
+    from lakehouse.query.engine import run_sql
 
     best, answer = float("inf"), []
     for _ in range(repeat):
@@ -131,8 +131,8 @@ def baseline_rewrite(settings: Settings, paths: list[str]) -> float:
 
 def run_bench(files: int, rows_per_file: int, repeat: int) -> dict[str, Any]:
     """Start a private stack, build the table, measure, verify, stop."""
-    from lakehouse.compaction import compact_table
-    from lakehouse.gc import expire_snapshots
+    from lakehouse.tables.compaction import compact_table
+    from lakehouse.tables.gc import expire_snapshots
 
     with tempfile.TemporaryDirectory(prefix="lake-bench-") as tmp:
         stack_settings = load_settings(home=Path(tmp) / "home", contracts_dir=CONTRACTS_DIR)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from lakehouse.config import Settings
-from lakehouse.embedders import Embedder, distil_static, get_embedder
+from lakehouse.vectors.embedders import Embedder, distil_static, get_embedder
 
 REPO = Path(__file__).resolve().parent.parent
 

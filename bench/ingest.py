@@ -9,7 +9,7 @@ rows in the ``sensor_readings`` shape (12 months of readings from a handful of s
 uploads it to the landing bucket. It then measures, each phase in a fresh interpreter so that
 peak RSS belongs to that phase alone:
 
-* **Lake**: ``lakehouse.ingest.ingest_object`` on the uploaded object. This reads the object
+* **Lake**: ``lakehouse.ingest.upload.ingest_object`` on the uploaded object. This reads the object
   over the S3 HTTP endpoint, validates and casts every row against the contract and writes
   the good rows in one commit.
 * **baseline**: the same rows read from the local CSV with ``pyarrow.csv`` (typed, no rule
@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lakehouse import localstack
+from lake.local import stack as localstack
 from lakehouse.config import Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -148,7 +148,7 @@ def generate_csv(path: Path, rows: int, time_ordered: bool = False, seed: int = 
 
 # Modules a phase imports lazily; imported before its clock starts, so neither timing counts imports.
 COMMON_MODULES = ("pyarrow.csv", "pyiceberg.catalog.sql", "pyiceberg.io.pyarrow", "pyiceberg.table")
-LAKE_MODULES = ("duckdb", "lakehouse.ingest")
+LAKE_MODULES = ("duckdb", "lakehouse.ingest.upload")
 
 
 def warm_imports(modules: tuple[str, ...]) -> None:
@@ -159,7 +159,7 @@ def warm_imports(modules: tuple[str, ...]) -> None:
 
 def phase_lake(settings: Settings) -> dict[str, Any]:
     """Ingest the uploaded object with Lake; returns timing and what the ingest reported."""
-    from lakehouse.ingest import ingest_object
+    from lakehouse.ingest.upload import ingest_object
 
     warm_imports(COMMON_MODULES + LAKE_MODULES)
     rss_imports = peak_rss_mib()
@@ -181,7 +181,7 @@ def phase_baseline(settings: Settings, csv_path: Path) -> dict[str, Any]:
     import pyarrow.csv as pacsv
 
     from lakehouse.catalog import get_catalog
-    from lakehouse.contracts import load_contract
+    from lakehouse.contracts.model import load_contract
 
     warm_imports(COMMON_MODULES)
     contract = load_contract(settings, DATASET)
@@ -316,7 +316,7 @@ def drop_tables(settings: Settings) -> None:
     from pyiceberg.exceptions import NoSuchTableError
 
     from lakehouse.catalog import get_catalog
-    from lakehouse.tables import QUARANTINE_SUFFIX
+    from lakehouse.tables.write import QUARANTINE_SUFFIX
 
     catalog = get_catalog(settings)
     for name in (DATASET, DATASET + QUARANTINE_SUFFIX, BASELINE_TABLE):

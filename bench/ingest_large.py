@@ -8,7 +8,7 @@ The bench starts its own local stack in a temporary ``LAKE_HOME``, generates a C
 ``--gb`` GiB in the ``sensor_readings`` shape (in chunks of one million rows, so the generator
 stays small too), uploads it, and then measures in fresh interpreters:
 
-* **Lake**: ``lakehouse.ingest.ingest_object`` on the uploaded object (streamed over the S3
+* **Lake**: ``lakehouse.ingest.upload.ingest_object`` on the uploaded object (streamed over the S3
   HTTP endpoint, validated, written as data files per batch, one commit). Its peak RSS is
   the phase process's own high-water mark (``VmHWM``). The phase runs with the ingest
   function's allocator environment (``template.yaml``: ``ARROW_DEFAULT_MEMORY_POOL=system``,
@@ -46,7 +46,7 @@ from bench.ingest import (  # noqa: E402
     stop_stack,
     warm_imports,
 )
-from lakehouse import localstack  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
 KEY = f"{DATASET}/large.csv"
@@ -85,7 +85,7 @@ def generate_large_csv(path: Path, target_bytes: int, chunk_rows: int, work: Pat
 
 
 def phase_lake(settings: Settings) -> dict[str, Any]:
-    from lakehouse.ingest import ingest_object
+    from lakehouse.ingest.upload import ingest_object
 
     warm_imports(COMMON_MODULES + LAKE_MODULES)
     started = time.perf_counter()

@@ -53,7 +53,7 @@ if str(REPO) not in sys.path:  # run as a script: make `bench` and `lakehouse` i
 
 from bench.ingest import CONTRACTS_DIR, bench_settings, stop_stack  # noqa: E402
 from bench.ingest_large import ALLOCATOR_ENV  # noqa: E402
-from lakehouse import localstack  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
 KEY = "takeout/bench-takeout.zip"
@@ -478,7 +478,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def prepare_models() -> None:
     """Distil the static embedder (Keep notes and activity titles) before anything is measured."""
     code = (
-        "from lakehouse.config import Settings; from lakehouse.embedders import get_embedder; "
+        "from lakehouse.config import Settings; from lakehouse.vectors.embedders import get_embedder; "
         f"get_embedder('static', Settings(models_dir={str(MODELS)!r}))"
     )
     subprocess.run([sys.executable, "-c", code], check=True, stdin=subprocess.DEVNULL, cwd=REPO)

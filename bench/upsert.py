@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench.ingest import bench_settings, peak_rss_mib, stop_stack  # noqa: E402
-from lakehouse import localstack  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
 
 DATASET = "upsert_bench"
@@ -105,7 +105,7 @@ def phase(args: argparse.Namespace) -> None:
     settings = _settings(Path(args.home), Path(args.contracts))
     catalog = get_catalog(settings)
     if args.phase == "lake":
-        from lakehouse.ingest import ingest_object
+        from lakehouse.ingest.upload import ingest_object
 
         started = time.perf_counter()
         report = ingest_object(settings, settings.landing_bucket, f"{DATASET}/update.csv", catalog=catalog)
@@ -151,8 +151,8 @@ def run(rows: int, fraction: float) -> dict[str, Any]:
     import duckdb
 
     from lakehouse.catalog import get_catalog
-    from lakehouse.contracts import load_contract
-    from lakehouse.ingest import ingest_object
+    from lakehouse.contracts.model import load_contract
+    from lakehouse.ingest.upload import ingest_object
     from lakehouse.storage import s3_client
 
     with tempfile.TemporaryDirectory(prefix="lake-bench-upsert-") as tmp:

@@ -1,4 +1,4 @@
-"""Vector search bench: Lake's ANN search (``lakehouse.ann``) against exact numpy search.
+"""Vector search bench: Lake's ANN search (``lakehouse.vectors.ann``) against exact numpy search.
 
 Usage::
 
@@ -11,9 +11,9 @@ The bench generates ``N`` clustered, unit-length vectors (a fixed seed; a few hu
 centroids, each cluster spread along its own 16-dimensional subspace plus isotropic noise,
 like sentence embeddings) and ``Q`` held-out query vectors from the same distribution. It
 starts its own local stack in a temporary ``LAKE_HOME``, writes the vectors to a Lance table,
-and when the size reaches :data:`lakehouse.ann.INDEX_MIN_ROWS` (``--min-rows``) builds and
-stores the index with :func:`lakehouse.ann.build_index`, as the ``vectors`` maintenance job
-does. Searches then go through :func:`lakehouse.ann.resident` (the index fetched from the store,
+and when the size reaches :data:`lakehouse.vectors.ann.INDEX_MIN_ROWS` (``--min-rows``) builds and
+stores the index with :func:`lakehouse.vectors.ann.build_index`, as the ``vectors`` maintenance job
+does. Searches then go through :func:`lakehouse.vectors.ann.resident` (the index fetched from the store,
 the Lance version's rows checked against it) and ``Resident.search``: the path every vector
 search of ``POST /search`` takes. Below the threshold every vector is scored exactly.
 
@@ -48,8 +48,9 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from bench.ingest import CONTRACTS_DIR, bench_settings, stop_stack  # noqa: E402
-from lakehouse import ann, localstack  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
 from lakehouse.config import Settings, load_settings  # noqa: E402
+from lakehouse.vectors import ann  # noqa: E402
 
 SEED = 20250101
 K = 10
@@ -154,7 +155,8 @@ def timed(data: np.ndarray, resident: ann.Resident, queries: np.ndarray) -> dict
 def run_bench(rows: int, dim: int, queries: int, min_rows: int | None = None) -> dict[str, Any]:
     """Generate, write, index, search both ways and compare; returns the figures.
 
-    The index is built when ``rows`` reaches ``min_rows`` (default :data:`lakehouse.ann.INDEX_MIN_ROWS`).
+    The index is built when ``rows`` reaches ``min_rows`` (default
+    :data:`lakehouse.vectors.ann.INDEX_MIN_ROWS`).
     """
     threshold = ann.INDEX_MIN_ROWS if min_rows is None else min_rows
     load_before = os.getloadavg()
@@ -238,7 +240,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--min-rows",
         type=int,
         default=None,
-        help="build the index from this many rows (default: lakehouse.ann.INDEX_MIN_ROWS)",
+        help="build the index from this many rows (default: lakehouse.vectors.ann.INDEX_MIN_ROWS)",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)

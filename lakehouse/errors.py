@@ -149,7 +149,7 @@ class ChangeFeedUnavailable(TerminalError):
     """A delete or overwrite between the two snapshots makes an append-only change feed impossible."""
 
 
-# --- data quality (lakehouse.validate, quarantine, evolution, pii, upsert) ------------------
+# --- data quality (lakehouse.contracts.validate, quarantine, evolution, pii, upsert) ------------------
 
 
 class FileRejected(TerminalError):
@@ -164,7 +164,7 @@ class PiiSaltMissing(TerminalError):
     """A contract hashes PII but no ``LAKE_PII_SALT`` is configured."""
 
 
-# --- vectors (lakehouse.vectors, embedders, artifacts) -------------------------------------
+# --- vectors (lakehouse.vectors.store, embedders, artifacts) -------------------------------------
 
 
 class EmbedderUnavailable(TerminalError):

@@ -2,9 +2,9 @@
 
 * ``retention``: whole months older than a contract's ``retention_months`` are dropped with a
   metadata-only delete (no data file is rewritten);
-* ``compact``: small files bin-packed per partition (:mod:`lakehouse.compaction`);
+* ``compact``: small files bin-packed per partition (:mod:`lakehouse.tables.compaction`);
 * ``expire``: snapshots past the retention expired and the files only they reached deleted
-  (:mod:`lakehouse.gc`), which is what frees the bytes retention and compaction let go of;
+  (:mod:`lakehouse.tables.gc`), which is what frees the bytes retention and compaction let go of;
 * ``orphans``: unreferenced files older than ``LAKE_ORPHAN_AGE_DAYS`` deleted;
 
 plus any job registered with :func:`register_job` (the extension point for Lance upkeep:
@@ -18,13 +18,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.audit import fold_job
+from lakehouse.access.audit import fold_job
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts import Contract, contract_path, list_contracts, load_contract
+from lakehouse.contracts.model import Contract, contract_path, list_contracts, load_contract
 from lakehouse.errors import LakeError
-from lakehouse.tables import store_retry
-from lakehouse.vectors import vectors_job
+from lakehouse.tables.write import store_retry
+from lakehouse.vectors.store import vectors_job
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -152,10 +152,10 @@ def run_maintenance(
         BadRequest: an unknown job name.
     """
     from lakehouse.catalog import list_tables, load_table
-    from lakehouse.compaction import CompactionResult, compact_table
     from lakehouse.errors import BadRequest, StoreUnavailable
-    from lakehouse.gc import ExpiryResult, OrphanResult, expire_snapshots, remove_orphans
-    from lakehouse.tables import QUARANTINE_SUFFIX
+    from lakehouse.tables.compaction import CompactionResult, compact_table
+    from lakehouse.tables.gc import ExpiryResult, OrphanResult, expire_snapshots, remove_orphans
+    from lakehouse.tables.write import QUARANTINE_SUFFIX
 
     options = options or MaintenanceOptions()
     unknown = sorted(set(options.jobs) - set(registered_jobs()))
@@ -212,4 +212,4 @@ def _failure(table: str, error: LakeError) -> dict[str, Any]:
 
 register_job("audit", fold_job)  # fold the audit spool into the audit table
 register_job("vectors", vectors_job)  # Lance upkeep: strays, compaction, old versions, indexes
-import lakehouse.takeout.rollups  # noqa: E402,F401  (registers the "rollups" job)
+import lakehouse.query.rollups  # noqa: E402,F401  (registers the "rollups" job)

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from lakehouse import localstack
-from lakehouse.client import LakeClient
+from lake.client import LakeClient
+from lake.local import stack as localstack
+from lake.local.serve import deliver
 from lakehouse.config import Settings, get_settings, load_settings
-from lakehouse.serve import deliver
 from lakehouse.storage import s3_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +82,7 @@ def client(stack: dict[str, Any]) -> LakeClient:
 @pytest.fixture(scope="session")
 def make_key(stack: dict[str, Any]) -> Callable[..., str]:
     """Create an API key: ``make_key(scope, tenant)`` returns the token."""
-    from lakehouse.auth import create_key
+    from lakehouse.access.auth import create_key
 
     def make(scope: str = "read", tenant: str | None = None) -> str:
         return create_key(load_settings(), scope, tenant, "test")[0]  # type: ignore[arg-type]
@@ -96,7 +96,7 @@ def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
     out, err = lake_env / "serve.out", lake_env / "serve.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lakehouse.cli", "serve", "--port", "0", "--no-watch"],
+            [sys.executable, "-m", "lake.cli.main", "serve", "--port", "0", "--no-watch"],
             stdout=stdout,
             stderr=stderr,
             cwd=ROOT,

@@ -1,4 +1,4 @@
-"""lakehouse.ann: the HNSW index and the per-process search state, on Lance tables and the local S3."""
+"""lakehouse.vectors.ann: the HNSW index and per-process search state, on Lance tables and the local S3."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lakehouse import ann
 from lakehouse.config import Settings
+from lakehouse.vectors import ann
 
 ROWS = 3_000
 DIM = 32

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from lake.client import LakeClient
 from lakehouse.artifacts import (
     ArtifactError,
     ArtifactStore,
@@ -22,7 +23,6 @@ from lakehouse.artifacts import (
     ValidationError,
 )
 from lakehouse.artifacts.ledger import Ledger
-from lakehouse.client import LakeClient
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import LakeError
 
@@ -317,7 +317,7 @@ def test_http_scopes(serve_url: str, make_key: Callable[..., str]) -> None:
 
 
 def test_cli(stack: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from lakehouse.cli import main
+    from lake.cli.main import main
 
     folder = f"cli/{uuid.uuid4().hex[:8]}"
     source = tmp_path / "macro.sql"

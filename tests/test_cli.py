@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from lakehouse.config import Settings
-from lakehouse.contracts import parse_contract
+from lakehouse.contracts.model import parse_contract
 from lakehouse.storage import s3_client
 from tests.conftest import ROOT, SENSOR_CONTRACT
 from tests.test_ingest import month_rows, to_csv
@@ -27,7 +27,7 @@ def lake(
     *args: str, env: dict[str, str] | None = None, check: bool = True
 ) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", *args],
+        [sys.executable, "-m", "lake.cli.main", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -98,7 +98,7 @@ def test_contract_infer_drafts_a_loadable_contract() -> None:
 
 
 def test_serve_ingests_a_plain_s3_upload(settings: Settings, dataset: Callable[[str], str]) -> None:
-    from lakehouse.serve import Watcher
+    from lake.local.serve import Watcher
 
     name = dataset(SENSOR_CONTRACT)
     watcher = Watcher(settings, interval=0.2)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lakehouse.client import LakeClient
+from lake.client import LakeClient
 from lakehouse.config import Settings
 from lakehouse.storage import s3_client
 from tests.conftest import ROOT, SENSOR_CONTRACT
@@ -34,8 +34,8 @@ def _csv(tag: str, rows: int) -> bytes:
 
 def _writer(dataset: str, writer: int) -> list[dict[str, Any]]:
     """One process: 50 uploads, each delivered to the ingest function."""
+    from lake.local.serve import deliver
     from lakehouse.config import load_settings
-    from lakehouse.serve import deliver
 
     settings = load_settings()
     s3 = s3_client(settings)
@@ -61,8 +61,8 @@ def test_eight_writers_fifty_ingests_each_every_row_exactly_once(
 
 
 def _redeliver(settings_home: str, key: str) -> dict[str, Any]:
+    from lake.local.serve import deliver
     from lakehouse.config import load_settings
-    from lakehouse.serve import deliver
 
     settings = load_settings()
     report: dict[str, Any] = deliver(settings, settings.landing_bucket, key)["reports"][0]
@@ -72,7 +72,7 @@ def _redeliver(settings_home: str, key: str) -> dict[str, Any]:
 def test_the_same_event_three_times_in_a_row_and_at_once_adds_the_rows_once(
     settings: Settings, dataset: Callable[[str], str], client: LakeClient
 ) -> None:
-    from lakehouse.serve import deliver
+    from lake.local.serve import deliver
 
     name = dataset(SENSOR_CONTRACT)
     s3 = s3_client(settings)
@@ -96,14 +96,14 @@ KILL_TRIALS = 20
 def test_a_killed_ingest_shows_none_or_all_rows_and_a_redelivery_completes_it(
     settings: Settings, dataset: Callable[[str], str], client: LakeClient
 ) -> None:
-    from lakehouse.serve import deliver
+    from lake.local.serve import deliver
 
     name = dataset(SENSOR_CONTRACT.replace("retention_months: 12", "retention_months: 12\n"))
     rows = 12_000
     s3 = s3_client(settings)
     env = {**os.environ, "LAKE_BATCH_ROWS": "2000"}  # many batches: kills land between file writes too
     code = (
-        "import sys; from lakehouse.config import load_settings; from lakehouse.serve import deliver; "
+        "import sys; from lakehouse.config import load_settings; from lake.local.serve import deliver; "
         "s = load_settings(); deliver(s, s.landing_bucket, sys.argv[1])"
     )
     rng = random.Random(7)
@@ -141,7 +141,7 @@ def test_a_killed_ingest_shows_none_or_all_rows_and_a_redelivery_completes_it(
     import datetime as dt
 
     from lakehouse.catalog import get_catalog
-    from lakehouse.gc import remove_orphans
+    from lakehouse.tables.gc import remove_orphans
 
     table = get_catalog(settings).load_table(f"lake.{name}")
     cleaned = remove_orphans(settings, table, dt.datetime.now(dt.UTC) + dt.timedelta(days=1), dt.timedelta(0))

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from lake.local.events import LambdaContext, s3_put_event
 from lakehouse import errors
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.events import LambdaContext, s3_put_event
 from lakehouse.storage import s3_client
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import uuid
 
 import pytest
 
+from lake.local.serve import deliver
 from lakehouse.config import Settings
 from lakehouse.errors import ContractNotFound
-from lakehouse.serve import deliver
 from lakehouse.storage import s3_client
 from tests.conftest import ROOT, SENSOR_CONTRACT
 from tests.test_ingest import month_rows, to_csv
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 def lake(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "lakehouse.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-m", "lake.cli.main", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lakehouse import embedders
 from lakehouse.config import Settings
-from lakehouse.embedders import TEXT_EMBEDDERS, Embedder, embedder_dim, get_embedder, static_dir
 from lakehouse.errors import EmbedderUnavailable, TerminalError, VectorsNotConfigured
+from lakehouse.vectors import embedders
+from lakehouse.vectors.embedders import TEXT_EMBEDDERS, Embedder, embedder_dim, get_embedder, static_dir
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
@@ -180,7 +180,7 @@ def test_a_static_model_needs_a_writable_home(no_cache: None, tmp_path: Path) ->
 
 def test_importing_the_module_loads_no_model_library() -> None:
     code = (
-        "import sys, lakehouse.embedders\n"
+        "import sys, lakehouse.vectors.embedders\n"
         "heavy = {'torch', 'sentence_transformers', 'model2vec', 'transformers'} & set(sys.modules)\n"
         "print(sorted(heavy))"
     )

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from lake.local.faultproxy import FaultProxy
 from lakehouse.config import Settings
-from lakehouse.faultproxy import FaultProxy
 from lakehouse.storage import s3_client
 from tests.conftest import SENSOR_CONTRACT
 from tests.test_ingest import month_rows, to_csv
@@ -30,9 +30,9 @@ def proxy(settings: Settings) -> Iterator[FaultProxy]:
 def test_ingest_query_and_retention_succeed_through_injected_faults(
     settings: Settings, proxy: FaultProxy, dataset: Callable[[str], str]
 ) -> None:
-    from lakehouse.ingest import ingest_object
+    from lakehouse.ingest.upload import ingest_object
     from lakehouse.maintenance import apply_retention
-    from lakehouse.query import run_sql
+    from lakehouse.query.engine import run_sql
 
     faulty = settings.model_copy(update={"s3_endpoint": proxy.url})
     name = dataset(SENSOR_CONTRACT)

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lake.local.events import LambdaContext, s3_put_event
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.errors import ContractNotFound, UnreadableFile, UnsupportedFormat
-from lakehouse.events import LambdaContext, s3_put_event
 from lakehouse.storage import s3_client
 from tests.conftest import SENSOR_CONTRACT
 
@@ -118,7 +118,7 @@ def test_bad_rows_are_quarantined_with_row_column_and_reason(
 def test_a_repeated_event_adds_nothing(
     settings: Settings, dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]], client: Any
 ) -> None:
-    from lakehouse.serve import deliver
+    from lake.local.serve import deliver
 
     name = dataset(SENSOR_CONTRACT)
     first = upload(name, "a.csv", to_csv(month_rows(2)) + b"not-a-time,x,1,ok\n")

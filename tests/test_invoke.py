@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
-from lakehouse import invoke as invoke_module
-from lakehouse.errors import FunctionNotFound, TemplateInvalid, TerminalError
-from lakehouse.invoke import (
+from lake.local import invoke as invoke_module
+from lake.local.invoke import (
     STACK_VARIABLES,
     FunctionSpec,
     function_spec,
@@ -24,6 +23,7 @@ from lakehouse.invoke import (
     load_template,
     resolve_environment,
 )
+from lakehouse.errors import FunctionNotFound, TemplateInvalid, TerminalError
 
 ROOT = Path(__file__).resolve().parent.parent
 EVENTS = ROOT / "infra" / "events"

@@ -10,7 +10,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from lakehouse.client import LakeClient
+from lake.client import LakeClient
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

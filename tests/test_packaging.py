@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from lakehouse import invoke as invoke_module
+from lake.local import invoke as invoke_module
+from lake.local.invoke import dockerfile_command, function_spec, invoke, load_template
 from lakehouse.errors import TemplateInvalid
-from lakehouse.invoke import dockerfile_command, function_spec, invoke, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = ("ingest", "query", "maintenance", "takeout")

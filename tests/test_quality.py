@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from lake.local.events import LambdaContext, s3_put_event
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings, get_settings
 from lakehouse.errors import FileRejected, PiiSaltMissing, SchemaEvolutionRefused
-from lakehouse.events import LambdaContext, s3_put_event
-from lakehouse.quarantine import list_quarantine, replay
+from lakehouse.ingest.quarantine import list_quarantine, replay
 from lakehouse.storage import s3_client
 
 pytestmark = pytest.mark.integration
@@ -329,7 +329,7 @@ def test_quarantine_list_and_replay_after_a_contract_fix(
 def test_replay_interrupted_after_the_table_commit_finishes_without_duplicates(
     settings: Settings, dataset: Dataset, upload: Upload, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lakehouse.quarantine as quarantine
+    import lakehouse.ingest.quarantine as quarantine
 
     name = dataset(REPLAY.replace("{version}", "1").replace("{enum}", "ok"))
     upload(name, "a.csv", b"ts,status\n2025-01-01,ok\n2025-01-02,degraded\n")

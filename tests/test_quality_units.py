@@ -11,16 +11,15 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lakehouse import pii
+from functions.ingest.metrics import publish
 from lakehouse.config import Settings
-from lakehouse.contracts import parse_contract
+from lakehouse.contracts.model import parse_contract, pii
+from lakehouse.contracts.validate import Validator
 from lakehouse.errors import ContractInvalid, PiiSaltMissing, SchemaEvolutionRefused
-from lakehouse.evolution import plan
-from lakehouse.ingest import IngestReport
-from lakehouse.progress import StderrBar, current, reporting
-from lakehouse.quality import publish
-from lakehouse.readers import ROW
-from lakehouse.validate import Validator
+from lakehouse.ingest.evolution import plan
+from lakehouse.ingest.progress import StderrBar, current, reporting
+from lakehouse.ingest.readers import ROW
+from lakehouse.ingest.upload import IngestReport
 
 BASE = "name: x\nevent_time: ts\ncolumns:\n  ts: {type: timestamp}\n"
 

@@ -173,7 +173,7 @@ def test_an_independent_reader_sees_the_same_rows(
     settings: Settings, http_client: Any, dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]]
 ) -> None:
     """DuckDB's own iceberg extension, given only the metadata location, reads what Lake wrote."""
-    from lakehouse.query import connect
+    from lakehouse.query.engine import connect
 
     name = dataset(SENSOR_CONTRACT)
     upload(name, "a.csv", to_csv(month_rows(14)) + b"bad,row,1,ok\n")
@@ -197,7 +197,7 @@ def test_an_independent_reader_sees_the_same_rows(
 
 def test_expensive_queries_are_bounded_in_time_rows_and_bytes(settings: Settings) -> None:
     from lakehouse.errors import QueryLimitExceeded
-    from lakehouse.query import run_sql
+    from lakehouse.query.engine import run_sql
 
     tight = settings.model_copy(update={"query_timeout_seconds": 1.0, "query_max_rows": 100,
                                         "query_max_bytes": 64 * 1024})
@@ -214,7 +214,7 @@ def test_expensive_queries_are_bounded_in_time_rows_and_bytes(settings: Settings
 def test_results_are_cached_until_a_commit_changes_the_snapshot(
     settings: Settings, dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]], client: Any
 ) -> None:
-    from lakehouse.cache import PREFIX
+    from lakehouse.query.cache import PREFIX
     from lakehouse.storage import s3_client
 
     name = dataset(SENSOR_CONTRACT)

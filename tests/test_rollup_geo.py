@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from lakehouse.geo import EARTH_RADIUS_M, haversine_m
+from lakehouse.query.geo import EARTH_RADIUS_M, haversine_m
 
 pytestmark = pytest.mark.integration
 
@@ -63,8 +63,8 @@ def series(stack: dict[str, Any]) -> dict[str, Any]:
     """One dataset of 3000 rows over 14 months, ingested through the ingest function."""
     import uuid
 
+    from lake.local.serve import deliver
     from lakehouse.config import load_settings
-    from lakehouse.serve import deliver
     from lakehouse.storage import s3_client
 
     settings = load_settings()

@@ -50,11 +50,11 @@ def same(a: dict[tuple[Any, ...], Any], b: dict[tuple[Any, ...], Any]) -> bool:
 
 
 def test_rollups_are_materialised_then_refreshed_month_by_month(stack: dict[str, Any]) -> None:
+    from lake.local.serve import deliver
     from lakehouse.config import load_settings
     from lakehouse.maintenance import MaintenanceOptions, run_maintenance
-    from lakehouse.serve import deliver
+    from lakehouse.query.rollups import SOURCE_SNAPSHOT, rollups_dir
     from lakehouse.storage import s3_client
-    from lakehouse.takeout.rollups import SOURCE_SNAPSHOT, rollups_dir
 
     settings = load_settings()
     name = f"t_{uuid.uuid4().hex[:10]}"
@@ -114,7 +114,7 @@ def test_rollups_are_materialised_then_refreshed_month_by_month(stack: dict[str,
 def test_bad_declarations_are_reported_not_raised(stack: dict[str, Any]) -> None:
     from lakehouse.config import load_settings
     from lakehouse.maintenance import MaintenanceOptions, run_maintenance
-    from lakehouse.takeout.rollups import RollupDef, rollups_dir
+    from lakehouse.query.rollups import RollupDef, rollups_dir
 
     settings = load_settings()
     with pytest.raises(ValueError, match="bucket"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lakehouse.client import LakeClient
+from lake.client import LakeClient
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ columns:
 def test_missing_bad_and_revoked_keys_get_401_with_no_data(
     serve_url: str, make_key: Callable[..., str]
 ) -> None:
-    from lakehouse.auth import revoke_key
+    from lakehouse.access.auth import revoke_key
     from lakehouse.config import load_settings
 
     for client in (
@@ -121,7 +121,7 @@ def test_a_tenant_key_sees_only_its_rows_whatever_the_sql(
 def test_keys_cli_creates_lists_and_revokes() -> None:
     def lake(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "lakehouse.cli", *args],
+            [sys.executable, "-m", "lake.cli.main", *args],
             capture_output=True,
             text=True,
             cwd=ROOT,
@@ -140,7 +140,7 @@ def test_keys_cli_creates_lists_and_revokes() -> None:
 def test_audit_rows_are_spooled_then_folded_and_counted_once(
     serve_url: str, make_key: Callable[..., str], client: LakeClient
 ) -> None:
-    from lakehouse.audit import fold, spool_files
+    from lakehouse.access.audit import fold, spool_files
     from lakehouse.config import load_settings
 
     settings = load_settings()

@@ -14,15 +14,15 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.catalog import get_catalog
-from lakehouse.compaction import CompactionOptions, compact_partition, compact_table, plan
 from lakehouse.config import Settings
-from lakehouse.contracts import load_contract
+from lakehouse.contracts.model import load_contract
 from lakehouse.errors import ChangeFeedUnavailable, SnapshotExpired
-from lakehouse.gc import expire_snapshots, list_table_files, reachable, remove_orphans
-from lakehouse.history import changes, rollback
 from lakehouse.maintenance import MaintenanceOptions, run_maintenance
+from lakehouse.query.history import changes, rollback
 from lakehouse.storage import s3_client
-from lakehouse.tables import SourceRef, StagedWrite, ensure_tables
+from lakehouse.tables.compaction import CompactionOptions, compact_partition, compact_table, plan
+from lakehouse.tables.gc import expire_snapshots, list_table_files, reachable, remove_orphans
+from lakehouse.tables.write import SourceRef, StagedWrite, ensure_tables
 from tests.conftest import SENSOR_CONTRACT
 from tests.test_ingest import month_rows, to_csv
 

@@ -11,15 +11,15 @@ from typing import Any, cast
 import pytest
 
 from functions.maintenance.handler import MaintenanceEvent
+from lake.cli.main import main
+from lake.local.events import LambdaContext
+from lake.local.schedule import MaintenanceScheduler
 from lakehouse import maintenance
 from lakehouse.catalog import get_catalog
-from lakehouse.cli import main
-from lakehouse.compaction import pack
 from lakehouse.config import Settings
 from lakehouse.errors import BadRequest
-from lakehouse.events import LambdaContext
 from lakehouse.maintenance import MaintenanceOptions, register_job, registered_jobs, run_maintenance
-from lakehouse.schedule import MaintenanceScheduler
+from lakehouse.tables.compaction import pack
 from tests.conftest import SENSOR_CONTRACT
 from tests.test_ingest import month_rows, to_csv
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from lake.local.serve import deliver
 from lakehouse.config import Settings
 from lakehouse.errors import ArchiveTooLarge, ArchiveUnreadable
-from lakehouse.serve import deliver
 from lakehouse.storage import s3_client
 from lakehouse.takeout import ingest_archive
 from lakehouse.takeout.products import PRODUCTS, relative, route
@@ -89,8 +89,8 @@ def test_keep_notes_and_activity_titles_get_vectors_and_are_searchable(
 ) -> None:
     from lakehouse.catalog import get_catalog
     from lakehouse.config import load_settings
-    from lakehouse.contracts import load_contract
-    from lakehouse.vectors import open_table
+    from lakehouse.contracts.model import load_contract
+    from lakehouse.vectors.store import open_table
 
     settings = load_settings()
     assert ingested["report"]["vectors"] == {"takeout_keep": "indexed", "takeout_activity": "indexed"}
@@ -240,8 +240,8 @@ def test_large_archives_fan_out_through_the_queue_to_the_takeout_function(
     """Ranges are queued on SQS (the local endpoint serves it); the Takeout function ingests them,
     and a message delivered twice adds nothing."""
     from functions.takeout.handler import lambda_handler
+    from lake.local.events import LambdaContext
     from lakehouse.catalog import get_catalog
-    from lakehouse.events import LambdaContext
     from lakehouse.storage import sqs_client
 
     sqs = sqs_client(settings)
@@ -362,8 +362,8 @@ def test_a_tgz_goes_to_the_takeout_function_which_queues_the_rest_before_its_tim
     import time
 
     from functions.takeout.handler import lambda_handler
+    from lake.local.events import LambdaContext
     from lakehouse.config import get_settings
-    from lakehouse.events import LambdaContext
     from lakehouse.storage import sqs_client
     from lakehouse.takeout import ingest_range_message
 

@@ -13,7 +13,7 @@ import pytest
 
 from lakehouse.config import Settings
 from lakehouse.errors import CorruptMember, UnparseableMember, UnsafeMember
-from lakehouse.geo import EARTH_RADIUS_M, circle_box, haversine_m
+from lakehouse.query.geo import EARTH_RADIUS_M, circle_box, haversine_m
 from lakehouse.takeout import jsonstream
 from lakehouse.takeout.archive import LimitedReader, Member, check_member, plan_ranges, safe_path
 from lakehouse.takeout.products import iso_from_epoch, relative, route

@@ -20,8 +20,8 @@ from aws_lambda_powertools.utilities.parser.models import (
     SqsModel,
 )
 
+from lake.local.invoke import function_spec, load_template
 from lakehouse.config import Settings
-from lakehouse.invoke import function_spec, load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"

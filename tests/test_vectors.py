@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from lake.client import LakeClient
+from lake.local.serve import deliver
 from lakehouse.catalog import get_catalog
-from lakehouse.client import LakeClient
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import VectorWriteFailed
 from lakehouse.maintenance import MaintenanceOptions, run_maintenance
-from lakehouse.serve import deliver
 from lakehouse.storage import s3_client
-from lakehouse.vectors import LANCE_VERSION, TAG_PREFIX, open_table
+from lakehouse.vectors.store import LANCE_VERSION, TAG_PREFIX, open_table
 
 pytestmark = pytest.mark.integration
 
@@ -81,7 +81,7 @@ def _table_ids(settings: Settings, name: str, snapshot_id: int | None = None) ->
 
 
 def _lance_ids(settings: Settings, name: str) -> list[str]:
-    from lakehouse.contracts import load_contract
+    from lakehouse.contracts.model import load_contract
 
     lance = open_table(settings, load_contract(settings, name))
     assert lance is not None
@@ -117,7 +117,7 @@ def test_supplied_vectors_share_the_tables_row_ids_and_bad_vectors_are_quarantin
     snap = table.current_snapshot()
     assert snap is not None and snap.summary is not None
     version = int(snap.summary[LANCE_VERSION])
-    from lakehouse.contracts import load_contract
+    from lakehouse.contracts.model import load_contract
 
     lance = open_table(settings, load_contract(settings, name))
     assert lance is not None
@@ -249,10 +249,9 @@ def test_vector_upkeep_removes_strays_and_builds_the_index(
     upload: Callable[..., dict[str, Any]],
     client: LakeClient,
 ) -> None:
-    from lakehouse import ann
-    from lakehouse.contracts import load_contract
-    from lakehouse.tables import SourceRef
-    from lakehouse.vectors import VectorStage
+    from lakehouse.contracts.model import load_contract
+    from lakehouse.tables.write import SourceRef
+    from lakehouse.vectors.store import VectorStage, ann
 
     name = dataset(SUPPLIED)
     only = MaintenanceOptions(jobs=("vectors",), dry_run=True, tables=(f"{settings.namespace}.{name}",))

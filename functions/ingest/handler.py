@@ -1,4 +1,4 @@
-"""Ingest function: an S3 ObjectCreated event → lakehouse.ingest, one report per record.
+"""Ingest function: an S3 ObjectCreated event → lakehouse.ingest.upload, one report per record.
 
 A terminal error (no contract, unreadable file) fails the invocation so the event goes to the
 DLQ after Lambda's retries; a transient one (commit conflicts, throttling) fails it so it is
@@ -14,11 +14,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from lakehouse import audit, quality
+from functions.ingest import metrics as quality
+from functions.observability import function_logger, function_metrics, function_tracer
+from lakehouse.access import audit
 from lakehouse.config import get_settings
 from lakehouse.errors import LakeError
-from lakehouse.ingest import ingest_upload
-from lakehouse.logs import function_logger, function_metrics, function_tracer
+from lakehouse.ingest.upload import ingest_upload
 
 logger = function_logger("lake-ingest")
 metrics = function_metrics("lake-ingest")

@@ -13,9 +13,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
-from lakehouse import audit
+from functions.observability import function_logger, function_tracer
+from lakehouse.access import audit
 from lakehouse.config import get_settings
-from lakehouse.logs import function_logger, function_tracer
 from lakehouse.maintenance import MaintenanceOptions, registered_jobs, run_maintenance
 
 logger = function_logger("lake-maintenance")

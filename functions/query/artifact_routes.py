@@ -17,9 +17,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.query.common import COMMON, caller, error_responses
+from lakehouse.access.auth import Scope
 from lakehouse.artifacts import Artifact
 from lakehouse.artifacts import ValidationError as ArtifactValidationError
-from lakehouse.auth import Scope
 from lakehouse.config import get_settings
 from lakehouse.errors import Forbidden
 

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from pydantic import BaseModel
 
-from lakehouse.auth import LOCAL, Principal
+from lakehouse.access.auth import LOCAL, Principal
 
 
 class ErrorBody(BaseModel):

@@ -19,14 +19,17 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from functions.observability import function_logger, function_metrics, function_tracer
 from functions.query import artifact_routes, search_routes
 from functions.query.common import COMMON, caller
 from functions.query.common import error_responses as _error_responses
-from lakehouse import audit, geo, history, quarantine, query, timeseries
-from lakehouse.auth import LOCAL, Principal, authenticate
+from lakehouse.access import audit
+from lakehouse.access.auth import LOCAL, Principal, authenticate
 from lakehouse.config import get_settings
 from lakehouse.errors import LakeError, StoreUnavailable
-from lakehouse.logs import function_logger, function_metrics, function_tracer
+from lakehouse.ingest import quarantine
+from lakehouse.query import engine as query
+from lakehouse.query import geo, history, timeseries
 
 logger = function_logger("lake-query")
 metrics = function_metrics("lake-query")

@@ -56,7 +56,7 @@ class SearchResponse(BaseModel):
     },
 )
 def post_search(request: Annotated[SearchRequest, Body()]) -> dict[str, Any]:
-    from lakehouse.search import search
+    from lakehouse.query.search import search
 
     router.append_context(target=request.dataset)
     result = search(

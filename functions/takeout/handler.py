@@ -19,9 +19,9 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from functions.observability import function_logger
 from lakehouse.config import get_settings
 from lakehouse.errors import LakeError
-from lakehouse.logs import function_logger
 from lakehouse.takeout import ingest_range_message
 
 logger = function_logger("lake-takeout")

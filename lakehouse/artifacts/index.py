@@ -80,7 +80,7 @@ def load_embedder(settings: Settings | None = None) -> tuple[Any, str | None]:
     with _embedder_lock:
         if _embedder is None and _embedder_error is None:
             try:
-                from lakehouse.embedders import get_embedder
+                from lakehouse.vectors.embedders import get_embedder
 
                 _embedder = get_embedder(EMBEDDER, settings)
             except (ImportError, EmbedderUnavailable) as e:
@@ -112,7 +112,7 @@ class SearchIndex:
     def _open(self) -> LanceTable:
         """The Lance table, created on first use (with a vector column where embeddings exist)."""
         if self._table is None:
-            from lakehouse.vectors import connect
+            from lakehouse.vectors.store import connect
 
             embedder = self._embedder()
             fields = [
@@ -131,7 +131,7 @@ class SearchIndex:
     def _existing(self) -> LanceTable | None:
         """The Lance table if it exists (without loading an embedder to create it)."""
         if self._table is None:
-            from lakehouse.vectors import connect
+            from lakehouse.vectors.store import connect
 
             try:
                 self._table = connect(self.settings).open_table(self.name)

@@ -28,7 +28,7 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.errors import CommitConflict, StoreUnavailable
 from lakehouse.storage import s3_client
-from lakehouse.tables import backoff, create_table, store_retry
+from lakehouse.tables.write import backoff, create_table, store_retry
 
 if TYPE_CHECKING:
     from pyiceberg.schema import Schema

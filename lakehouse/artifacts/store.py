@@ -180,7 +180,7 @@ class BlockingArtifactStore:
             return self.ledger.state()
         from pyiceberg.table.snapshots import ancestors_of
 
-        from lakehouse.history import resolve
+        from lakehouse.query.history import resolve
 
         when = as_of.isoformat() if isinstance(as_of, dt.datetime) else as_of
         table = self.ledger.table()

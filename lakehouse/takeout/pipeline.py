@@ -28,10 +28,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts import Contract, load_contract
+from lakehouse.contracts.model import Contract, load_contract
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
 from lakehouse.storage import open_object
-from lakehouse.tables import (
+from lakehouse.tables.write import (
     SOURCE_URI,
     SOURCE_VERSION,
     SourceRef,
@@ -285,7 +285,7 @@ class _Range:
 def _commit_with_vectors(
     sink: ProductSink, source: SourceRef, summary: dict[str, str], settings: Settings
 ) -> int:
-    """The table's commit, its rows' vectors committed to Lance first (see lakehouse.vectors)."""
+    """The table's commit, its rows' vectors committed to Lance first (see lakehouse.vectors.store)."""
     vectors = sink.vectors
     props = vectors.commit() if vectors is not None else {}
     commit_good = functools.partial(sink.good.commit, source, {**summary, **props}, settings)

@@ -24,17 +24,17 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts import Contract
-from lakehouse.readers import ROW
-from lakehouse.tables import SourceRef, StagedWrite
+from lakehouse.contracts.model import Contract
+from lakehouse.contracts.validate import ERRORS, check_batch
+from lakehouse.ingest.readers import ROW
+from lakehouse.tables.write import SourceRef, StagedWrite
 from lakehouse.takeout.products import Record, Row
-from lakehouse.validate import ERRORS, check_batch
 
 if TYPE_CHECKING:
     import duckdb
     from pyiceberg.table import Table
 
-    from lakehouse.vectors import VectorStage
+    from lakehouse.vectors.store import VectorStage
 
 LINEAGE = ("archive", "member")
 # Parsed records wait as Python dicts (~1 KiB each) until validated: at most this many per buffer
@@ -205,7 +205,7 @@ class ProductSink:
         if self.contract.vectors is None:
             return
         from lakehouse.errors import EmbedderUnavailable
-        from lakehouse.vectors import VectorStage
+        from lakehouse.vectors.store import VectorStage
 
         try:
             self.vectors = VectorStage(self.settings, self.contract, source)

@@ -1,0 +1,114 @@
+"""API keys, scopes and tenants.
+
+A key is ``lake_<id>_<secret>``; only its SHA-256 is stored (keys are 256-bit random tokens, so a
+fast hash is enough), with its scope (``read`` < ``write`` < ``admin``) and an optional tenant,
+in ``s3://<warehouse>/_lake/api-keys.json``. A request sends ``Authorization: Bearer <key>``.
+
+``LAKE_AUTH`` says who authenticates: ``keys`` (Lake checks API keys; ``lake serve`` uses this by
+default), ``iam`` (the function URL's AWS_IAM auth already did; the caller's ARN is recorded),
+or ``none`` (in-process calls on the operator's own machine: full access).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from lakehouse.access.docstore import read_json, update_json
+from lakehouse.config import Settings
+from lakehouse.errors import Forbidden, TerminalError, Unauthorized
+
+Scope = Literal["read", "write", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "write", "admin")
+KEYS_DOC = "api-keys.json"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key id (or ARN, or ``local``), its scope and its tenant, if bound to one."""
+
+    id: str
+    scope: Scope
+    tenant: str | None = None
+
+    def require(self, scope: Scope) -> None:
+        if SCOPES.index(self.scope) < SCOPES.index(scope):
+            raise Forbidden(f"this key's scope is {self.scope}; {scope} is needed")
+
+
+LOCAL = Principal("local", "admin")
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_key(
+    settings: Settings, scope: Scope = "read", tenant: str | None = None, name: str = ""
+) -> tuple[str, dict[str, Any]]:
+    """Create a key; returns the token (shown once) and its stored record (no secret in it)."""
+    if scope not in SCOPES:
+        raise TerminalError(f"scope must be one of {', '.join(SCOPES)}")
+    key_id = secrets.token_hex(6)
+    token = f"lake_{key_id}_{secrets.token_urlsafe(32)}"
+    record = {
+        "id": key_id,
+        "name": name,
+        "scope": scope,
+        "tenant": tenant,
+        "sha256": _hash(token),
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "revoked_at": None,
+    }
+
+    def add(doc: Any) -> Any:
+        doc = doc or {"keys": []}
+        doc["keys"].append(record)
+        return doc
+
+    update_json(settings, KEYS_DOC, add)
+    return token, {k: v for k, v in record.items() if k != "sha256"}
+
+
+def list_keys(settings: Settings) -> list[dict[str, Any]]:
+    doc, _ = read_json(settings, KEYS_DOC)
+    return [{k: v for k, v in r.items() if k != "sha256"} for r in (doc or {"keys": []})["keys"]]
+
+
+def revoke_key(settings: Settings, key_id: str) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def revoke(doc: Any) -> Any:
+        for record in (doc or {"keys": []})["keys"]:
+            if record["id"] == key_id:
+                record["revoked_at"] = record["revoked_at"] or dt.datetime.now(dt.UTC).isoformat()
+                found.update(record)
+                return doc
+        raise TerminalError(f"no key {key_id!r}")
+
+    update_json(settings, KEYS_DOC, revoke)
+    return {k: v for k, v in found.items() if k != "sha256"}
+
+
+def authenticate(settings: Settings, headers: dict[str, str], iam_arn: str | None = None) -> Principal:
+    """The principal of a request, per ``LAKE_AUTH``."""
+    if settings.auth == "none":
+        return LOCAL
+    if settings.auth == "iam":
+        return Principal(iam_arn or "iam", "admin")
+    value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    scheme, _, token = value.partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith("lake_"):
+        raise Unauthorized("a key is required")
+    key_id = token.split("_")[1] if token.count("_") >= 2 else ""
+    doc, _ = read_json(settings, KEYS_DOC)
+    for record in (doc or {"keys": []})["keys"]:
+        if record["id"] == key_id and hmac.compare_digest(record["sha256"], _hash(token)):
+            if record["revoked_at"]:
+                break
+            return Principal(record["id"], record["scope"], record["tenant"])
+    raise Unauthorized("a key is required")

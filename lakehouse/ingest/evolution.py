@@ -1,0 +1,150 @@
+"""Schema evolution: keep a dataset's table schema in step with its contract and its uploads.
+
+* A contract version that adds columns adds them to the table (nullable: Iceberg cannot add a
+  required column to existing rows; ``required`` is enforced by validation instead).
+* A column whose contract type widens safely (``int`` → ``long``, ``float`` → ``double``) is
+  widened in place; any other type change is refused with the column named.
+* ``evolution: add_columns`` adds the columns of an upload the contract does not name (nullable,
+  typed from the file: strings for CSV and JSON, the Parquet type for Parquet); ``strict``
+  refuses such an upload; ``ignore`` (the default) drops those columns.
+
+Schema changes are metadata-only commits; old snapshots keep their schema and stay readable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse.config import Settings
+from lakehouse.contracts.model import ROW_ID, Contract, _iceberg_type
+from lakehouse.errors import CommitConflict, SchemaEvolutionRefused
+from lakehouse.ingest.readers import RAW, ROW
+
+if TYPE_CHECKING:
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+    from pyiceberg.types import IcebergType
+
+SAFE_WIDENINGS = {("int", "long"), ("float", "double")}
+
+
+@dataclass(frozen=True)
+class Change:
+    """One schema change: ``add``, ``widen`` or ``optional``."""
+
+    kind: str
+    column: str
+    type: Any = None
+
+
+def iceberg_type_of(field: pa.Field) -> IcebergType:
+    """The Iceberg type of an upload's column (``add_columns``)."""
+    from pyiceberg import types as t
+
+    kind = field.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        return t.StringType()
+    if pa.types.is_boolean(kind):
+        return t.BooleanType()
+    if pa.types.is_integer(kind):
+        return t.IntegerType() if kind.bit_width <= 32 and pa.types.is_signed_integer(kind) else t.LongType()
+    if pa.types.is_float32(kind):
+        return t.FloatType()
+    if pa.types.is_floating(kind):
+        return t.DoubleType()
+    if pa.types.is_date(kind):
+        return t.DateType()
+    if pa.types.is_timestamp(kind):
+        return t.TimestamptzType() if kind.tz else t.TimestampType()
+    raise SchemaEvolutionRefused(f"column {field.name!r} has type {kind}, which evolution cannot add")
+
+
+def _compare(name: str, have: IcebergType, want: IcebergType, origin: str) -> Change | None:
+    if have == want:
+        return None
+    if (str(have), str(want)) in SAFE_WIDENINGS:
+        return Change("widen", name, want)
+    raise SchemaEvolutionRefused(
+        f"column {name!r}: the table holds {have}, {origin} {want}; only int→long and float→double "
+        "widen safely"
+    )
+
+
+def plan(schema: Schema, contract: Contract, extras: dict[str, IcebergType] | None = None) -> list[Change]:
+    """The changes that make ``schema`` hold the contract's columns and the upload's ``extras``."""
+    changes: list[Change] = []
+    stored = contract.stored_columns()
+    names = {f.name: f for f in schema.fields}
+    for name in stored:
+        want: IcebergType = _iceberg_type(contract.columns[name].type)
+        have = names.get(name)
+        if have is None:
+            changes.append(Change("add", name, want))
+            continue
+        change = _compare(name, have.field_type, want, "the contract asks for")
+        if change:
+            changes.append(change)
+        if have.required and not contract.is_required(name):
+            changes.append(Change("optional", name))
+    for name, want in (extras or {}).items():
+        have = names.get(name)
+        if have is None:
+            changes.append(Change("add", name, want))
+        else:
+            change = _compare(name, have.field_type, want, "the upload has")
+            if change:
+                changes.append(change)
+    if contract.vectors is not None and ROW_ID not in names:
+        changes.append(Change("add", ROW_ID, _iceberg_type("string")))
+    for name, f in names.items():
+        if name not in stored and f.required:
+            changes.append(Change("optional", name))  # no longer in the contract: new rows leave it null
+    return changes
+
+
+def extra_columns(contract: Contract, file_schema: pa.Schema) -> dict[str, IcebergType]:
+    """The upload's columns the contract does not name, by the contract's evolution mode."""
+    vector_field = contract.vectors.embedding if contract.vectors else None
+    extras = [
+        f
+        for f in file_schema
+        if f.name not in contract.columns and f.name not in (ROW, RAW, ROW_ID) and f.name != vector_field
+    ]
+    if not extras or contract.evolution == "ignore":
+        return {}
+    if contract.evolution == "strict":
+        raise SchemaEvolutionRefused(
+            f"the upload has column(s) {', '.join(f.name for f in extras)} that contract "
+            f"{contract.name} v{contract.version} does not name (evolution: strict)"
+        )
+    return {f.name: iceberg_type_of(f) for f in extras}
+
+
+def evolve(
+    table: Table, contract: Contract, settings: Settings, extras: dict[str, IcebergType] | None = None
+) -> list[Change]:
+    """Apply :func:`plan` to the table in one schema commit (retried on conflicts); the changes."""
+    from pyiceberg.exceptions import CommitFailedException
+
+    for attempt in range(settings.commit_retries + 1):
+        changes = plan(table.schema(), contract, extras)
+        if not changes:
+            return []
+        try:
+            with table.update_schema() as update:
+                for change in changes:
+                    if change.kind == "add":
+                        update.add_column(change.column, change.type)
+                    elif change.kind == "widen":
+                        update.update_column(change.column, field_type=change.type)
+                    else:
+                        update.make_column_optional(change.column)
+            return changes
+        except CommitFailedException as e:
+            if attempt == settings.commit_retries:
+                raise CommitConflict(f"{table.name()}: schema update lost to concurrent writers") from e
+            table.refresh()
+    raise AssertionError("unreachable")

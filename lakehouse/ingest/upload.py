@@ -1,0 +1,399 @@
+"""Ingest: one uploaded object → validated rows in ``<ns>.<dataset>``, rejected rows in
+``<ns>.<dataset>__quarantine``, at most one commit per table, idempotent per object version.
+
+The object is streamed in record batches (memory bounded by ``LAKE_BATCH_ROWS``); each batch
+is validated in one DuckDB statement and written as Parquet data files at once. Contracts with
+a ``primary_key`` stage the accepted rows in DuckDB instead and merge them at commit
+(:mod:`lakehouse.ingest.upsert`). State that outlives a batch (``unique`` values, upsert staging) sits
+in DuckDB, which spills to disk past ``LAKE_INGEST_MEMORY_LIMIT``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import tempfile
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from lakehouse.catalog import get_catalog
+from lakehouse.config import Settings
+from lakehouse.contracts.model import Contract, load_contract
+from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator
+from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
+from lakehouse.ingest import progress
+from lakehouse.ingest.evolution import evolve, extra_columns
+from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
+from lakehouse.ingest.upsert import MergeWrite
+from lakehouse.storage import open_object
+from lakehouse.tables.write import (
+    SourceRef,
+    StagedWrite,
+    committed_snapshot,
+    ensure_tables,
+    limit_write_workers,
+    resolve_source,
+    store_retry,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.table import Table
+
+    from lakehouse.takeout import TakeoutReport
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did."""
+
+    dataset: str
+    source: str
+    version: str
+    table: str
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    files_written: int
+    snapshot_id: int | None
+    quarantine_snapshot_id: int | None
+    duplicate: bool
+    seconds: float
+    rows_per_second: float
+    bytes_read: int = 0
+    quality_score: float = 1.0
+    rule_failures: dict[str, int] = field(default_factory=dict)
+    pii_detected: dict[str, int] = field(default_factory=dict)
+    schema_changes: list[str] = field(default_factory=list)
+    rows_inserted: int | None = None
+    rows_updated: int | None = None
+    rows_superseded: int | None = None
+    files_rewritten: int | None = None
+    vectors_written: int | None = None
+    lance_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def dataset_of(key: str) -> str:
+    """The dataset is the key's first path segment: ``<dataset>/<file>``."""
+    parts = key.split("/", 1)
+    if len(parts) < 2 or not parts[0] or not parts[1]:
+        raise BadObjectKey(f"key {key!r} does not name a dataset; upload to <dataset>/<file>")
+    return parts[0]
+
+
+def connect_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """The validation connection: UTC, two threads, a memory limit with spilling, no file access
+    from contract SQL (checks run in it)."""
+    import duckdb
+
+    spill = str(settings.duckdb_home or tempfile.gettempdir())
+    con = duckdb.connect(config={"threads": 2})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
+    con.execute(f"SET temp_directory = '{spill}'")
+    # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by
+    # default: a Lambda-sized ingest gives it back at once.
+    con.execute("SET allocator_flush_threshold = '8MB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _malformed_table(malformed: list[MalformedRow]) -> pa.Table:
+    return pa.table(
+        {
+            ROW: pa.array([m.row for m in malformed], pa.int64()),
+            ERRORS: pa.array(
+                [[{"column": None, "rule": "parse", "reason": m.reason}] for m in malformed], ERROR_TYPE
+            ),
+            RAW: pa.array([m.raw for m in malformed], pa.string()),
+        }
+    )
+
+
+def quarantine_rows(
+    con: duckdb.DuckDBPyConnection,
+    rejected: pa.Table,
+    source: SourceRef,
+    contract: Contract,
+    now: dt.datetime,
+    target: pa.Schema,
+) -> pa.Table:
+    """Quarantine rows (the ``__quarantine`` table's schema) from rejected rows, in one statement."""
+    con.register("__lake_rejected", rejected.select([ROW, ERRORS, RAW]))
+    try:
+        out = con.execute(
+            f"SELECT ?::TIMESTAMPTZ AS quarantined_at, ? AS source_uri, ? AS source_version, "
+            f"{ROW} AS row_number, {ERRORS}[1]['column'] AS \"column\", {ERRORS}[1]['rule'] AS rule, "
+            f"array_to_string(list_transform({ERRORS}, e -> coalesce(e['column'], 'row') || ': ' || "
+            f"e['reason']), '; ') AS reason, {ERRORS} AS errors, {RAW} AS record, "
+            f"?::INTEGER AS contract_version FROM __lake_rejected",
+            [now, source.uri, source.version, contract.version],
+        ).to_arrow_table()
+    finally:
+        con.unregister("__lake_rejected")
+    return out.cast(target)
+
+
+@dataclass
+class _Tally:
+    rows_read: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    pii: Counter[str] = field(default_factory=Counter)
+    changes: list[str] = field(default_factory=list)
+
+
+def ingest_object(
+    settings: Settings, bucket: str, key: str, version: str | None = None, catalog: Catalog | None = None
+) -> IngestReport:
+    """Ingest one object from the store.
+
+    Raises:
+        TerminalError: no contract, unreadable or unsupported file, a refused schema change, or
+            too many bad rows under ``on_error: reject_file`` (send the event to the DLQ).
+        TransientError: commit conflicts or store failures that outlasted the retries.
+    """
+    started = time.perf_counter()
+    dataset = dataset_of(key)
+    contract = load_contract(settings, dataset)
+    source = resolve_source(settings, bucket, key, version)
+    catalog = catalog or get_catalog(settings)
+    main, quarantine = ensure_tables(catalog, settings, contract)
+
+    done = committed_snapshot(main, source)
+    if done is not None:
+        return _report(
+            contract,
+            source,
+            main,
+            _Tally(),
+            0,
+            0,
+            0,
+            done,
+            committed_snapshot(quarantine, source),
+            True,
+            started,
+        )
+
+    tally = _Tally()
+    limit_write_workers(settings.write_workers)
+    tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
+    fmt = detect_format(key)
+    vec = None
+    if contract.vectors is not None:
+        from lakehouse.vectors.store import VectorStage
+
+        vec = VectorStage(settings, contract, source)
+    # Evolution needs every column of the file; otherwise read only the contract's.
+    wanted = (
+        None
+        if contract.evolution != "ignore"
+        else list(contract.columns) + (vec.wanted_fields if vec else [])
+    )
+    qtarget = quarantine.schema().as_arrow()
+    bad = StagedWrite(quarantine)
+    good: StagedWrite | MergeWrite | None = None
+    validator: Validator | None = None
+    malformed: list[MalformedRow] = []
+    now = dt.datetime.now(dt.UTC)
+    listener = progress.current()
+    con = connect_duckdb(settings)
+    path = f"{bucket}/{key}"
+    try:
+        with open_object(settings, bucket, key) as f:
+            for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed):
+                if validator is None:
+                    extras = extra_columns(contract, batch.schema)
+                    tally.changes += [
+                        f"{c.kind} {c.column}" for c in evolve(main, contract, settings, extras)
+                    ]
+                    validator = Validator(
+                        con,
+                        contract,
+                        main.schema().as_arrow(),
+                        salt=settings.pii_salt,
+                        now=now,
+                        extras=list(extras),
+                    )
+                    good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+                assert good is not None
+                tally.rows_read += batch.num_rows
+                screened = None
+                if vec is not None:
+                    batch, screened = vec.screen(con, batch)
+                checked = validator.check(batch)
+                tally.failures.update(checked.failures)
+                tally.pii.update(checked.pii)
+                accepted = checked.accepted
+                if vec is not None:
+                    accepted = vec.add(accepted, checked.accepted_rows, batch)
+                if isinstance(good, MergeWrite):
+                    good.write(accepted, checked.accepted_rows)
+                else:
+                    good.write(accepted)
+                rejected = checked.rejected
+                if screened is not None:
+                    rejected = pa.concat_tables([rejected, screened.cast(rejected.schema)])
+                    tally.failures["vector"] += screened.num_rows
+                if malformed:
+                    rejected = pa.concat_tables([rejected, _malformed_table(malformed)])
+                    tally.failures["parse"] += len(malformed)
+                    tally.rows_read += len(malformed)
+                    malformed.clear()
+                if rejected.num_rows:
+                    bad.write(quarantine_rows(con, rejected, source, contract, now, qtarget))
+                if listener is not None:
+                    listener.update(f.tell(), tally.rows_read)
+            if malformed:
+                bad.write(quarantine_rows(con, _malformed_table(malformed), source, contract, now, qtarget))
+                tally.failures["parse"] += len(malformed)
+                tally.rows_read += len(malformed)
+            bytes_read = f.tell()
+            if listener is not None:
+                listener.update(bytes_read, tally.rows_read)
+        if good is None:
+            good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+        _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
+        # Vectors first: without them there is no table commit (the event is retried).
+        vector_props = vec.commit() if vec is not None else {}
+
+        props = {
+            "lake.dataset": dataset,
+            "lake.contract.version": str(contract.version),
+            "lake.rows.accepted": str(good.rows),
+            "lake.rows.quarantined": str(bad.rows),
+            **quality_properties(tally.rows_read, bad.rows, tally.failures, tally.pii),
+        }
+        # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
+        qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
+        commit_good = functools.partial(good.commit, source, {**props, **vector_props}, settings)
+        snap, duplicate = vec.settle(commit_good) if vec is not None else commit_good()
+    except FileNotFoundError as e:
+        raise UnreadableFile(f"s3://{path} does not exist") from e
+    finally:
+        con.close()
+        if vec is not None:
+            vec.close()
+    report = _report(
+        contract,
+        source,
+        main,
+        tally,
+        good.rows,
+        bad.rows,
+        len(good.files) + len(bad.files),
+        snap,
+        qsnap,
+        duplicate,
+        started,
+    )
+    report.bytes_read = bytes_read
+    if isinstance(good, MergeWrite):
+        report.rows_inserted = good.stats.rows_inserted
+        report.rows_updated = good.stats.rows_updated
+        report.rows_superseded = good.stats.rows_superseded
+        report.files_rewritten = good.stats.files_rewritten
+    if vec is not None:
+        report.vectors_written = 0 if duplicate else vec.rows
+        report.lance_version = None if duplicate else vec.version
+    return report
+
+
+def _enforce_on_error(
+    contract: Contract, source: SourceRef, tally: _Tally, bad_rows: int, staged: list[Any]
+) -> None:
+    """``on_error: reject_file``: refuse the whole object when too many rows failed."""
+    if contract.on_error != "reject_file" or not tally.rows_read:
+        return
+    fraction = bad_rows / tally.rows_read
+    if fraction <= contract.max_bad_fraction:
+        return
+    for write in staged:
+        if isinstance(write, StagedWrite):
+            discard(write)
+    worst = ", ".join(f"{rule} ×{n}" for rule, n in tally.failures.most_common(5))
+    raise FileRejected(
+        f"{source.uri}: {bad_rows} of {tally.rows_read} rows failed ({fraction:.1%}), more than "
+        f"max_bad_fraction {contract.max_bad_fraction:g} allows; nothing committed. Failures: {worst}"
+    )
+
+
+def discard(write: StagedWrite) -> None:
+    """Delete the data files of a write that will never be committed (best effort)."""
+    for data_file in write.files:
+        try:
+            write.table.io.delete(data_file.file_path)
+        except OSError:
+            pass  # an unreferenced file; orphan cleanup removes it later
+    write.files.clear()
+
+
+def quality_properties(rows: int, bad: int, failures: Counter[str], pii: Counter[str]) -> dict[str, str]:
+    """The quality figures of an ingest as snapshot summary properties."""
+    props = {"lake.quality.score": f"{quality_score(rows, bad):.6f}"}
+    props.update({f"lake.quality.rule.{rule}": str(n) for rule, n in sorted(failures.items())})
+    props.update({f"lake.pii.{kind}": str(n) for kind, n in sorted(pii.items())})
+    return props
+
+
+def quality_score(rows: int, bad: int) -> float:
+    """Good rows over all rows (1.0 for an empty file)."""
+    return 1.0 if rows == 0 else round((rows - bad) / rows, 6)
+
+
+def _report(
+    contract: Contract,
+    source: SourceRef,
+    main: Table,
+    tally: _Tally,
+    accepted: int,
+    quarantined: int,
+    files: int,
+    snap: int | None,
+    qsnap: int | None,
+    duplicate: bool,
+    started: float,
+) -> IngestReport:
+    seconds = time.perf_counter() - started
+    read = tally.rows_read
+    return IngestReport(
+        dataset=contract.name,
+        source=source.uri,
+        version=source.version,
+        table=".".join(main.name()),
+        rows_read=read,
+        rows_accepted=accepted,
+        rows_quarantined=quarantined,
+        files_written=files,
+        snapshot_id=snap,
+        quarantine_snapshot_id=qsnap,
+        duplicate=duplicate,
+        seconds=round(seconds, 3),
+        rows_per_second=round(read / seconds, 1) if seconds > 0 and read else 0.0,
+        quality_score=quality_score(read, quarantined),
+        rule_failures=dict(sorted(tally.failures.items())),
+        pii_detected=dict(sorted(tally.pii.items())),
+        schema_changes=tally.changes,
+    )
+
+
+def ingest_upload(
+    settings: Settings, bucket: str, key: str, version: str | None = None
+) -> IngestReport | TakeoutReport:
+    """Route an upload: Takeout archives under ``takeout/`` to :mod:`lakehouse.takeout`, the rest here."""
+    from lakehouse.takeout import ingest_archive, is_takeout_key
+
+    if is_takeout_key(key):
+        return ingest_archive(settings, bucket, key, version)
+    # An ingest is idempotent (the ledger), so a store failure pyiceberg's IO gave up on is retried whole.
+    return store_retry(settings, functools.partial(ingest_object, settings, bucket, key, version))

@@ -1,0 +1,457 @@
+"""Iceberg tables: creation from contracts, streamed data-file writes and one atomic,
+idempotent, retried commit per source object.
+
+pyiceberg's ``append`` needs the whole table in memory; Lake writes the data files of each
+batch as it goes (pyiceberg's ``_dataframe_to_data_files``, a private helper: pyiceberg is
+pinned to 0.12.x and this module is the only place that uses it) and commits them together.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import pyarrow as pa
+
+from lakehouse.config import Settings
+from lakehouse.contracts.model import Contract
+from lakehouse.errors import CommitConflict, StoreUnavailable
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyiceberg.manifest import DataFile
+    from pyiceberg.schema import Schema
+    from pyiceberg.table import Table
+
+QUARANTINE_SUFFIX = "__quarantine"
+SOURCE_URI = "lake.source.uri"
+SOURCE_VERSION = "lake.source.version"
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): exponential, capped at 2 s, jittered."""
+    return min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.5)
+
+
+T = TypeVar("T")
+
+
+def store_retry(settings: Settings, step: Callable[[], T], sleep: Callable[[float], None] = time.sleep) -> T:
+    """Run an idempotent table step again when the object store fails it.
+
+    pyiceberg's Arrow file IO gives up on some failures (a connection dropped mid-read) without
+    using its retry strategy; they surface as ``OSError``. After ``LAKE_S3_MAX_ATTEMPTS`` tries
+    the failure becomes a transient :class:`StoreUnavailable`.
+    """
+    for attempt in range(settings.s3_max_attempts):
+        try:
+            return step()
+        except OSError as e:
+            if attempt + 1 == settings.s3_max_attempts:
+                raise StoreUnavailable(f"the object store kept failing: {e}") from e
+            sleep(backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """The identity of an uploaded object: the idempotency key of its commits."""
+
+    bucket: str
+    key: str
+    version: str  # S3 version id, else the etag
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def resolve_source(settings: Settings, bucket: str, key: str, version: str | None) -> SourceRef:
+    """The object's identity; asks the store when the event carried no version or etag."""
+    if not version:
+        from lakehouse.storage import s3_client
+
+        head = s3_client(settings).head_object(Bucket=bucket, Key=key)
+        version = head.get("VersionId") or head["ETag"].strip('"')
+    return SourceRef(bucket=bucket, key=key, version=str(version))
+
+
+def quarantine_schema() -> Schema:
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import (
+        IntegerType,
+        ListType,
+        LongType,
+        NestedField,
+        StringType,
+        StructType,
+        TimestamptzType,
+    )
+
+    error = StructType(
+        NestedField(11, "column", StringType(), required=False),
+        NestedField(12, "rule", StringType(), required=False),
+        NestedField(13, "reason", StringType(), required=False),
+    )
+    return Schema(
+        NestedField(1, "quarantined_at", TimestamptzType(), required=True),
+        NestedField(2, "source_uri", StringType(), required=True),
+        NestedField(3, "source_version", StringType(), required=True),
+        NestedField(4, "row_number", LongType(), required=True),
+        NestedField(
+            5, "column", StringType(), required=False, doc="first failing column (null: unparseable row)"
+        ),
+        NestedField(6, "rule", StringType(), required=True),
+        NestedField(7, "reason", StringType(), required=True, doc="every failure, '; '-separated"),
+        NestedField(8, "errors", ListType(10, error, element_required=False), required=True),
+        NestedField(9, "record", StringType(), required=False, doc="the raw record as JSON text"),
+        NestedField(14, "contract_version", IntegerType(), required=True),
+    )
+
+
+# pyiceberg retries a conflicting commit by re-applying it to the new table state, which would
+# append an object's rows a second time when the winner was another delivery of the same object.
+# Lake retries itself (StagedWrite.commit), re-checking the idempotency ledger before each attempt.
+OWN_RETRIES = {"commit.retry.num-retries": "0"}
+
+
+def create_table(catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str]) -> Table:
+    """Load the table, or create it (a concurrent creator winning the race is fine)."""
+    from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+
+    try:
+        table = catalog.load_table(ident)
+    except NoSuchTableError:
+        try:
+            return catalog.create_table(
+                ident, schema=schema, partition_spec=spec, properties={**props, **OWN_RETRIES}
+            )
+        except TableAlreadyExistsError:  # a concurrent ingest created it first
+            table = catalog.load_table(ident)
+    for _ in range(20):  # a table from before this rule gets it once, racing writers or not
+        if all(table.properties.get(k) == v for k, v in OWN_RETRIES.items()):
+            return table
+        try:
+            with table.transaction() as tx:
+                tx.set_properties(OWN_RETRIES)
+        except CommitFailedException:
+            table = catalog.load_table(ident)
+    raise CommitConflict(f"{ident}: could not set {OWN_RETRIES} for concurrent commits")
+
+
+def ensure_tables(catalog: Catalog, settings: Settings, contract: Contract) -> tuple[Table, Table]:
+    """The dataset's table and its quarantine table, created on first use."""
+    from pyiceberg.partitioning import PartitionField, PartitionSpec
+    from pyiceberg.transforms import MonthTransform
+
+    schema = contract.iceberg_schema()
+    main = create_table(
+        catalog,
+        f"{settings.namespace}.{contract.name}",
+        schema,
+        contract.partition_spec(schema),
+        contract.table_properties(),
+    )
+    qschema = quarantine_schema()
+    qspec = PartitionSpec(
+        PartitionField(source_id=1, field_id=1000, transform=MonthTransform(), name="quarantined_at_month")
+    )
+    quarantine = create_table(
+        catalog,
+        f"{settings.namespace}.{contract.name}{QUARANTINE_SUFFIX}",
+        qschema,
+        qspec,
+        {
+            "format-version": "2",
+            "write.parquet.compression-codec": "zstd",
+            "lake.quarantine-of": contract.name,
+        },
+    )
+    return main, quarantine
+
+
+def committed_snapshot(table: Table, source: SourceRef) -> int | None:
+    """The snapshot that already committed ``source``, if any (the idempotency ledger)."""
+    for snap in reversed(table.metadata.snapshots):
+        summary = snap.summary
+        if summary is None:
+            continue
+        if summary.get(SOURCE_URI) == source.uri and summary.get(SOURCE_VERSION) == source.version:
+            return snap.snapshot_id
+    return None
+
+
+def limit_write_workers(workers: int) -> None:
+    """Cap the threads pyiceberg writes data files with (its process-wide executor).
+
+    Every concurrent partition write holds a Parquet writer and an upload buffer: on a small
+    Lambda the peak memory of an ingest is mostly these, so the cap keeps it bounded.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyiceberg.utils.concurrent import ExecutorFactory
+
+    current = ExecutorFactory._instance
+    if isinstance(current, ThreadPoolExecutor) and current._max_workers == workers:
+        return
+    ExecutorFactory.get_or_create()  # records the pid
+    ExecutorFactory._instance = ThreadPoolExecutor(max_workers=workers)
+
+
+@dataclass
+class StagedWrite:
+    """Data files written for one table, not yet visible until :meth:`commit`."""
+
+    table: Table
+    files: list[DataFile] = field(default_factory=list)
+    rows: int = 0
+    _uuid: uuid.UUID = field(default_factory=uuid.uuid4)
+    _counter: itertools.count[int] = field(default_factory=itertools.count)
+
+    def write(self, data: pa.Table) -> None:
+        """Write ``data`` as Parquet data files (one or more per month partition)."""
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        if data.num_rows == 0:
+            return
+        self.files.extend(
+            _dataframe_to_data_files(
+                table_metadata=self.table.metadata,
+                df=data,
+                io=self.table.io,
+                write_uuid=self._uuid,
+                counter=self._counter,
+            )
+        )
+        self.rows += data.num_rows
+
+    def commit(
+        self,
+        source: SourceRef,
+        properties: dict[str, str],
+        settings: Settings,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> tuple[int, bool]:
+        """Commit every staged file in one snapshot; returns (snapshot id, already committed).
+
+        A source that a snapshot already carries is not committed again. Conflicts with
+        concurrent writers are retried with jittered exponential backoff; when the retries
+        run out a transient :class:`CommitConflict` is raised.
+        """
+        from pyiceberg.exceptions import CommitFailedException
+
+        summary = {SOURCE_URI: source.uri, SOURCE_VERSION: source.version, **properties}
+        for attempt in range(settings.commit_retries + 1):
+            self.table.refresh()
+            done = committed_snapshot(self.table, source)
+            if done is not None:
+                return done, True
+            try:
+                with self.table.transaction() as tx:
+                    with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
+                        for data_file in self.files:
+                            append.append_data_file(data_file)
+            except CommitFailedException as e:
+                if attempt == settings.commit_retries:
+                    raise CommitConflict(
+                        f"{self.table.name()}: commit of {source.uri} lost to concurrent writers "
+                        f"{attempt + 1} times"
+                    ) from e
+                sleep(backoff(attempt))
+                continue
+            except OSError as e:  # the store failed a read or write of the commit: try again
+                if attempt == settings.commit_retries:
+                    raise StoreUnavailable(f"{self.table.name()}: commit of {source.uri} failed: {e}") from e
+                sleep(backoff(attempt))
+                continue
+            snapshot = self.table.current_snapshot()
+            assert snapshot is not None
+            return snapshot.snapshot_id, False
+        raise AssertionError("unreachable")
+
+
+# --- table services: streamed rewrites and replace commits (pyiceberg private helpers) --------
+
+
+def read_files(table: Table, files: list[DataFile], prefetch: int = 4) -> Iterator[pa.RecordBatch]:
+    """Record batches of ``files`` in the table's current schema, file by file.
+
+    At most ``prefetch`` files are read ahead (pyiceberg's ``ArrowScan`` materialises one file at
+    a time when given one task), so memory stays bounded by a few files, not by their number.
+    """
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from pyiceberg.expressions import AlwaysTrue
+    from pyiceberg.io.pyarrow import ArrowScan
+    from pyiceberg.table import FileScanTask
+
+    scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
+
+    def read(data_file: DataFile) -> list[pa.RecordBatch]:
+        return list(scan.to_record_batches([FileScanTask(data_file)]))
+
+    with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
+        pending: list[Future[list[pa.RecordBatch]]] = []
+        queue = iter(files)
+        for data_file in itertools.islice(queue, max(1, prefetch)):
+            pending.append(pool.submit(read, data_file))
+        while pending:
+            batches = pending.pop(0).result()
+            nxt = next(queue, None)
+            if nxt is not None:
+                pending.append(pool.submit(read, nxt))
+            yield from batches
+
+
+class _PartitionPath:
+    """The partition key interface pyiceberg's location providers need (``to_path``)."""
+
+    def __init__(self, table: Table, partition: Any, spec_id: int) -> None:
+        self._path = table.specs()[spec_id].partition_to_path(partition, table.schema())
+
+    def to_path(self) -> str:
+        return self._path
+
+
+class DataFileWriter:
+    """One Parquet data file of one partition, written from streamed record batches.
+
+    Batches go to the store as row groups as they arrive; :meth:`close` returns the Iceberg
+    ``DataFile`` (with column statistics) for a commit. Nothing is visible until committed.
+    """
+
+    def __init__(self, table: Table, partition: Any, spec_id: int) -> None:
+        from pyiceberg.io.pyarrow import FileFormatFactory
+        from pyiceberg.manifest import FileFormat
+        from pyiceberg.table import TableProperties
+
+        props = dict(table.properties)
+        # Row groups follow the data; each file is one target-sized unit.
+        props.setdefault(TableProperties.PARQUET_ROW_GROUP_LIMIT, str(1_048_576))
+        self._table = table
+        self._schema = table.schema()
+        self._partition = partition
+        self._spec_id = spec_id
+        self._model = FileFormatFactory.get(FileFormat.PARQUET)
+        name = f"{uuid.uuid4()}-compacted.parquet"
+        partitioned = bool(table.specs()[spec_id].fields)
+        key = cast(Any, _PartitionPath(table, partition, spec_id)) if partitioned else None
+        self.path = table.location_provider().new_data_location(data_file_name=name, partition_key=key)
+        self._output = table.io.new_output(self.path)
+        self._writer = self._model.create_writer(self._output, self._schema, props)
+        self.rows = 0
+
+    def write_table(self, data: pa.Table) -> None:
+        """Write ``data`` (in the table's schema) as one or more row groups."""
+        from pyiceberg.io.pyarrow import _to_requested_schema
+
+        if data.num_rows == 0:
+            return
+        converted = [
+            _to_requested_schema(
+                requested_schema=self._schema,
+                file_schema=self._schema,
+                batch=batch,
+                include_field_ids=True,
+                format_model=self._model,
+            )
+            for batch in data.to_batches()
+        ]
+        self._writer.write(pa.Table.from_batches(converted))
+        self.rows += data.num_rows
+
+    def close(self) -> DataFile:
+        from pyiceberg.manifest import DataFile, DataFileContent, FileFormat
+
+        stats = self._writer.close()
+        return DataFile.from_args(
+            content=DataFileContent.DATA,
+            file_path=self.path,
+            file_format=FileFormat.PARQUET,
+            partition=self._partition,
+            file_size_in_bytes=len(self._output),
+            sort_order_id=None,
+            spec_id=self._spec_id,
+            equality_ids=None,
+            key_metadata=None,
+            **stats.to_serialized_dict(),
+        )
+
+
+def commit_replace(
+    table: Table, removed: list[DataFile], added: list[DataFile], properties: dict[str, str]
+) -> int:
+    """Swap ``removed`` for ``added`` in one snapshot that changes no rows; returns its id.
+
+    The snapshot is an ``overwrite`` (pyiceberg 0.12 cannot write ``replace`` summaries) whose
+    summary carries ``lake.operation``. Validation is snapshot isolation, as for Iceberg's
+    RewriteFiles: concurrent appends do not conflict (pyiceberg rebases onto them and retries),
+    a concurrent removal of a replaced file does. Raises pyiceberg's ``CommitFailedException``
+    or ``ValidationException``; either means nothing was committed.
+    """
+    with table.transaction() as tx:
+        update = tx.update_snapshot(snapshot_properties=properties)
+        producer = _replace_files_class()(
+            commit_uuid=None,
+            operation=_overwrite_operation(),
+            transaction=update._transaction,
+            io=update._io,
+            branch=update._branch,
+            snapshot_properties=properties,
+        )
+        with producer as replace:
+            for data_file in removed:
+                replace.delete_data_file(data_file)
+            for data_file in added:
+                replace.append_data_file(data_file)
+        snapshot_id = producer.snapshot_id
+    return snapshot_id
+
+
+def _overwrite_operation() -> Any:
+    from pyiceberg.table.snapshots import Operation
+
+    return Operation.OVERWRITE
+
+
+@functools.cache
+def _replace_files_class() -> Any:
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+    from pyiceberg.table.update.validate import (
+        _validate_data_files_exist,
+        _validate_no_new_deletes_for_data_files,
+    )
+
+    class ReplaceFiles(_OverwriteFiles):
+        """An overwrite that rewrites files without changing rows (snapshot isolation)."""
+
+        def _validate_concurrency(self) -> None:
+            window = self._commit_window
+            if window is None or window.is_empty() or window.head is None:
+                return
+            table = self._transaction._table
+            _validate_data_files_exist(table, window.head, self._deleted_data_files, window.base)
+            _validate_no_new_deletes_for_data_files(
+                table, window.head, None, self._deleted_data_files, window.base
+            )
+
+    return ReplaceFiles
+
+
+def commit_expiry(table: Table, snapshot_ids: list[int], properties: dict[str, str]) -> None:
+    """Remove ``snapshot_ids`` from the metadata and set ``properties``, in one commit that
+    fails (``CommitFailedException``) if the current snapshot moved since ``table`` was loaded."""
+    from pyiceberg.table.update import AssertRefSnapshotId
+    from pyiceberg.table.update.snapshot import ExpireSnapshots
+
+    current = table.metadata.current_snapshot_id
+    with table.transaction() as tx:
+        ExpireSnapshots(tx).by_ids(snapshot_ids).commit()
+        tx.set_properties(properties)
+        tx._stage((), (AssertRefSnapshotId(snapshot_id=current, ref="main"),))  # type: ignore[call-arg]
