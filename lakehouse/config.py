@@ -130,6 +130,47 @@ class Settings(BaseSettings):
         None, description="SQS queue of member ranges (fan-out); unset: ranges run in process."
     )
 
+    # --- staged commits and the ledger (issue 14: writers stage, one committer per table) ---
+    commit_mode: Literal["inline", "staged", "queue"] = Field(
+        "inline",
+        description=(
+            "What an ingest does after staging its commit request: inline (run the table's committer "
+            "now and wait), staged (leave it to a running committer: `lake serve`), queue (send it to "
+            "LAKE_COMMIT_QUEUE_URL, the committer function's FIFO queue)."
+        ),
+    )
+    commit_queue_url: str | None = Field(
+        None, description="SQS FIFO queue of the committer function (one message group per table)."
+    )
+    commit_interval_seconds: float = Field(
+        2.0, gt=0, description="A committer commits a table's pending requests at least this often."
+    )
+    commit_max_files: int = Field(
+        200,
+        ge=1,
+        description="A committer commits as soon as this many requests wait (and at most these per batch).",
+    )
+    commit_keep_snapshots: int = Field(
+        50, ge=1, description="Committer snapshots kept per table; older ones are expired after each batch."
+    )
+    commit_coalesce_bytes: int = Field(
+        8 << 20,
+        ge=0,
+        description="Data files of one partition in a batch below this size are rewritten as one (0: never).",
+    )
+    ledger_days: float = Field(
+        30.0,
+        gt=0,
+        description="Days the ledger remembers a loaded object version and content (exactly-once window).",
+    )
+    serve_workers: int = Field(
+        4, ge=1, description="`lake serve`: writer processes ingesting new uploads at once."
+    )
+    ingest_api_max_bytes: int = Field(6 << 20, ge=1, description="Largest body of POST /ingest/{dataset}.")
+    ingest_api_rate: float = Field(
+        10.0, gt=0, description="POST /ingest requests per second one API key may make (burst: 2x)."
+    )
+
     @property
     def catalog_name(self) -> str:
         return "lake"

@@ -183,3 +183,29 @@ class NotFound(TerminalError):
     """The thing asked for does not exist."""
 
     http_status = 404
+
+
+# --- staged commits, the ledger, version reads (lakehouse.tables.committer, ledger; storage) ----
+
+
+class SourceVersionGone(TerminalError):
+    """The object version an event names no longer exists (deleted, or overwritten in an
+    unversioned bucket): Lake never reads another version under its name."""
+
+    http_status = 410
+
+
+class RateLimited(TerminalError):
+    """Too many requests for one API key; retry after ``retry_after`` seconds."""
+
+    http_status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PayloadTooLarge(TerminalError):
+    """A request body is larger than the endpoint takes."""
+
+    http_status = 413

@@ -8,15 +8,17 @@ one pyiceberg's file IO already sets up: a cold function neither imports a secon
 
 from __future__ import annotations
 
+import hashlib
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pyarrow.fs
 
 from lakehouse.config import Settings, get_settings
+from lakehouse.errors import SourceVersionGone
 
 _clients: dict[tuple[Any, ...], Any] = {}
 _filesystems: dict[tuple[Any, ...], pyarrow.fs.S3FileSystem] = {}
@@ -104,19 +106,22 @@ def arrow_filesystem(settings: Settings) -> pyarrow.fs.S3FileSystem:
 
 
 class ObjectReader(io.RawIOBase):
-    """One object as a seekable raw stream of ranged GETs.
+    """One object as a seekable raw stream of ranged GETs, hashing what it reads.
 
     A read the store fails part-way (a dropped connection, which Arrow's retry strategy does not
     cover) is retried at the same offset, up to ``LAKE_S3_MAX_ATTEMPTS`` tries; then the
-    ``OSError`` is raised.
+    ``OSError`` is raised. :meth:`content_hash` is the SHA-256 of the whole object: bytes read in
+    order are hashed as they pass, the rest is read when it is asked for.
     """
 
-    def __init__(self, fs: pyarrow.fs.S3FileSystem, path: str, attempts: int) -> None:
+    def __init__(self, read_at: Callable[[int, int], bytes], size: int, attempts: int) -> None:
         super().__init__()
-        self._file = fs.open_input_file(path)  # FileNotFoundError when there is no such object
-        self._size = self._file.size()
+        self._read_at = read_at
+        self._size = size
         self._pos = 0
         self._attempts = max(1, attempts)
+        self._hash = hashlib.sha256()
+        self._hashed = 0
 
     def readable(self) -> bool:
         return True
@@ -141,19 +146,26 @@ class ObjectReader(io.RawIOBase):
         self._pos = pos
         return pos
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        n = min(len(view), self._size - self._pos)
-        if n <= 0:
-            return 0
+    def _fetch(self, n: int, pos: int) -> bytes:
         for attempt in range(self._attempts):
             try:
-                data = self._file.read_at(n, self._pos)
+                data = self._read_at(n, pos)
                 break
             except OSError:
                 if attempt + 1 == self._attempts:
                     raise
                 time.sleep(min(2.0, 0.05 * 2**attempt))
+        if pos == self._hashed:
+            self._hash.update(data)
+            self._hashed += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        n = min(len(view), self._size - self._pos)
+        if n <= 0:
+            return 0
+        data = self._fetch(n, self._pos)
         got = len(data)
         view[:got] = data
         self._pos += got
@@ -166,16 +178,79 @@ class ObjectReader(io.RawIOBase):
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def close(self) -> None:
-        if not self.closed:
-            self._file.close()
-        super().close()
+    def content_hash(self) -> str:
+        """``sha256:<hex>`` of the whole object (reads what was skipped or not yet read)."""
+        while self._hashed < self._size:
+            if not self._fetch(min(8 << 20, self._size - self._hashed), self._hashed):
+                break
+        return f"sha256:{self._hash.hexdigest()}"
 
 
-def open_object(settings: Settings, bucket: str, key: str, buffer_size: int = 8 << 20) -> io.BufferedReader:
+def _arrow_reader(settings: Settings, bucket: str, key: str) -> ObjectReader:
+    file = arrow_filesystem(settings).open_input_file(f"{bucket}/{key}")  # FileNotFoundError if none
+    return ObjectReader(file.read_at, file.size(), settings.s3_max_attempts)
+
+
+def _version_reader(
+    settings: Settings, bucket: str, key: str, version_id: str | None, etag: str | None
+) -> ObjectReader:
+    """Ranged GETs of one version (``VersionId``), or of the object only while its ETag matches."""
+    from botocore.exceptions import ClientError
+
+    s3 = s3_client(settings)
+    pin: dict[str, str] = {}
+    if version_id:
+        pin["VersionId"] = version_id
+    elif etag:
+        pin["IfMatch"] = '"' + etag.strip('"') + '"'
+    name = f"s3://{bucket}/{key}" + (f" version {version_id}" if version_id else f" etag {etag}")
+
+    def gone(e: ClientError) -> Exception:
+        code = e.response.get("Error", {}).get("Code", "")
+        status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if code in ("NoSuchVersion", "PreconditionFailed", "InvalidArgument") or status in (400, 412):
+            return SourceVersionGone(f"{name} no longer exists; nothing was read from another version")
+        if code in ("NoSuchKey", "404") or status == 404:
+            if version_id or etag:
+                return SourceVersionGone(f"{name} no longer exists; nothing was read from another version")
+            return FileNotFoundError(name)
+        return OSError(f"{name}: {e}")
+
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key, **pin)
+    except ClientError as e:
+        raise gone(e) from e
+
+    def read_at(n: int, pos: int) -> bytes:
+        try:
+            got = s3.get_object(Bucket=bucket, Key=key, Range=f"bytes={pos}-{pos + n - 1}", **pin)
+            data: bytes = got["Body"].read()
+        except ClientError as e:
+            raise gone(e) from e
+        return data
+
+    return ObjectReader(read_at, int(head["ContentLength"]), settings.s3_max_attempts)
+
+
+def open_object(
+    settings: Settings,
+    bucket: str,
+    key: str,
+    buffer_size: int = 8 << 20,
+    version_id: str | None = None,
+    etag: str | None = None,
+) -> io.BufferedReader:
     """A seekable, buffered reader of ``s3://bucket/key`` (each refill one ranged GET of
-    ``buffer_size`` bytes). Raises ``FileNotFoundError`` when the object does not exist."""
-    raw = ObjectReader(arrow_filesystem(settings), f"{bucket}/{key}", settings.s3_max_attempts)
+    ``buffer_size`` bytes); ``reader.raw.content_hash()`` is the object's SHA-256.
+
+    With ``version_id`` exactly that version is read; with only ``etag`` the object is read only
+    while its ETag still matches. Raises ``FileNotFoundError`` when the object does not exist and
+    :class:`~lakehouse.errors.SourceVersionGone` when the version (or ETag) asked for does not.
+    """
+    if version_id or etag:
+        raw = _version_reader(settings, bucket, key, version_id, etag)
+    else:
+        raw = _arrow_reader(settings, bucket, key)
     return io.BufferedReader(raw, buffer_size=buffer_size)
 
 

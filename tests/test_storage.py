@@ -71,18 +71,10 @@ class _Flaky:
         pass
 
 
-class _Fs:
-    def __init__(self, file: _Flaky) -> None:
-        self.file = file
-
-    def open_input_file(self, path: str) -> _Flaky:
-        return self.file
-
-
 def test_a_dropped_read_is_retried_at_its_offset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lakehouse.storage.time.sleep", lambda s: None)
     flaky = _Flaky(b"0123456789", failures=2)
-    reader = io.BufferedReader(ObjectReader(_Fs(flaky), "b/k", attempts=3), buffer_size=4)  # type: ignore[arg-type]
+    reader = io.BufferedReader(ObjectReader(flaky.read_at, flaky.size(), attempts=3), buffer_size=4)
     reader.seek(3)
     assert reader.read(4) == b"3456"
     assert flaky.reads == 3
@@ -90,6 +82,39 @@ def test_a_dropped_read_is_retried_at_its_offset(monkeypatch: pytest.MonkeyPatch
 
 def test_a_read_failing_every_attempt_raises_the_os_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("lakehouse.storage.time.sleep", lambda s: None)
-    reader: Any = ObjectReader(_Fs(_Flaky(b"0123456789", failures=5)), "b/k", attempts=3)  # type: ignore[arg-type]
+    flaky = _Flaky(b"0123456789", failures=5)
+    reader: Any = ObjectReader(flaky.read_at, flaky.size(), attempts=3)
     with pytest.raises(OSError, match="connection reset"):
         reader.read(4)
+
+
+def test_the_content_hash_covers_every_byte_whatever_was_read() -> None:
+    import hashlib
+
+    data = bytes(range(256)) * 40
+    whole = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    for reads in ([(0, 10_240)], [(10_000, 240), (0, 100)], []):
+        flaky = _Flaky(data, failures=0)
+        reader = ObjectReader(flaky.read_at, len(data), attempts=1)
+        for pos, n in reads:
+            reader.seek(pos)
+            assert reader.read(n) == data[pos : pos + n]
+        assert reader.content_hash() == whole
+
+
+def test_a_version_is_read_as_it_was_and_a_gone_version_is_terminal(settings: Settings) -> None:
+    from lakehouse.errors import SourceVersionGone
+
+    s3 = s3_client(settings)
+    key = f"storage/{uuid.uuid4().hex}.txt"
+    v1 = s3.put_object(Bucket=settings.landing_bucket, Key=key, Body=b"first")
+    v2 = s3.put_object(Bucket=settings.landing_bucket, Key=key, Body=b"second")
+    with open_object(settings, settings.landing_bucket, key, version_id=v1["VersionId"]) as f:
+        assert f.read() == b"first"
+    with open_object(settings, settings.landing_bucket, key, etag=v2["ETag"]) as f:
+        assert f.read() == b"second"
+    with pytest.raises(SourceVersionGone):
+        open_object(settings, settings.landing_bucket, key, etag=v1["ETag"])  # no longer current
+    s3.delete_object(Bucket=settings.landing_bucket, Key=key, VersionId=v1["VersionId"])
+    with pytest.raises(SourceVersionGone, match="no longer exists"):
+        open_object(settings, settings.landing_bucket, key, version_id=v1["VersionId"])

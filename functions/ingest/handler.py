@@ -41,7 +41,8 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
             source = f"s3://{bucket}/{key}"
             logger.set_correlation_id(f"{source}#{obj.version_id or obj.get('eTag')}")
             try:
-                report = ingest_upload(settings, bucket, key, obj.version_id or obj.get("eTag"))
+                # The event's version is the version read (else its ETag must still match).
+                report = ingest_upload(settings, bucket, key, obj.version_id, etag=obj.get("eTag"))
             except LakeError as e:
                 logger.error(
                     "ingest failed",

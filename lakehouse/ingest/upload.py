@@ -16,7 +16,7 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
 
@@ -29,7 +29,16 @@ from lakehouse.ingest import progress
 from lakehouse.ingest.evolution import evolve, extra_columns
 from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
 from lakehouse.ingest.upsert import MergeWrite
-from lakehouse.storage import open_object
+from lakehouse.storage import ObjectReader, open_object
+from lakehouse.tables.committer import (
+    CommitRequest,
+    commit_pending,
+    encode_file,
+    notify,
+    stage,
+    wait_committed,
+)
+from lakehouse.tables.ledger import Entry, Ledger, SourceId
 from lakehouse.tables.write import (
     SourceRef,
     StagedWrite,
@@ -76,6 +85,10 @@ class IngestReport:
     files_rewritten: int | None = None
     vectors_written: int | None = None
     lance_version: int | None = None
+    status: str = "committed"  # or "staged": a committer commits it (LAKE_COMMIT_MODE)
+    content_hash: str | None = None
+    duplicate_of: str | None = None  # the version that holds the same bytes
+    batch: str | None = None  # the committer batch that committed it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,23 +166,45 @@ class _Tally:
 
 
 def ingest_object(
-    settings: Settings, bucket: str, key: str, version: str | None = None, catalog: Catalog | None = None
+    settings: Settings,
+    bucket: str,
+    key: str,
+    version: str | None = None,
+    catalog: Catalog | None = None,
+    etag: str | None = None,
+    mode: str | None = None,
 ) -> IngestReport:
-    """Ingest one object from the store.
+    """Ingest one object version from the store.
+
+    The object is read at ``version`` (else while its ETag is ``etag``), validated and written as
+    data files; then a commit request is staged (:mod:`lakehouse.tables.committer`) and, by
+    ``mode`` (default ``LAKE_COMMIT_MODE``): ``inline`` commits the table's pending requests now
+    and returns the committed report; ``staged`` leaves them to a running committer, ``queue``
+    asks the committer function; both return the report with ``status`` ``staged``. A version or
+    content the ledger (:mod:`lakehouse.tables.ledger`) already holds is a duplicate. Contracts
+    with a primary key or vectors commit on their own, as before, and record the ledger too.
 
     Raises:
         TerminalError: no contract, unreadable or unsupported file, a refused schema change, or
-            too many bad rows under ``on_error: reject_file`` (send the event to the DLQ).
+            too many bad rows under ``on_error: reject_file`` (send the event to the DLQ);
+            ``SourceVersionGone`` when the version asked for no longer exists.
         TransientError: commit conflicts or store failures that outlasted the retries.
     """
     started = time.perf_counter()
     dataset = dataset_of(key)
     contract = load_contract(settings, dataset)
-    source = resolve_source(settings, bucket, key, version)
+    source = resolve_source(settings, bucket, key, version, etag)
+    mode = mode or settings.commit_mode
+    ledger = Ledger(settings, dataset)
+    known = ledger.lookup(source.key, source.version)
+    if known is not None and known.state == "claimed" and mode == "inline":
+        known = _wait(settings, contract.name, source, catalog)
+    if known is not None and known.state != "claimed":
+        return _duplicate(contract, source, settings, known, started)
     catalog = catalog or get_catalog(settings)
     main, quarantine = ensure_tables(catalog, settings, contract)
 
-    done = committed_snapshot(main, source)
+    done = committed_snapshot(main, source)  # committed before the ledger existed
     if done is not None:
         return _report(
             contract,
@@ -210,7 +245,7 @@ def ingest_object(
     con = connect_duckdb(settings)
     path = f"{bucket}/{key}"
     try:
-        with open_object(settings, bucket, key) as f:
+        with open_object(settings, bucket, key, version_id=source.version_id, etag=source.etag) as f:
             for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed):
                 if validator is None:
                     extras = extra_columns(contract, batch.schema)
@@ -259,14 +294,12 @@ def ingest_object(
                 tally.failures["parse"] += len(malformed)
                 tally.rows_read += len(malformed)
             bytes_read = f.tell()
+            content_hash = cast(ObjectReader, f.raw).content_hash()
             if listener is not None:
                 listener.update(bytes_read, tally.rows_read)
         if good is None:
             good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
         _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
-        # Vectors first: without them there is no table commit (the event is retried).
-        vector_props = vec.commit() if vec is not None else {}
-
         props = {
             "lake.dataset": dataset,
             "lake.contract.version": str(contract.version),
@@ -274,6 +307,21 @@ def ingest_object(
             "lake.rows.quarantined": str(bad.rows),
             **quality_properties(tally.rows_read, bad.rows, tally.failures, tally.pii),
         }
+        if vec is None and isinstance(good, StagedWrite):
+            held = ledger.lookup_content(source.key, content_hash)
+            if held is not None and held.state != "claimed" and held.version != source.version:
+                discard(good)
+                discard(bad)
+                return _duplicate(contract, source, settings, held, started)
+            report = _report(
+                contract, source, main, tally, good.rows, bad.rows, len(good.files) + len(bad.files),
+                None, None, False, started,
+            )
+            report.bytes_read = bytes_read
+            report.content_hash = content_hash
+            return _stage(settings, catalog, report, source, content_hash, good, bad, props, mode, started)
+        # Vectors first: without them there is no table commit (the event is retried).
+        vector_props = vec.commit() if vec is not None else {}
         # Quarantine first: the main table's snapshot is the ledger that says "this object is done".
         qsnap = bad.commit(source, props, settings)[0] if bad.rows else None
         commit_good = functools.partial(good.commit, source, {**props, **vector_props}, settings)
@@ -298,6 +346,7 @@ def ingest_object(
         started,
     )
     report.bytes_read = bytes_read
+    report.content_hash = content_hash
     if isinstance(good, MergeWrite):
         report.rows_inserted = good.stats.rows_inserted
         report.rows_updated = good.stats.rows_updated
@@ -306,7 +355,116 @@ def ingest_object(
     if vec is not None:
         report.vectors_written = 0 if duplicate else vec.rows
         report.lance_version = None if duplicate else vec.version
+    _record(ledger, source, content_hash, report)
     return report
+
+
+def _stage(
+    settings: Settings,
+    catalog: Catalog,
+    report: IngestReport,
+    source: SourceRef,
+    content_hash: str,
+    good: StagedWrite,
+    bad: StagedWrite,
+    props: dict[str, str],
+    mode: str,
+    started: float,
+) -> IngestReport:
+    """Stage the commit request of an ingest; commit it now when ``mode`` is inline."""
+    request = CommitRequest(
+        dataset=report.dataset,
+        bucket=source.bucket,
+        key=source.key,
+        version=source.version,
+        content_hash=content_hash,
+        main_files=[encode_file(good.table, f) for f in good.files],
+        quarantine_files=[encode_file(bad.table, f) for f in bad.files],
+        report=report.to_dict(),
+        properties={
+            k: v for k, v in props.items() if k.startswith(("lake.quality.", "lake.pii.", "lake.contract"))
+        },
+    )
+    stage(settings, request)
+    if mode == "queue":
+        notify(settings, report.dataset)
+    if mode != "inline":
+        report.status = "staged"
+        return report
+    entry = _wait(settings, report.dataset, source, catalog)
+    if entry.state == "duplicate":
+        return _report_of(entry, source, duplicate=True, started=started)
+    return _report_of(entry, source, duplicate=False, started=started)
+
+
+def _wait(settings: Settings, dataset: str, source: SourceRef, catalog: Catalog | None) -> Entry:
+    """Commit the dataset's pending requests here until ``source`` is committed (or another
+    committer has done it)."""
+    return wait_committed(
+        settings,
+        dataset,
+        source.key,
+        source.version,
+        commit=functools.partial(commit_pending, settings, dataset, catalog),
+    )
+
+
+def _report_of(entry: Entry, source: SourceRef, duplicate: bool, started: float) -> IngestReport:
+    fields = IngestReport.__dataclass_fields__
+    report = IngestReport(**{k: v for k, v in (entry.report or {}).items() if k in fields})
+    report.version = source.version
+    report.duplicate = duplicate
+    report.status = "committed"
+    report.seconds = round(time.perf_counter() - started, 3)
+    if report.seconds and report.rows_read:
+        report.rows_per_second = round(report.rows_read / report.seconds, 1)
+    return report
+
+
+def _duplicate(
+    contract: Contract, source: SourceRef, settings: Settings, entry: Entry, started: float
+) -> IngestReport:
+    """The report of a version (or content) the ledger already holds: nothing added."""
+    return IngestReport(
+        dataset=contract.name,
+        source=source.uri,
+        version=source.version,
+        table=f"{settings.namespace}.{contract.name}",
+        rows_read=0,
+        rows_accepted=0,
+        rows_quarantined=0,
+        files_written=0,
+        snapshot_id=entry.snapshot_id,
+        quarantine_snapshot_id=entry.quarantine_snapshot_id,
+        duplicate=True,
+        seconds=round(time.perf_counter() - started, 3),
+        rows_per_second=0.0,
+        content_hash=entry.content_hash,
+        duplicate_of=entry.of or (entry.version if entry.version != source.version else None),
+    )
+
+
+def _record(ledger: Ledger, source: SourceRef, content_hash: str, report: IngestReport) -> None:
+    """Ledger entries of an ingest that committed on its own (primary key, vectors)."""
+    if report.duplicate:
+        return
+    ident = SourceId(source.key, source.version, content_hash)
+    batch = f"direct-{report.snapshot_id}"
+    won = ledger.claim(ident, batch)
+    if won.batch == batch:
+        ledger.settle(
+            ident,
+            Entry(
+                "committed",
+                batch,
+                source.key,
+                source.version,
+                content_hash,
+                snapshot_id=report.snapshot_id,
+                quarantine_snapshot_id=report.quarantine_snapshot_id,
+                report=report.to_dict(),
+            ),
+        )
 
 
 def _enforce_on_error(
@@ -388,12 +546,12 @@ def _report(
 
 
 def ingest_upload(
-    settings: Settings, bucket: str, key: str, version: str | None = None
+    settings: Settings, bucket: str, key: str, version: str | None = None, etag: str | None = None
 ) -> IngestReport | TakeoutReport:
     """Route an upload: Takeout archives under ``takeout/`` to :mod:`lakehouse.takeout`, the rest here."""
     from lakehouse.takeout import ingest_archive, is_takeout_key
 
     if is_takeout_key(key):
-        return ingest_archive(settings, bucket, key, version)
+        return ingest_archive(settings, bucket, key, version or etag)
     # An ingest is idempotent (the ledger), so a store failure pyiceberg's IO gave up on is retried whole.
-    return store_retry(settings, functools.partial(ingest_object, settings, bucket, key, version))
+    return store_retry(settings, functools.partial(ingest_object, settings, bucket, key, version, etag=etag))

@@ -66,20 +66,34 @@ class SourceRef:
     bucket: str
     key: str
     version: str  # S3 version id, else the etag
+    version_id: str | None = field(default=None, compare=False)  # what a read pins: the version,
+    etag: str | None = field(default=None, compare=False)  # else the ETag
 
     @property
     def uri(self) -> str:
         return f"s3://{self.bucket}/{self.key}"
 
 
-def resolve_source(settings: Settings, bucket: str, key: str, version: str | None) -> SourceRef:
-    """The object's identity; asks the store when the event carried no version or etag."""
-    if not version:
+def resolve_source(
+    settings: Settings, bucket: str, key: str, version: str | None, etag: str | None = None
+) -> SourceRef:
+    """The object's identity and what pins its read.
+
+    ``version`` is the event's version id (or, from callers that know no better, its ETag, which
+    is then used as one); ``etag`` the event's ETag. With neither, the store is asked (and the
+    read pinned to what it answered).
+    """
+    etag = etag.strip('"') if etag else None
+    if not version and not etag:
         from lakehouse.storage import s3_client
 
         head = s3_client(settings).head_object(Bucket=bucket, Key=key)
-        version = head.get("VersionId") or head["ETag"].strip('"')
-    return SourceRef(bucket=bucket, key=key, version=str(version))
+        version, etag = head.get("VersionId"), head["ETag"].strip('"')
+    if version and version != etag:
+        return SourceRef(bucket=bucket, key=key, version=str(version), version_id=str(version), etag=etag)
+    assert etag is not None or version is not None
+    tag = str(etag or version).strip('"')
+    return SourceRef(bucket=bucket, key=key, version=tag, etag=tag)
 
 
 def quarantine_schema() -> Schema:

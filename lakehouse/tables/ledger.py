@@ -1,0 +1,225 @@
+"""The load ledger: which object versions, and which contents, a dataset has taken in.
+
+Exactly-once in Lake rests here, not on snapshot summaries: an entry outlives snapshot expiry
+and is kept at least ``LAKE_LEDGER_DAYS`` (default 30, longer than the DLQ's 14).
+
+Store: one small JSON object per fact in the **warehouse bucket**, written with S3's conditional
+PUT (``If-None-Match: *`` to claim, ``If-Match: <etag>`` to take over an entry past the window):
+
+* ``_lake/ledger/<dataset>/v/<h(key)>/<h(version)>.json``: the object version;
+* ``_lake/ledger/<dataset>/c/<h(key)>/<sha256>.json``: the same bytes under the same key.
+
+Why objects and not DynamoDB: the warehouse bucket already exists wherever Lake runs (AWS, the
+local stack, any S3-compatible store), conditional PUT is atomic and strongly consistent on S3
+and on moto, a lifecycle rule on ``_lake/ledger/`` drops entries after the window without code,
+and a lookup is one GET by key (no scans). A table would need a second service and IAM policy
+for the same two operations.
+
+An entry's ``state`` is ``claimed`` (a committer batch owns the source: it is being committed,
+and that batch's recovery finishes it), ``committed`` (with the snapshot ids and the ingest
+report) or ``duplicate`` (the same bytes were committed under another version: ``of`` names it).
+A claim is never released: the batch that claimed a source commits it, or its recovery does.
+
+API for callers that bring their own data files (the committer, a Daft backfill)::
+
+    ledger = Ledger(settings, dataset)
+    ledger.lookup(key, version)                  # Entry | None (None also past the window)
+    ledger.lookup_content(key, content_hash)     # Entry | None
+    won = ledger.claim(SourceId(key, version, content_hash), batch)   # the winning Entry
+    ledger.settle(SourceId(...), Entry(...))     # overwrite an entry this batch owns
+
+Callers never claim directly to commit rows: hand data files to
+:func:`lakehouse.tables.committer.stage` and let the committer claim, commit and settle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from lakehouse.config import Settings
+from lakehouse.errors import StoreUnavailable
+from lakehouse.storage import s3_client
+
+LEDGER_PREFIX = "_lake/ledger"
+
+State = Literal["claimed", "committed", "duplicate"]
+
+
+def short_hash(text: str) -> str:
+    """A fixed-length, key-safe name for arbitrary text (object keys, version ids)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+@dataclass(frozen=True)
+class SourceId:
+    """What the ledger knows a source by: its key, its version (id or ETag) and its content."""
+
+    key: str
+    version: str
+    content_hash: str | None = None
+
+
+@dataclass
+class Entry:
+    """One ledger fact (the JSON body of one ledger object)."""
+
+    state: State
+    batch: str
+    key: str
+    version: str
+    content_hash: str | None = None
+    at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    snapshot_id: int | None = None
+    quarantine_snapshot_id: int | None = None
+    of: str | None = None  # duplicate: the version that holds these bytes
+    report: dict[str, Any] | None = None
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), default=str).encode()
+
+    @classmethod
+    def from_json(cls, body: bytes) -> Entry:
+        data = json.loads(body)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def age(self, now: dt.datetime | None = None) -> dt.timedelta:
+        return (now or dt.datetime.now(dt.UTC)) - dt.datetime.fromisoformat(self.at)
+
+
+def _code(e: Exception) -> str:
+    response = getattr(e, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class Ledger:
+    """The ledger of one dataset (its main and quarantine tables share it)."""
+
+    def __init__(self, settings: Settings, dataset: str) -> None:
+        self.settings = settings
+        self.dataset = dataset
+        self.bucket = settings.warehouse_bucket
+        self.window = dt.timedelta(days=settings.ledger_days)
+        self._s3 = s3_client(settings)
+
+    def version_key(self, key: str, version: str) -> str:
+        return f"{LEDGER_PREFIX}/{self.dataset}/v/{short_hash(key)}/{short_hash(version)}.json"
+
+    def content_key(self, key: str, content_hash: str) -> str:
+        return f"{LEDGER_PREFIX}/{self.dataset}/c/{short_hash(key)}/{short_hash(content_hash)}.json"
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def _get(self, obj: str) -> tuple[Entry, str] | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            got = self._s3.get_object(Bucket=self.bucket, Key=obj)
+            return Entry.from_json(got["Body"].read()), str(got["ETag"])
+        except ClientError as e:
+            if _code(e) in ("NoSuchKey", "404"):
+                return None
+            raise StoreUnavailable(f"ledger read of {obj} failed: {e}") from e
+        except BotoCoreError as e:
+            raise StoreUnavailable(f"ledger read of {obj} failed: {e}") from e
+
+    def _live(self, obj: str) -> Entry | None:
+        found = self._get(obj)
+        if found is None or found[0].age() > self.window:
+            return None
+        return found[0]
+
+    def lookup(self, key: str, version: str) -> Entry | None:
+        """The entry of an object version, if the window still holds it."""
+        return self._live(self.version_key(key, version))
+
+    def lookup_content(self, key: str, content_hash: str) -> Entry | None:
+        """The entry of these bytes under this key, if the window still holds it."""
+        return self._live(self.content_key(key, content_hash))
+
+    # --- writes --------------------------------------------------------------------------
+
+    def _put(self, obj: str, entry: Entry, **condition: str) -> bool:
+        """Write an entry; False when the condition failed (someone else's entry is there)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self._s3.put_object(
+                Bucket=self.bucket, Key=obj, Body=entry.to_json(), ContentType="application/json", **condition
+            )
+            return True
+        except ClientError as e:
+            if _code(e) in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise StoreUnavailable(f"ledger write of {obj} failed: {e}") from e
+        except BotoCoreError as e:
+            raise StoreUnavailable(f"ledger write of {obj} failed: {e}") from e
+
+    def _claim(self, obj: str, entry: Entry) -> Entry:
+        for _ in range(5):
+            if self._put(obj, entry, IfNoneMatch="*"):
+                return entry
+            found = self._get(obj)
+            if found is None:
+                continue  # deleted in between (lifecycle): claim again
+            existing, etag = found
+            if existing.age() <= self.window or existing.batch == entry.batch:
+                return existing
+            if self._put(obj, entry, IfMatch=etag):  # past the window: the slot is free again
+                return entry
+        raise StoreUnavailable(f"ledger entry {obj} kept changing under the claim")
+
+    def claim(self, source: SourceId, batch: str) -> Entry:
+        """Claim ``source`` (its version, then its content) for ``batch``; the winning entry.
+
+        The result's ``batch`` is ``batch`` when this batch owns the source. Otherwise the source
+        is another batch's (a concurrent or earlier delivery): ``state`` says whether that batch
+        committed it. When the version is ours but the content is not, the version is recorded
+        as a ``duplicate`` of the version that holds the bytes, and that entry is returned.
+        """
+        mine = Entry("claimed", batch, source.key, source.version, source.content_hash)
+        won = self._claim(self.version_key(source.key, source.version), mine)
+        if won.batch != batch or source.content_hash is None:
+            return won
+        held = self._claim(self.content_key(source.key, source.content_hash), mine)
+        if held.version == source.version:
+            return won if held.batch == batch else held
+        dup = Entry(
+            "duplicate",
+            batch,
+            source.key,
+            source.version,
+            source.content_hash,
+            snapshot_id=held.snapshot_id,
+            quarantine_snapshot_id=held.quarantine_snapshot_id,
+            of=held.version,
+            report=held.report,
+        )
+        self.settle(source, dup, content=False)
+        return dup
+
+    def settle(self, source: SourceId, entry: Entry, content: bool = True) -> None:
+        """Overwrite the entries of a source this batch owns (its version, and its content)."""
+        self._put(self.version_key(source.key, source.version), entry)
+        if content and source.content_hash and entry.state == "committed":
+            self._put(self.content_key(source.key, source.content_hash), entry)
+
+
+def prune(settings: Settings, dataset: str, now: dt.datetime | None = None) -> int:
+    """Delete the dataset's ledger entries older than the window; how many (the local stand-in
+    for the ``_lake/ledger/`` lifecycle rule the template sets on AWS)."""
+    from lakehouse.storage import list_objects
+
+    s3 = s3_client(settings)
+    cutoff = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(days=settings.ledger_days)
+    deleted = 0
+    ledger = Ledger(settings, dataset)
+    for obj, _ in list(list_objects(settings, settings.warehouse_bucket, f"{LEDGER_PREFIX}/{dataset}/")):
+        found = ledger._get(obj)
+        if found is not None and dt.datetime.fromisoformat(found[0].at) < cutoff:
+            s3.delete_object(Bucket=settings.warehouse_bucket, Key=obj)
+            deleted += 1
+    return deleted
