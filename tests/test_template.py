@@ -33,10 +33,18 @@ SAMPLE_EVENTS: dict[str, tuple[str, type[BaseModel]]] = {
     "QueryFunction": ("function-url-sql.json", LambdaFunctionUrlModel),
     "MaintenanceFunction": ("schedule.json", EventBridgeModel),
     "TakeoutFunction": ("sqs-takeout-range.json", SqsModel),
+    "CommitFunction": ("sqs-commit.json", SqsModel),
 }
 EXTRA_EVENTS: dict[str, type[BaseModel]] = {"function-url-tables.json": LambdaFunctionUrlModel}
 # Functions that may touch Lance vectors need lancedb, larger than the 250 MB zip limit: images.
-IMAGE_FUNCTIONS = {"IngestFunction", "QueryFunction", "MaintenanceFunction", "TakeoutFunction"}
+# The committer reads and rewrites Parquet (pyarrow, pyiceberg): an image as well.
+IMAGE_FUNCTIONS = {
+    "IngestFunction",
+    "QueryFunction",
+    "MaintenanceFunction",
+    "TakeoutFunction",
+    "CommitFunction",
+}
 # Properties a container-image function cannot have (E3685), on the function or in Globals.
 ZIP_ONLY = {"Runtime", "Handler", "CodeUri", "Layers", "InlineCode"}
 
@@ -170,6 +178,7 @@ def test_sizes_and_timeouts_are_kept(template: dict[str, Any]) -> None:
         "TakeoutFunction": (900, 3008),
         "QueryFunction": (60, 2048),
         "MaintenanceFunction": (900, 3008),
+        "CommitFunction": (300, 2048),
     }
     for name, (timeout, memory) in expected.items():
         spec = function_spec(template, name)

@@ -31,18 +31,29 @@ def invoke_ingest(event: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def deliver(settings: Settings, bucket: str, key: str, dead_letter: bool = True) -> dict[str, Any]:
+def deliver(
+    settings: Settings,
+    bucket: str,
+    key: str,
+    dead_letter: bool = True,
+    version_id: str | None = None,
+    etag: str | None = None,
+    size: int | None = None,
+) -> dict[str, Any]:
     """Send the ObjectCreated event of an existing object to the ingest function; its response.
 
-    An event that fails terminally is parked in the dead-letter queue (when one is configured),
-    as Lambda does after its retries; ``lake dlq replay`` re-drives it after a fix.
+    The event names ``version_id``/``etag`` when given (the version a watcher saw), else the
+    object's current version. An event that fails terminally is parked in the dead-letter queue
+    (when one is configured), as Lambda does after its retries; ``lake dlq replay`` re-drives it.
     """
     from lake import dlq
 
-    head = s3_client(settings).head_object(Bucket=bucket, Key=key)
-    event = s3_put_event(
-        bucket, key, int(head["ContentLength"]), head["ETag"], head.get("VersionId"), settings.region
-    )
+    if etag is None or size is None:
+        head = s3_client(settings).head_object(
+            Bucket=bucket, Key=key, **({"VersionId": version_id} if version_id else {})
+        )
+        etag, size, version_id = head["ETag"], int(head["ContentLength"]), head.get("VersionId")
+    event = s3_put_event(bucket, key, size, etag, version_id, settings.region)
     try:
         return invoke_ingest(event)
     except LakeError as e:
@@ -85,54 +96,129 @@ class _Api(BaseHTTPRequestHandler):
         log.info("%s %s", self.address_string(), format % args)
 
 
-class Watcher(threading.Thread):
-    """Polls the landing bucket and delivers an event for each new object version."""
+# --- the watcher, its writer pool and the committer (ingest side of `lake serve`) --------------
 
-    def __init__(self, settings: Settings, interval: float = 2.0) -> None:
+
+def _worker_init() -> None:
+    """A writer process stages its commit requests; the committer of `lake serve` commits them."""
+    import os
+
+    from lakehouse.config import get_settings
+
+    os.environ["LAKE_COMMIT_MODE"] = "staged"
+    get_settings.cache_clear()
+
+
+def _write(
+    settings: Settings, bucket: str, key: str, version_id: str | None, etag: str, size: int
+) -> dict[str, Any]:
+    """One upload in a writer process: its reports, or its failure (errors do not cross processes)."""
+    try:
+        return {"reports": deliver(settings, bucket, key, True, version_id, etag, size)["reports"]}
+    except LakeError as e:
+        return {"failure": {"key": key, "error": type(e).__name__, "message": str(e), "terminal": e.terminal}}
+
+
+class Watcher(threading.Thread):
+    """Polls the landing bucket and hands each object version not delivered before to a pool of
+    ``LAKE_SERVE_WORKERS`` writer processes (standing in for concurrent function instances); a
+    committer thread commits what they stage, one batch per table.
+
+    "Not delivered before" is the ledger's: a version it holds (loaded, or failed once and sent
+    to the DLQ) is not delivered again, across restarts; ``lake dlq replay`` re-drives failures.
+    """
+
+    def __init__(self, settings: Settings, interval: float = 2.0, workers: int | None = None) -> None:
         super().__init__(name="lake-watcher", daemon=True)
-        self.settings = settings
+        from lakehouse.tables.committer import Committer
+
+        self.settings = settings.model_copy(update={"commit_mode": "staged"})
         self.interval = interval
+        self.workers = settings.serve_workers if workers is None else workers
         self.seen: set[tuple[str, str]] = set()
         self.stop_event = threading.Event()
         self.reports: list[dict[str, Any]] = []
         self.failures: list[dict[str, Any]] = []
+        self.committed: list[dict[str, Any]] = []
+        self.committer = Committer(self.settings, on_batch=self._committed)
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def _committed(self, result: Any) -> None:
+        from dataclasses import asdict
+
+        with self._lock:
+            self.committed.append(asdict(result))
+        print(json.dumps({"committed": asdict(result)}), flush=True)
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn: a forked child of a process that used lancedb hangs
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=mp.get_context("spawn"), initializer=_worker_init
+            )
+        return self._pool
+
+    def _known(self, key: str, version: str) -> bool:
+        from lakehouse.tables.ledger import Ledger
+
+        dataset = key.split("/", 1)[0] if "/" in key else ""
+        if not dataset:
+            return False
+        ledger = Ledger(self.settings, dataset)
+        return ledger.lookup(key, version) is not None or ledger.failure(key, version) is not None
+
+    def _done(self, ident: tuple[str, str], result: dict[str, Any]) -> None:
+        with self._lock:
+            if "failure" in result:
+                failure = result["failure"]
+                self.failures.append(failure)
+                print(json.dumps({"failed": failure}), flush=True)
+                if not failure["terminal"]:
+                    self.seen.discard(ident)  # transient: try again on the next pass
+                return
+            self.reports.extend(result["reports"])
+            for report in result["reports"]:
+                print(json.dumps({"ingested": report}), flush=True)
 
     def poll(self) -> int:
-        """One pass over the bucket; returns how many objects were delivered."""
+        """One pass over the bucket; returns how many object versions were handed to writers."""
         s3 = s3_client(self.settings)
-        delivered = 0
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=self.settings.landing_bucket):
-            for obj in page.get("Contents", []):
-                ident = (obj["Key"], obj["ETag"])
+        bucket = self.settings.landing_bucket
+        handed = 0
+        for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            for obj in page.get("Versions", []):
+                version = obj.get("VersionId") or "null"
+                ident = (obj["Key"], version)
                 if ident in self.seen:
                     continue
                 self.seen.add(ident)
-                delivered += 1
-                try:
-                    response = deliver(self.settings, self.settings.landing_bucket, obj["Key"])
-                    self.reports.extend(response["reports"])
-                    for report in response["reports"]:
-                        print(json.dumps({"ingested": report}), flush=True)
-                except LakeError as e:
-                    failure = {
-                        "key": obj["Key"],
-                        "error": type(e).__name__,
-                        "message": str(e),
-                        "terminal": e.terminal,
-                    }
-                    self.failures.append(failure)
-                    print(json.dumps({"failed": failure}), flush=True)
-                    if not e.terminal:
-                        self.seen.discard(ident)  # transient: try again on the next pass
-        return delivered
+                pinned = None if version == "null" else version
+                if self._known(obj["Key"], pinned or obj["ETag"].strip('"')):
+                    continue
+                handed += 1
+                future = self._executor().submit(
+                    _write, self.settings, bucket, obj["Key"], pinned, obj["ETag"], int(obj["Size"])
+                )
+                future.add_done_callback(lambda f, ident=ident: self._done(ident, f.result()))
+        return handed
 
     def run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                self.poll()
-            except Exception as e:  # noqa: BLE001 - keep watching; the store may come back
-                log.warning("landing poll failed: %s", e)
-            self.stop_event.wait(self.interval)
+        self.committer.start()
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    self.poll()
+                except Exception as e:  # noqa: BLE001 - keep watching; the store may come back
+                    log.warning("landing poll failed: %s", e)
+                self.stop_event.wait(self.interval)
+        finally:
+            self.committer.stop_event.set()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def make_server(port: int = 0) -> ThreadingHTTPServer:

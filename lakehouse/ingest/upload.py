@@ -24,7 +24,7 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract, load_contract
 from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator
-from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
+from lakehouse.errors import BadObjectKey, FileRejected, TerminalError, UnreadableFile
 from lakehouse.ingest import progress
 from lakehouse.ingest.evolution import evolve, extra_columns
 from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
@@ -554,4 +554,11 @@ def ingest_upload(
     if is_takeout_key(key):
         return ingest_archive(settings, bucket, key, version or etag)
     # An ingest is idempotent (the ledger), so a store failure pyiceberg's IO gave up on is retried whole.
-    return store_retry(settings, functools.partial(ingest_object, settings, bucket, key, version, etag=etag))
+    try:
+        step = functools.partial(ingest_object, settings, bucket, key, version, etag=etag)
+        return store_retry(settings, step)
+    except TerminalError as e:
+        if "/" in key and (version or etag):  # remembered: GET /ingest/{id}, and no second delivery
+            ident = str(version or etag).strip('"')
+            Ledger(settings, key.split("/", 1)[0]).fail(key, ident, type(e).__name__, str(e))
+        raise

@@ -7,7 +7,9 @@ Store: one small JSON object per fact in the **warehouse bucket**, written with 
 PUT (``If-None-Match: *`` to claim, ``If-Match: <etag>`` to take over an entry past the window):
 
 * ``_lake/ledger/<dataset>/v/<h(key)>/<h(version)>.json``: the object version;
-* ``_lake/ledger/<dataset>/c/<h(key)>/<sha256>.json``: the same bytes under the same key.
+* ``_lake/ledger/<dataset>/c/<h(key)>/<sha256>.json``: the same bytes under the same key;
+* ``_lake/ledger/<dataset>/f/<h(key)>/<h(version)>.json``: a version that failed terminally
+  (sent to the DLQ once; a watcher does not deliver it again, a replay may still load it).
 
 Why objects and not DynamoDB: the warehouse bucket already exists wherever Lake runs (AWS, the
 local stack, any S3-compatible store), conditional PUT is atomic and strongly consistent on S3
@@ -49,6 +51,10 @@ LEDGER_PREFIX = "_lake/ledger"
 State = Literal["claimed", "committed", "duplicate"]
 
 
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat()
+
+
 def short_hash(text: str) -> str:
     """A fixed-length, key-safe name for arbitrary text (object keys, version ids)."""
     return hashlib.sha256(text.encode()).hexdigest()[:40]
@@ -72,7 +78,7 @@ class Entry:
     key: str
     version: str
     content_hash: str | None = None
-    at: str = field(default_factory=lambda: dt.datetime.now(dt.UTC).isoformat())
+    at: str = field(default_factory=lambda: _now())
     snapshot_id: int | None = None
     quarantine_snapshot_id: int | None = None
     of: str | None = None  # duplicate: the version that holds these bytes
@@ -108,6 +114,9 @@ class Ledger:
     def version_key(self, key: str, version: str) -> str:
         return f"{LEDGER_PREFIX}/{self.dataset}/v/{short_hash(key)}/{short_hash(version)}.json"
 
+    def failure_key(self, key: str, version: str) -> str:
+        return f"{LEDGER_PREFIX}/{self.dataset}/f/{short_hash(key)}/{short_hash(version)}.json"
+
     def content_key(self, key: str, content_hash: str) -> str:
         return f"{LEDGER_PREFIX}/{self.dataset}/c/{short_hash(key)}/{short_hash(content_hash)}.json"
 
@@ -139,6 +148,26 @@ class Ledger:
     def lookup_content(self, key: str, content_hash: str) -> Entry | None:
         """The entry of these bytes under this key, if the window still holds it."""
         return self._live(self.content_key(key, content_hash))
+
+    def failure(self, key: str, version: str) -> dict[str, Any] | None:
+        """Why an object version failed terminally (it went to the DLQ), if it did."""
+        from botocore.exceptions import ClientError
+
+        try:
+            body = self._s3.get_object(Bucket=self.bucket, Key=self.failure_key(key, version))["Body"].read()
+        except ClientError as e:
+            if _code(e) in ("NoSuchKey", "404"):
+                return None
+            raise StoreUnavailable(f"ledger read failed: {e}") from e
+        found: dict[str, Any] = json.loads(body)
+        return found
+
+    def fail(self, key: str, version: str, error: str, reason: str) -> None:
+        """Record a terminal failure of an object version (not a load: a replay may still load it)."""
+        body = {"key": key, "version": version, "error": error, "reason": reason, "at": _now()}
+        self._s3.put_object(
+            Bucket=self.bucket, Key=self.failure_key(key, version), Body=json.dumps(body).encode()
+        )
 
     # --- writes --------------------------------------------------------------------------
 
