@@ -65,14 +65,15 @@ def test_put_sql_tables_describe(
     put = lake("put", str(path))
     assert f"→ lake.{name}: 9 accepted, 0 quarantined of 9 rows" in put.stdout
     again = json.loads(lake("put", str(path), "--dataset", name, "--json").stdout)
-    assert again["rows_accepted"] == 9 and again["duplicate"] is False  # a new upload is a new version
+    assert again["duplicate"] is True  # a new version of the same bytes: the ledger knows them
+    assert again["duplicate_of"] and again["duplicate_of"] != again["version"]
 
     sql = f"SELECT sensor_id, count(*) AS n FROM lake.{name} GROUP BY 1 ORDER BY 1"
     as_json = json.loads(lake("sql", sql, "--format", "json").stdout)
     direct = client.sql(sql).body
     for body in (as_json, direct):
         body.pop("elapsed_ms"), body.pop("cached")
-    assert as_json == direct and as_json["rows"] == [["s0", 6], ["s1", 6], ["s2", 6]]
+    assert as_json == direct and as_json["rows"] == [["s0", 3], ["s1", 3], ["s2", 3]]
     assert lake("sql", sql, "--format", "csv").stdout.splitlines() == ["sensor_id,n", "s0,6", "s1,6", "s2,6"]
     table = lake("sql", sql).stdout
     assert "sensor_id" in table and "(3 rows" in table
@@ -101,7 +102,7 @@ def test_serve_ingests_a_plain_s3_upload(settings: Settings, dataset: Callable[[
     from lake.local.serve import Watcher
 
     name = dataset(SENSOR_CONTRACT)
-    watcher = Watcher(settings, interval=0.2)
+    watcher = Watcher(settings, interval=0.2, workers=1)
     watcher.poll()  # everything already in the bucket is delivered (and found already ingested)
     s3_client(settings).put_object(
         Bucket=settings.landing_bucket, Key=f"{name}/plain.csv", Body=to_csv(month_rows(2))
@@ -110,10 +111,11 @@ def test_serve_ingests_a_plain_s3_upload(settings: Settings, dataset: Callable[[
         Bucket=settings.landing_bucket, Key="no_contract_here/x.csv", Body=b"a\n1\n"
     )
     watcher.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not any(r.get("table") == f"lake.{name}" for r in watcher.reports):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(c["dataset"] == name for c in watcher.committed):
         time.sleep(0.1)
     watcher.stop_event.set()
     report = next(r for r in watcher.reports if r.get("table") == f"lake.{name}")
-    assert report["rows_accepted"] == 6
+    assert report["rows_accepted"] == 6 and report["status"] == "staged"  # the committer committed it
+    assert any(c["dataset"] == name and c["sources"] == 1 for c in watcher.committed)
     assert any(f["key"] == "no_contract_here/x.csv" and f["terminal"] for f in watcher.failures)

@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.observability import function_logger, function_metrics, function_tracer
-from functions.query import artifact_routes, search_routes
+from functions.query import artifact_routes, ingest_routes, search_routes
 from functions.query.common import COMMON, caller
 from functions.query.common import error_responses as _error_responses
 from lakehouse.access import audit
@@ -132,6 +132,7 @@ def _authenticate_and_audit(
 app.use(middlewares=[_authenticate_and_audit])
 app.include_router(search_routes.router)
 app.include_router(artifact_routes.router)
+app.include_router(ingest_routes.router)
 
 
 @app.post(

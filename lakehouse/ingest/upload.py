@@ -14,6 +14,7 @@ import datetime as dt
 import functools
 import tempfile
 import time
+import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -200,7 +201,7 @@ def ingest_object(
     if known is not None and known.state == "claimed" and mode == "inline":
         known = _wait(settings, contract.name, source, catalog)
     if known is not None and known.state != "claimed":
-        return _duplicate(contract, source, settings, known, started)
+        return _duplicate(contract.name, source, settings, known, started)
     catalog = catalog or get_catalog(settings)
     main, quarantine = ensure_tables(catalog, settings, contract)
 
@@ -312,7 +313,7 @@ def ingest_object(
             if held is not None and held.state != "claimed" and held.version != source.version:
                 discard(good)
                 discard(bad)
-                return _duplicate(contract, source, settings, held, started)
+                return _duplicate(contract.name, source, settings, held, started)
             report = _report(
                 contract, source, main, tally, good.rows, bad.rows, len(good.files) + len(bad.files),
                 None, None, False, started,
@@ -371,7 +372,12 @@ def _stage(
     mode: str,
     started: float,
 ) -> IngestReport:
-    """Stage the commit request of an ingest; commit it now when ``mode`` is inline."""
+    """Stage the commit request of an ingest; commit it now when ``mode`` is inline.
+
+    Two deliveries of one version stage the same request (the later one's files win); the one
+    whose files were committed reports ``duplicate`` False, the other True.
+    """
+    attempt = uuid.uuid4().hex
     request = CommitRequest(
         dataset=report.dataset,
         bucket=source.bucket,
@@ -380,7 +386,7 @@ def _stage(
         content_hash=content_hash,
         main_files=[encode_file(good.table, f) for f in good.files],
         quarantine_files=[encode_file(bad.table, f) for f in bad.files],
-        report=report.to_dict(),
+        report={**report.to_dict(), "attempt": attempt},
         properties={
             k: v for k, v in props.items() if k.startswith(("lake.quality.", "lake.pii.", "lake.contract"))
         },
@@ -392,8 +398,9 @@ def _stage(
         report.status = "staged"
         return report
     entry = _wait(settings, report.dataset, source, catalog)
-    if entry.state == "duplicate":
-        return _report_of(entry, source, duplicate=True, started=started)
+    mine = entry.state == "committed" and (entry.report or {}).get("attempt") == attempt
+    if not mine:
+        return _duplicate(report.dataset, source, settings, entry, started)
     return _report_of(entry, source, duplicate=False, started=started)
 
 
@@ -422,14 +429,14 @@ def _report_of(entry: Entry, source: SourceRef, duplicate: bool, started: float)
 
 
 def _duplicate(
-    contract: Contract, source: SourceRef, settings: Settings, entry: Entry, started: float
+    dataset: str, source: SourceRef, settings: Settings, entry: Entry, started: float
 ) -> IngestReport:
     """The report of a version (or content) the ledger already holds: nothing added."""
     return IngestReport(
-        dataset=contract.name,
+        dataset=dataset,
         source=source.uri,
         version=source.version,
-        table=f"{settings.namespace}.{contract.name}",
+        table=f"{settings.namespace}.{dataset}",
         rows_read=0,
         rows_accepted=0,
         rows_quarantined=0,
