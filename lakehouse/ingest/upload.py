@@ -261,7 +261,11 @@ def ingest_object(
                         now=now,
                         extras=list(extras),
                     )
-                    good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+                    good = (
+                        MergeWrite(main, contract, con)
+                        if contract.primary_key
+                        else StagedWrite(main, buffer_bytes=settings.write_buffer_bytes)
+                    )
                 assert good is not None
                 tally.rows_read += batch.num_rows
                 screened = None
@@ -300,6 +304,9 @@ def ingest_object(
                 listener.update(bytes_read, tally.rows_read)
         if good is None:
             good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+        if isinstance(good, StagedWrite):
+            good.flush()
+        bad.flush()
         _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
         props = {
             "lake.dataset": dataset,

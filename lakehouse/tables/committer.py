@@ -437,9 +437,12 @@ class _Batch:
         files_before = sum(len(s["main_files"]) + len(s["quarantine_files"]) for s in ours)
         replaced: list[str] = []
         if self.doc.get("planned") is None:
-            good, r1 = _coalesce(self.settings, main, [f for s in ours for f in s["main_files"]])
-            bad, r2 = _coalesce(self.settings, quarantine, [f for s in ours for f in s["quarantine_files"]])
-            replaced = r1 + r2
+            good = [f for s in ours for f in s["main_files"]]
+            bad = [f for s in ours for f in s["quarantine_files"]]
+            if len(ours) > 1:  # the files of one upload are already as large as its writer made them
+                good, r1 = _coalesce(self.settings, main, good)
+                bad, r2 = _coalesce(self.settings, quarantine, bad)
+                replaced = r1 + r2
             self.doc["planned"] = {"main": good, "quarantine": bad, "sources": [s["id"] for s in ours]}
             _put_json(self.settings, self.doc_key, self.doc)
         planned = self.doc["planned"]

@@ -225,15 +225,35 @@ class StagedWrite:
     table: Table
     files: list[DataFile] = field(default_factory=list)
     rows: int = 0
+    buffer_bytes: int = 0  # hold batches up to this many bytes, then write them together
     _uuid: uuid.UUID = field(default_factory=uuid.uuid4)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
+    _pending: list[pa.Table] = field(default_factory=list)
+    _pending_bytes: int = 0
 
     def write(self, data: pa.Table) -> None:
-        """Write ``data`` as Parquet data files (one or more per month partition)."""
-        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+        """Write ``data`` as Parquet data files (one or more per partition).
 
+        With ``buffer_bytes``, batches are held until that many bytes are waiting and then
+        written together: a file per partition per buffer, not per batch (a batch of a large
+        upload spans every month it touches). Call :meth:`flush` before using :attr:`files`.
+        """
         if data.num_rows == 0:
             return
+        self.rows += data.num_rows
+        self._pending.append(data)
+        self._pending_bytes += data.nbytes
+        if self._pending_bytes >= self.buffer_bytes:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is buffered."""
+        from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
+        self._pending, self._pending_bytes = [], 0
         self.files.extend(
             _dataframe_to_data_files(
                 table_metadata=self.table.metadata,
@@ -243,7 +263,6 @@ class StagedWrite:
                 counter=self._counter,
             )
         )
-        self.rows += data.num_rows
 
     def commit(
         self,
@@ -260,6 +279,7 @@ class StagedWrite:
         """
         from pyiceberg.exceptions import CommitFailedException
 
+        self.flush()
         summary = {SOURCE_URI: source.uri, SOURCE_VERSION: source.version, **properties}
         for attempt in range(settings.commit_retries + 1):
             self.table.refresh()
