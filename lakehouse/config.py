@@ -158,12 +158,6 @@ class Settings(BaseSettings):
         ge=0,
         description="Data files of one partition in a batch below this size are rewritten as one (0: never).",
     )
-    write_buffer_bytes: int = Field(
-        128 << 20,
-        ge=0,
-        description="An ingest holds validated rows up to this many bytes and writes them together "
-        "(fewer, larger files per partition; 0: write each batch at once).",
-    )
     ledger_days: float = Field(
         30.0,
         gt=0,

@@ -247,9 +247,9 @@ def test_a_committer_killed_anywhere_leaves_every_upload_committed_once_after_re
 WRITERS, UPLOADS, ROWS = 8, 100, 2
 
 
-def _writer(lake: Settings, name: str, writer: int) -> list[dict[str, Any]]:
+def _writer(lake: Settings, name: str, writer: int, uploads: int) -> list[dict[str, Any]]:
     reports = []
-    for i in range(UPLOADS):
+    for i in range(uploads):
         key = f"{name}/w{writer}-{i}.csv"
         reports.append(
             ingest(lake, key, put(lake, key, csv(f"w{writer}-{i}", ROWS)), mode="staged").to_dict()

@@ -43,6 +43,7 @@ from lakehouse.tables.ledger import Entry, Ledger, SourceId
 from lakehouse.tables.write import (
     SourceRef,
     StagedWrite,
+    StreamedWrite,
     committed_snapshot,
     ensure_tables,
     limit_write_workers,
@@ -264,7 +265,7 @@ def ingest_object(
                     good = (
                         MergeWrite(main, contract, con)
                         if contract.primary_key
-                        else StagedWrite(main, buffer_bytes=settings.write_buffer_bytes)
+                        else StreamedWrite(main)
                     )
                 assert good is not None
                 tally.rows_read += batch.num_rows

@@ -421,6 +421,7 @@ class _Batch:
         self.doc_key = f"{BATCHES}/{dataset}/{self.id}.json"
         self.pending_key = f"{PENDING}/{dataset}/{self.id}"
         self.uri = f"s3://{settings.warehouse_bucket}/{self.doc_key}"
+        self.tables: tuple[Table, Table] | None = None  # as the batch left them (for expiry)
 
     def open(self) -> None:
         _put_json(self.settings, self.doc_key, self.doc)
@@ -429,6 +430,7 @@ class _Batch:
     def complete(self, ledger: Ledger) -> BatchResult:
         started = time.perf_counter()
         main, quarantine = _tables(self.catalog, self.settings, self.dataset)
+        self.tables = (main, quarantine)
         ours: list[dict[str, Any]] = []
         dropped: list[dict[str, Any]] = []
         for src in self.doc["sources"]:
@@ -499,8 +501,9 @@ class _Batch:
         )
 
 
-def _recover(settings: Settings, catalog: Catalog, dataset: str, ledger: Ledger) -> list[BatchResult]:
-    results = []
+def _recover(settings: Settings, catalog: Catalog, dataset: str) -> list[_Batch]:
+    """The batches a crashed run left (to be completed first, oldest first)."""
+    batches = []
     for key, _ in sorted(list_objects(settings, settings.warehouse_bucket, f"{PENDING}/{dataset}/")):
         batch_id = key.rsplit("/", 1)[1]
         doc = _read_json(settings, f"{BATCHES}/{dataset}/{batch_id}.json")
@@ -508,19 +511,19 @@ def _recover(settings: Settings, catalog: Catalog, dataset: str, ledger: Ledger)
             _delete(settings, [key])
             continue
         log.info("completing batch %s of %s left by an earlier run", batch_id, dataset)
-        results.append(_Batch(settings, catalog, dataset, doc).complete(ledger))
-    return results
+        batches.append(_Batch(settings, catalog, dataset, doc))
+    return batches
 
 
-def _expire(settings: Settings, catalog: Catalog, dataset: str) -> int:
+def _expire(settings: Settings, tables: tuple[Table, Table]) -> int:
     """Expire the oldest committer snapshots beyond ``LAKE_COMMIT_KEEP_SNAPSHOTS`` (in steps of a
-    quarter of that, so expiry runs every few batches, not after each)."""
+    quarter of that, so expiry runs every few batches, not after each). ``tables`` are as the
+    last batch left them: no second load of their metadata."""
     from pyiceberg.exceptions import CommitFailedException
 
     keep = settings.commit_keep_snapshots
     expired = 0
-    for name in (dataset, f"{dataset}{QUARANTINE_SUFFIX}"):
-        table = catalog.load_table(f"{settings.namespace}.{name}")
+    for table in tables:
         snaps = table.metadata.snapshots
         if len(snaps) <= keep + max(1, keep // 4):
             continue
@@ -550,7 +553,8 @@ def commit_pending(
     """
     catalog = catalog or get_catalog(settings)
     ledger = Ledger(settings, dataset)
-    results = _recover(settings, catalog, dataset, ledger)
+    batches = _recover(settings, catalog, dataset)
+    results = [b.complete(ledger) for b in batches]
     while max_batches is None or len(results) < max_batches:
         keys = sorted(pending_requests(settings, dataset))[: settings.commit_max_files]
         if not keys:
@@ -569,8 +573,10 @@ def commit_pending(
         )
         batch.open()
         results.append(batch.complete(ledger))
-    if results:
-        results[-1].expired = _expire(settings, catalog, dataset)
+        batches.append(batch)
+    last = batches[-1].tables if batches else None
+    if last is not None:
+        results[-1].expired = _expire(settings, last)
     return results
 
 

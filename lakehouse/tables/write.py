@@ -225,35 +225,15 @@ class StagedWrite:
     table: Table
     files: list[DataFile] = field(default_factory=list)
     rows: int = 0
-    buffer_bytes: int = 0  # hold batches up to this many bytes, then write them together
     _uuid: uuid.UUID = field(default_factory=uuid.uuid4)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
-    _pending: list[pa.Table] = field(default_factory=list)
-    _pending_bytes: int = 0
 
     def write(self, data: pa.Table) -> None:
-        """Write ``data`` as Parquet data files (one or more per partition).
-
-        With ``buffer_bytes``, batches are held until that many bytes are waiting and then
-        written together: a file per partition per buffer, not per batch (a batch of a large
-        upload spans every month it touches). Call :meth:`flush` before using :attr:`files`.
-        """
-        if data.num_rows == 0:
-            return
-        self.rows += data.num_rows
-        self._pending.append(data)
-        self._pending_bytes += data.nbytes
-        if self._pending_bytes >= self.buffer_bytes:
-            self.flush()
-
-    def flush(self) -> None:
-        """Write what is buffered."""
+        """Write ``data`` as Parquet data files (one or more per partition)."""
         from pyiceberg.io.pyarrow import _dataframe_to_data_files
 
-        if not self._pending:
+        if data.num_rows == 0:
             return
-        data = self._pending[0] if len(self._pending) == 1 else pa.concat_tables(self._pending)
-        self._pending, self._pending_bytes = [], 0
         self.files.extend(
             _dataframe_to_data_files(
                 table_metadata=self.table.metadata,
@@ -263,6 +243,10 @@ class StagedWrite:
                 counter=self._counter,
             )
         )
+        self.rows += data.num_rows
+
+    def flush(self) -> None:
+        """Finish writing (nothing to do here: every batch is written as it comes)."""
 
     def commit(
         self,
@@ -360,7 +344,7 @@ class DataFileWriter:
     ``DataFile`` (with column statistics) for a commit. Nothing is visible until committed.
     """
 
-    def __init__(self, table: Table, partition: Any, spec_id: int) -> None:
+    def __init__(self, table: Table, partition: Any, spec_id: int, kind: str = "compacted") -> None:
         from pyiceberg.io.pyarrow import FileFormatFactory
         from pyiceberg.manifest import FileFormat
         from pyiceberg.table import TableProperties
@@ -373,7 +357,7 @@ class DataFileWriter:
         self._partition = partition
         self._spec_id = spec_id
         self._model = FileFormatFactory.get(FileFormat.PARQUET)
-        name = f"{uuid.uuid4()}-compacted.parquet"
+        name = f"{uuid.uuid4()}-{kind}.parquet"
         partitioned = bool(table.specs()[spec_id].fields)
         key = cast(Any, _PartitionPath(table, partition, spec_id)) if partitioned else None
         self.path = table.location_provider().new_data_location(data_file_name=name, partition_key=key)
@@ -416,6 +400,74 @@ class DataFileWriter:
             key_metadata=None,
             **stats.to_serialized_dict(),
         )
+
+
+@dataclass
+class StreamedWrite(StagedWrite):
+    """A :class:`StagedWrite` that keeps one open data file per partition and writes each batch's
+    rows into it as row groups, on a background thread while the next batch is read and
+    validated. A large upload becomes one file per partition it touches (a new one after
+    ``rows_per_file`` rows), however many batches it has, and reading overlaps writing.
+
+    At most ``max_open`` files are open at once (the least recently written is closed first) and
+    at most two batches wait for the writer thread, so memory stays bounded. Call :meth:`flush`
+    before using :attr:`files`.
+    """
+
+    max_open: int = 16
+    rows_per_file: int = 8_000_000
+    _writers: dict[tuple[Any, ...], DataFileWriter] = field(default_factory=dict)
+    _inflight: list[Any] = field(default_factory=list)
+    _pool: Any = None
+
+    def write(self, data: pa.Table) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        if data.num_rows == 0:
+            return
+        self.rows += data.num_rows
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="lake-write")
+        while len(self._inflight) >= 2:
+            self._inflight.pop(0).result()
+        self._inflight.append(self._pool.submit(self._write_now, data))
+
+    def _write_now(self, data: pa.Table) -> None:
+        from pyiceberg.io.pyarrow import _determine_partitions
+
+        spec = self.table.spec()
+        if spec.is_unpartitioned():
+            parts: list[tuple[Any, pa.Table]] = [(None, data)]
+        else:
+            parts = [
+                (p.partition_key.partition, p.arrow_table_partition)
+                for p in _determine_partitions(spec=spec, schema=self.table.schema(), arrow_table=data)
+            ]
+        for partition, part in parts:
+            key = () if partition is None else tuple(partition[i] for i in range(len(spec.fields)))
+            writer = self._writers.pop(key, None)  # re-inserted last: the dict is in LRU order
+            if writer is None:
+                if len(self._writers) >= self.max_open:
+                    oldest = next(iter(self._writers))
+                    self.files.append(self._writers.pop(oldest).close())
+                writer = DataFileWriter(self.table, partition, spec.spec_id, kind="data")
+            writer.write_table(part)
+            if writer.rows >= self.rows_per_file:
+                self.files.append(writer.close())
+            else:
+                self._writers[key] = writer
+
+    def flush(self) -> None:
+        """Wait for the writer thread and close every open file."""
+        try:
+            while self._inflight:
+                self._inflight.pop(0).result()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+        while self._writers:
+            self.files.append(self._writers.pop(next(iter(self._writers))).close())
 
 
 def commit_replace(
