@@ -47,8 +47,9 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
@@ -298,6 +299,18 @@ class BatchResult:
     seconds: float = 0.0
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _parallel(fn: Callable[[T], R], items: list[T], threads: int = 16) -> list[R]:
+    """``fn`` over ``items`` on a few threads (store round trips of a batch's sources), in order."""
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(threads, len(items))) as pool:
+        return list(pool.map(fn, items))
+
+
 def _batch_id() -> str:
     return f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
 
@@ -386,7 +399,7 @@ def _coalesce(
         writer = DataFileWriter(table, decoded[0].partition, decoded[0].spec_id)
         import pyarrow as pa
 
-        for batch in read_files(table, decoded):
+        for batch in read_files(table, decoded, prefetch=16):
             writer.write_table(pa.Table.from_batches([batch]))
         out.append(encode_file(table, writer.close()))
         replaced += [d["file_path"] for d in small]
@@ -433,8 +446,12 @@ class _Batch:
         self.tables = (main, quarantine)
         ours: list[dict[str, Any]] = []
         dropped: list[dict[str, Any]] = []
-        for src in self.doc["sources"]:
-            won = ledger.claim(SourceId(src["key"], src["version"], src.get("content_hash")), self.id)
+        sources = self.doc["sources"]
+        claims = _parallel(
+            lambda src: ledger.claim(SourceId(src["key"], src["version"], src.get("content_hash")), self.id),
+            sources,
+        )
+        for src, won in zip(sources, claims, strict=True):
             (ours if won.batch == self.id and won.state != "duplicate" else dropped).append(src)
         files_before = sum(len(s["main_files"]) + len(s["quarantine_files"]) for s in ours)
         replaced: list[str] = []
@@ -463,7 +480,8 @@ class _Batch:
             snap, _ = _commit_files(
                 self.settings, _prepare(main), self.id, planned["main"], _summary(ours, "main", self.uri)
             )
-        for src in ours:
+
+        def settle(src: dict[str, Any]) -> None:
             report = {**src["report"], "snapshot_id": snap, "batch": self.id}
             report["quarantine_snapshot_id"] = qsnap if src["quarantine_files"] else None
             entry = Entry(
@@ -477,15 +495,19 @@ class _Batch:
                 report=report,
             )
             ledger.settle(SourceId(src["key"], src["version"], src.get("content_hash")), entry)
+
+        _parallel(settle, ours)
         # Files nobody will commit: the duplicates' and the coalesced originals (best effort).
         garbage = replaced + [
             f["file_path"] for s in dropped for f in s["main_files"] + s["quarantine_files"]
         ]
-        for path in garbage:
+        def drop(path: str) -> None:
             try:
                 main.io.delete(path)
             except OSError:
                 pass  # an orphan: orphan cleanup removes it
+
+        _parallel(drop, garbage)
         _delete(self.settings, [_request_key(self.dataset, s["id"]) for s in self.doc["sources"]])
         _delete(self.settings, [self.pending_key])
         return BatchResult(
@@ -560,8 +582,7 @@ def commit_pending(
         if not keys:
             break
         sources = []
-        for key in keys:
-            data = _read_json(settings, key)
+        for data in _parallel(lambda key: _read_json(settings, key), keys):
             if data is None:
                 continue
             req = CommitRequest.from_dict(data)
