@@ -13,12 +13,11 @@ import pytest
 
 from functions.ingest.metrics import publish
 from lakehouse.config import Settings
-from lakehouse.contracts.model import parse_contract, pii
+from lakehouse.contracts.model import ROW, parse_contract, pii
 from lakehouse.contracts.validate import Validator
 from lakehouse.errors import ContractInvalid, PiiSaltMissing, SchemaEvolutionRefused
 from lakehouse.ingest.evolution import plan
 from lakehouse.ingest.progress import StderrBar, current, reporting
-from lakehouse.ingest.readers import ROW
 from lakehouse.ingest.upload import IngestReport
 
 BASE = "name: x\nevent_time: ts\ncolumns:\n  ts: {type: timestamp}\n"

@@ -26,9 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.contracts import pii
-from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, Contract
+from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, RAW, ROW, Contract
 from lakehouse.errors import ContractInvalid
-from lakehouse.ingest.readers import RAW, ROW
 
 if TYPE_CHECKING:
     import duckdb

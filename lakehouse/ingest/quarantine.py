@@ -21,10 +21,9 @@ import pyarrow.compute as pc
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import load_contract
+from lakehouse.contracts.model import ROW, load_contract
 from lakehouse.contracts.validate import Validator, ident, literal
 from lakehouse.errors import CommitConflict
-from lakehouse.ingest.readers import ROW
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.tables.write import (
     QUARANTINE_SUFFIX,

@@ -22,12 +22,12 @@ import pyarrow as pa
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract, load_contract
+from lakehouse.contracts.model import RAW, ROW, Contract, load_contract
 from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator
 from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
 from lakehouse.ingest import progress
 from lakehouse.ingest.evolution import evolve, extra_columns
-from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
+from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.storage import open_object
 from lakehouse.tables.write import (

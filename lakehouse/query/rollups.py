@@ -391,14 +391,3 @@ def rollups_job(settings: Settings, options: MaintenanceOptions) -> list[dict[st
                 }
             )
     return results
-
-
-def register() -> None:
-    """Add the ``rollups`` job to the maintenance run (once)."""
-    from lakehouse.maintenance import register_job, registered_jobs
-
-    if JOB not in registered_jobs():
-        register_job(JOB, rollups_job)
-
-
-register()

@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract
+from lakehouse.contracts.model import ROW, Contract
 from lakehouse.contracts.validate import ERRORS, check_batch
-from lakehouse.ingest.readers import ROW
 from lakehouse.tables.write import SourceRef, StagedWrite
 from lakehouse.takeout.products import Record, Row
 
