@@ -209,7 +209,7 @@ def run_maintenance(
 
 
 def _failure(table: str, error: LakeError) -> dict[str, Any]:
-    return {"table": table, "error": type(error).__name__, "message": str(error), "terminal": error.terminal}
+    return {"table": table, **error.to_dict()}
 
 
 def bundled_job(name: str) -> ExtraJob:

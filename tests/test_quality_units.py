@@ -13,7 +13,8 @@ import pytest
 
 from functions.ingest.metrics import publish
 from lakehouse.config import Settings
-from lakehouse.contracts.model import ROW, parse_contract, pii
+from lakehouse.contracts import pii
+from lakehouse.contracts.model import ROW, parse_contract
 from lakehouse.contracts.validate import Validator
 from lakehouse.errors import ContractInvalid, PiiSaltMissing, SchemaEvolutionRefused
 from lakehouse.ingest.evolution import plan

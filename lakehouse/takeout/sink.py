@@ -63,22 +63,6 @@ def _column(values: list[Any], kind: str) -> pa.Array:
         return pa.array(shown, pa.string())
 
 
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """The validation connection of one range: one thread, the ingest memory limit (spilling), and
-    DuckDB's freed memory given back at once. Each worker validates on a cursor of its own."""
-    import tempfile
-
-    import duckdb
-
-    con = duckdb.connect(config={"threads": 1})
-    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
-    con.execute(f"SET temp_directory = '{settings.duckdb_home or tempfile.gettempdir()}'")
-    con.execute("SET allocator_flush_threshold = '8MB'")
-    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
-    con.execute("SET enable_external_access = false")
-    return con
-
-
 def _blank_products() -> dict[str, int]:
     return {"members": 0, "rows": 0, "rows_quarantined": 0}
 

@@ -502,7 +502,7 @@ def vectors_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
         try:
             results.append(upkeep(settings, contract, now, keep, options.dry_run))
         except LakeError as e:
-            results.append({"dataset": contract.name, "error": type(e).__name__, "message": str(e)})
+            results.append({"dataset": contract.name, **e.to_dict()})
         except Exception as e:  # noqa: BLE001 - one dataset's failure must not stop the others
             results.append({"dataset": contract.name, "error": "VectorUpkeepFailed", "message": str(e)})
     return results
