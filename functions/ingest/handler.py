@@ -45,7 +45,12 @@ def lambda_handler(event: S3Event, context: LambdaContext) -> dict[str, Any]:
             except LakeError as e:
                 logger.error(
                     "ingest failed",
-                    extra={"source": source, **e.to_dict()},
+                    extra={
+                        "source": source,
+                        "terminal": e.terminal,
+                        "error": type(e).__name__,
+                        "reason": str(e),
+                    },
                 )
                 metrics.add_metric(name="IngestFailed", unit=MetricUnit.Count, value=1)
                 audit.record(

@@ -75,7 +75,7 @@ def _error(status: int, error: str, message: str | None) -> Response[str]:
 @app.exception_handler(LakeError)
 def _lake_error(e: LakeError) -> Response[str]:
     if e.http_status >= 500:
-        logger.warning("request failed", extra=e.to_dict())
+        logger.warning("request failed", extra={"error": type(e).__name__, "reason": str(e)})
     if e.http_status in (401, 403):  # no data in the body of an auth failure
         return _error(e.http_status, "Unauthorized" if e.http_status == 401 else "Forbidden", None)
     return _error(e.http_status, type(e).__name__, str(e))

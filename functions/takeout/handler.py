@@ -40,7 +40,12 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     except LakeError as e:
         logger.error(
             "takeout range failed",
-            extra={"message_id": record.message_id, **e.to_dict()},
+            extra={
+                "message_id": record.message_id,
+                "terminal": e.terminal,
+                "error": type(e).__name__,
+                "reason": str(e),
+            },
         )
         raise
     body = report.to_dict()
