@@ -19,8 +19,9 @@ demo: $(STAMP)
 	LAKE_LOG_LEVEL=WARNING $(BIN)/lake demo
 
 test: $(STAMP)
-	$(BIN)/ruff check lakehouse functions tests bench
+	$(BIN)/ruff check lakehouse functions lake tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 bench: $(STAMP)

@@ -47,50 +47,50 @@ def _metadata(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _show(body: dict[str, Any], args: argparse.Namespace) -> None:
     """An artifact: its content (or into ``--out``), or the whole body with ``--json``."""
-    from lake.cli.main import _out
+    from lake.cli.output import out
 
     if args.json:
-        _out(json.dumps(body, indent=2, ensure_ascii=False))
+        out(json.dumps(body, indent=2, ensure_ascii=False))
         return
     content = body.get("content", "")
     data = base64.b64decode(content) if body.get("content_encoding") == "base64" else content.encode()
     if args.out:
         Path(args.out).write_bytes(data)
-        _out(f"{body['path']} (version {body['version']}, {body['size']} bytes) → {args.out}")
+        out(f"{body['path']} (version {body['version']}, {body['size']} bytes) → {args.out}")
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
 
 
 def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
-    from lake.cli.main import _check, _client, _out, render_table
+    from lake.cli.output import check, client_for, out, render_table
 
-    client = _client(args)
+    client = client_for(args)
     action = args.artifacts_command
     if action == "store":
         content = _read(args.file, args.binary)
         assert content is not None
-        body = _check(
+        body = check(
             client.artifact_store(
                 args.name, content, args.type, _metadata(args), args.subpath, args.content_type
             )
         )
-        _out(json.dumps(body, indent=2) if args.json else f"{body['id']}  {body['path']}  version 1")
+        out(json.dumps(body, indent=2) if args.json else f"{body['id']}  {body['path']}  version 1")
     elif action == "get":
-        _show(_check(client.artifact(args.id, args.version, args.as_of)), args)
+        _show(check(client.artifact(args.id, args.version, args.as_of)), args)
     elif action == "get-path":
-        _show(_check(client.artifact_by_path(args.path, args.as_of)), args)
+        _show(check(client.artifact_by_path(args.path, args.as_of)), args)
     elif action == "list":
-        body = _check(client.artifacts(args.type, args.subpath, not args.no_recursive, args.as_of))
+        body = check(client.artifacts(args.type, args.subpath, not args.no_recursive, args.as_of))
         if args.json:
-            _out(json.dumps(body, indent=2))
+            out(json.dumps(body, indent=2))
         else:
-            _out(render_table(COLUMNS, [[a[c] for c in COLUMNS] for a in body["artifacts"]]))
-            _out(f"({body['count']} artifacts)")
+            out(render_table(COLUMNS, [[a[c] for c in COLUMNS] for a in body["artifacts"]]))
+            out(f"({body['count']} artifacts)")
     elif action == "search":
-        body = _check(client.artifact_search(args.query, args.type, args.subpath, args.k))
+        body = check(client.artifact_search(args.query, args.type, args.subpath, args.k))
         if args.json:
-            _out(json.dumps(body, indent=2))
+            out(json.dumps(body, indent=2))
         else:
             cols = ["score", "text_rank", "similarity", "id", "path", "data_type"]
             rows = [
@@ -98,26 +98,26 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
                 + [h["artifact"][c] for c in ("id", "path", "data_type")]
                 for h in body["hits"]
             ]
-            _out(render_table(cols, rows))
+            out(render_table(cols, rows))
             warning = f"; {body['warning']}" if body["warning"] else ""
-            _out(f"({len(rows)} hits, {body['mode']} search{warning})")
+            out(f"({len(rows)} hits, {body['mode']} search{warning})")
     elif action == "update":
         content = _read(args.file, args.binary)
-        body = _check(client.artifact_update(args.id, content, _metadata(args), args.content_type))
+        body = check(client.artifact_update(args.id, content, _metadata(args), args.content_type))
         summary = f"{body['id']}  {body['path']}  version {body['version']}"
-        _out(json.dumps(body, indent=2) if args.json else summary)
+        out(json.dumps(body, indent=2) if args.json else summary)
     elif action == "delete":
-        body = _check(client.artifact_delete(args.id))
-        _out(f"deleted {body['path']} ({body['id']}, version {body['version']})")
+        body = check(client.artifact_delete(args.id))
+        out(f"deleted {body['path']} ({body['id']}, version {body['version']})")
     elif action == "history":
-        body = _check(client.artifact_history(args.id))
+        body = check(client.artifact_history(args.id))
         if args.json:
-            _out(json.dumps(body, indent=2))
+            out(json.dumps(body, indent=2))
         else:
             cols = ["version", "op", "updated_at", "size", "sha256", "snapshot_id"]
-            _out(render_table(cols, [[v[c] for c in cols] for v in body["versions"]]))
+            out(render_table(cols, [[v[c] for c in cols] for v in body["versions"]]))
     else:  # stats
-        _out(json.dumps(_check(client.artifact_stats()), indent=2))
+        out(json.dumps(check(client.artifact_stats()), indent=2))
     return 0
 
 

@@ -11,46 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+from lake.cli.output import check, client_for, out, render_table
 from lakehouse.config import Settings, load_settings
 from lakehouse.errors import LakeError
-
-
-def _out(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 48) -> str:
-    """A plain text table."""
-
-    def cell(v: Any) -> str:
-        s = "" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v)
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
-
-    body = [[cell(v) for v in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join(
-        [line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
-    )
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from lake.client import LakeClient
-
-    return LakeClient(getattr(args, "url", None), key=getattr(args, "key", None) or settings_key())
-
-
-def settings_key() -> str | None:
-    """The API key for ``--url`` calls: ``LAKE_API_KEY``."""
-    return load_settings().api_key
-
-
-def _check(response: Any) -> Any:
-    if not response.ok:
-        body = response.body or {}
-        raise SystemExit(f"error {response.status}: {body.get('error', '')}: {body.get('message', body)}")
-    return response.body
 
 
 def _need_stack(settings: Settings) -> None:
@@ -71,16 +34,16 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     state = localstack.up(settings, port=args.port)
     get_catalog(load_settings(home=settings.home))  # creates the SQLite catalog and the namespace
     verb = "reusing" if state["reused"] else "started"
-    _out(f"{verb} the local stack ({state['kind']}) at {state['endpoint']}")
-    _out(f"  buckets: {state['landing_bucket']} (landing), {state['warehouse_bucket']} (warehouse)")
-    _out(f"  catalog: {state['catalog_uri']}")
+    out(f"{verb} the local stack ({state['kind']}) at {state['endpoint']}")
+    out(f"  buckets: {state['landing_bucket']} (landing), {state['warehouse_bucket']} (warehouse)")
+    out(f"  catalog: {state['catalog_uri']}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     from lake.local import stack as localstack
 
-    _out("stopped the local stack" if localstack.down(settings) else "no local stack was running")
+    out("stopped the local stack" if localstack.down(settings) else "no local stack was running")
     return 0
 
 
@@ -89,14 +52,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     state = localstack.status(settings)
     if args.json:
-        _out(json.dumps(state, indent=2))
+        out(json.dumps(state, indent=2))
     elif state["running"]:
-        _out(
+        out(
             f"running ({state['kind']}, pid {state['pid']}) at {state['endpoint']}; "
             f"buckets {state['landing_bucket']}, {state['warehouse_bucket']}; catalog {state['catalog_uri']}"
         )
     else:
-        _out(f"not running (LAKE_HOME={state['home']})")
+        out(f"not running (LAKE_HOME={state['home']})")
     return 0 if state["running"] else 1
 
 
@@ -105,9 +68,9 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_report(report: dict[str, Any]) -> None:
     if report["duplicate"]:
-        _out(f"{report['source']}: already ingested in snapshot {report['snapshot_id']}; nothing added")
+        out(f"{report['source']}: already ingested in snapshot {report['snapshot_id']}; nothing added")
         return
-    _out(
+    out(
         f"{report['source']} → {report['table']}: {report['rows_accepted']} accepted, "
         f"{report['rows_quarantined']} quarantined of {report['rows_read']} rows "
         f"in {report['seconds']}s ({report['rows_per_second']:,.0f} rows/s), snapshot {report['snapshot_id']}"
@@ -129,7 +92,7 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
     response = _put_with_progress(args, settings, path, key, s3_client, deliver)
     for report in response["reports"]:
         if args.json:
-            _out(json.dumps(report))
+            out(json.dumps(report))
         else:
             _print_report(report)
     return 0
@@ -156,25 +119,25 @@ def _put_takeout(args: argparse.Namespace, settings: Settings, path: Path) -> in
     progress = ProductProgress() if show else None
     report = ingest_archive(settings, settings.landing_bucket, key, progress=progress)
     if args.json:
-        _out(json.dumps(report.to_dict()))
+        out(json.dumps(report.to_dict()))
     else:
         for line in summary(report):
-            _out(line)
+            out(line)
     return 0
 
 
 def cmd_rollup(args: argparse.Namespace, settings: Settings) -> int:
-    body = _check(
-        _client(args).timeseries(
+    body = check(
+        client_for(args).timeseries(
             args.table, args.agg, args.bucket, args.column, args.start, args.end, args.group_by
         )
     )
     if args.format == "json":
-        _out(json.dumps(body))
+        out(json.dumps(body))
     else:
-        _out(render_table(body["columns"], body["rows"]))
+        out(render_table(body["columns"], body["rows"]))
         more = " (truncated)" if body["truncated"] else ""
-        _out(f"({body['row_count']} buckets{more}, {body['elapsed_ms']} ms)")
+        out(f"({body['row_count']} buckets{more}, {body['elapsed_ms']} ms)")
     return 0
 
 
@@ -182,7 +145,8 @@ def _put_with_progress(
     args: argparse.Namespace, settings: Settings, path: Path, key: str, s3: Any, deliver: Any
 ) -> dict[str, Any]:
     """Upload and ingest; a progress bar (bytes, rows, rows/s) on stderr for large files."""
-    from lakehouse.ingest.progress import StderrBar, reporting
+    from lake.cli.progress import StderrBar
+    from lakehouse.ingest.progress import reporting
 
     size = path.stat().st_size
     show = args.progress if args.progress is not None else size >= PROGRESS_MIN_BYTES
@@ -212,12 +176,12 @@ def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
     _need_stack(settings)
     body = list_quarantine(settings, args.dataset, args.source, args.limit)
     if args.json:
-        _out(json.dumps(body))
+        out(json.dumps(body))
         return 0
     cols = ["quarantined_at", "source_uri", "row_number", "column", "rule", "reason"]
-    _out(render_table(cols, [[r[c] for c in cols] for r in body["rows"]], max_width=60))
+    out(render_table(cols, [[r[c] for c in cols] for r in body["rows"]], max_width=60))
     rules = ", ".join(f"{rule} {n}" for rule, n in body["by_rule"].items())
-    _out(f"({len(body['rows'])} of {body['total']} quarantined rows{'; ' + rules if rules else ''})")
+    out(f"({len(body['rows'])} of {body['total']} quarantined rows{'; ' + rules if rules else ''})")
     return 0
 
 
@@ -227,9 +191,9 @@ def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
     _need_stack(settings)
     report = replay(settings, args.dataset, args.source).to_dict()
     if args.json:
-        _out(json.dumps(report))
+        out(json.dumps(report))
     else:
-        _out(
+        out(
             f"{args.dataset}: {report['replayed']} of {report['examined']} quarantined rows moved to the "
             f"table (contract v{report['contract_version']}); {report['still_failing']} still fail, "
             f"{report['unparseable']} cannot be parsed"
@@ -241,9 +205,9 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
     as_of: int | str | None = args.as_of
     if isinstance(as_of, str) and as_of.isdigit():
         as_of = int(as_of)
-    body = _check(_client(args).sql(args.query, as_of, args.explain))
+    body = check(client_for(args).sql(args.query, as_of, args.explain))
     if args.format == "json":
-        _out(json.dumps(body))
+        out(json.dumps(body))
     elif args.format == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -252,10 +216,10 @@ def cmd_sql(args: argparse.Namespace, settings: Settings) -> int:
         sys.stdout.write(buf.getvalue())
     else:
         if body.get("plan"):
-            _out(body["plan"])
-        _out(render_table(body["columns"], body["rows"]))
+            out(body["plan"])
+        out(render_table(body["columns"], body["rows"]))
         more = " (truncated)" if body["truncated"] else ""
-        _out(f"({body['row_count']} rows{more}, {body['elapsed_ms']} ms)")
+        out(f"({body['row_count']} rows{more}, {body['elapsed_ms']} ms)")
     return 0
 
 
@@ -267,12 +231,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     text = None if vector is not None else args.text
     if text is None and vector is None:
         raise SystemExit("give the text to search for, or --vector-file")
-    body = _check(_client(args).search(args.dataset, text, vector, args.k, args.mode, args.filter, as_of))
+    body = check(client_for(args).search(args.dataset, text, vector, args.k, args.mode, args.filter, as_of))
     if args.format == "json":
-        _out(json.dumps(body))
+        out(json.dumps(body))
     else:
-        _out(render_table(body["columns"], body["rows"]))
-        _out(
+        out(render_table(body["columns"], body["rows"]))
+        out(
             f"({body['row_count']} rows, {body['mode']} search at snapshot {body['snapshot_id']}, "
             f"Lance version {body['lance_version']}, {body['elapsed_ms']} ms)"
         )
@@ -280,32 +244,32 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tables(args: argparse.Namespace, settings: Settings) -> int:
-    tables = _check(_client(args).tables())["tables"]
+    tables = check(client_for(args).tables())["tables"]
     if args.json:
-        _out(json.dumps(tables, indent=2))
+        out(json.dumps(tables, indent=2))
         return 0
     cols = ["name", "rows", "files", "bytes", "snapshots", "current_snapshot_id"]
-    _out(render_table(cols, [[t[c] for c in cols] for t in tables]))
+    out(render_table(cols, [[t[c] for c in cols] for t in tables]))
     return 0
 
 
 def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
-    d = _check(_client(args).describe(args.name))
+    d = check(client_for(args).describe(args.name))
     if args.json:
-        _out(json.dumps(d, indent=2))
+        out(json.dumps(d, indent=2))
         return 0
-    _out(f"{d['name']}  ({d['rows']} rows in {d['file_count']} files, snapshot {d['current_snapshot_id']})")
-    _out(f"location: {d['location']}")
-    _out("\nschema:")
-    _out(
+    out(f"{d['name']}  ({d['rows']} rows in {d['file_count']} files, snapshot {d['current_snapshot_id']})")
+    out(f"location: {d['location']}")
+    out("\nschema:")
+    out(
         render_table(
             ["id", "name", "type", "required"],
             [[f["id"], f["name"], f["type"], f["required"]] for f in d["schema"]],
         )
     )
-    _out("\npartitioned by: " + ", ".join(f"{p['transform']}({p['source']})" for p in d["partition_spec"]))
-    _out("\nsnapshots:")
-    _out(
+    out("\npartitioned by: " + ", ".join(f"{p['transform']}({p['source']})" for p in d["partition_spec"]))
+    out("\nsnapshots:")
+    out(
         render_table(
             ["snapshot_id", "timestamp", "operation", "source"],
             [
@@ -314,8 +278,8 @@ def cmd_describe(args: argparse.Namespace, settings: Settings) -> int:
             ],
         )
     )
-    _out("\nfiles:")
-    _out(
+    out("\nfiles:")
+    out(
         render_table(
             ["partition", "rows", "bytes", "path"],
             [[p["partition"], p["rows"], p["bytes"], p["path"]] for p in d["files"]],
@@ -340,7 +304,7 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     )
     report = run_maintenance(settings, options)
     if args.json:
-        _out(json.dumps(report, indent=2, default=str))
+        out(json.dumps(report, indent=2, default=str))
         return 0
     views = {
         "retention": ["table", "cutoff", "files_dropped", "rows_dropped", "files_rewritten"],
@@ -350,21 +314,21 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
         "vectors": ["dataset", "rows", "stray_rows", "duplicate_ids", "version", "index", "error"],
     }
     for job, results in report["jobs"].items():
-        _out(f"\n{job}{' (dry run)' if args.dry_run else ''}:")
+        out(f"\n{job}{' (dry run)' if args.dry_run else ''}:")
         cols = views.get(job) or sorted({c for r in results for c in r})
-        _out(render_table(cols, [[r.get(c) for c in cols] for r in results]))
+        out(render_table(cols, [[r.get(c) for c in cols] for r in results]))
     verb = "would free" if args.dry_run else "freed"
-    _out(f"\n{verb} {report['bytes_freed']:,} bytes")
+    out(f"\n{verb} {report['bytes_freed']:,} bytes")
     return 0
 
 
 def cmd_snapshots(args: argparse.Namespace, settings: Settings) -> int:
-    body = _check(_client(args).snapshots(args.name))
+    body = check(client_for(args).snapshots(args.name))
     if args.json:
-        _out(json.dumps(body, indent=2))
+        out(json.dumps(body, indent=2))
         return 0
     cols = ["snapshot_id", "parent_id", "timestamp", "operation", "current", "added_rows", "total_rows"]
-    _out(render_table(cols, [[s[c] for c in cols] for s in body["snapshots"]]))
+    out(render_table(cols, [[s[c] for c in cols] for s in body["snapshots"]]))
     return 0
 
 
@@ -374,9 +338,9 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     _need_stack(settings)
     result = rollback(settings, args.name, args.to)
     if args.json:
-        _out(json.dumps(result))
+        out(json.dumps(result))
     else:
-        _out(
+        out(
             f"{result['table']}: current snapshot {result['from_snapshot_id']} → {result['to_snapshot_id']} "
             f"({result['rows']} rows)"
         )
@@ -384,13 +348,13 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_changes(args: argparse.Namespace, settings: Settings) -> int:
-    body = _check(_client(args).changes(args.name, args.from_, args.to))
+    body = check(client_for(args).changes(args.name, args.from_, args.to))
     if args.json:
-        _out(json.dumps(body))
+        out(json.dumps(body))
         return 0
-    _out(render_table(body["columns"], body["rows"]))
+    out(render_table(body["columns"], body["rows"]))
     more = " (truncated)" if body["truncated"] else ""
-    _out(f"({body['row_count']} rows{more} from {len(body['snapshots'])} appends)")
+    out(f"({body['row_count']} rows{more} from {len(body['snapshots'])} appends)")
     return 0
 
 
@@ -413,7 +377,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if not args.no_maintain:
         scheduler.start()
     host, port = cast(tuple[str, int], server.server_address[:2])
-    _out(
+    out(
         json.dumps(
             {
                 "serving": f"http://{host}:{port}",
@@ -440,21 +404,21 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.dlq_command == "list":
         entries = [e.to_dict() for e in dlq.list_dead_letters(settings)]
         if args.json:
-            _out(json.dumps(entries, indent=2))
+            out(json.dumps(entries, indent=2))
         else:
             cols = ["message_id", "failed_at", "error_type", "error", "sources"]
-            _out(render_table(cols, [[e[c] for c in cols] for e in entries], max_width=60))
+            out(render_table(cols, [[e[c] for c in cols] for e in entries], max_width=60))
         return 0
     results = dlq.replay(settings, invoke_ingest, args.id)
     for r in results:
         if args.json:
-            _out(json.dumps(r))
+            out(json.dumps(r))
         elif r["replayed"]:
-            _out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): ok, removed from the queue")
+            out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): ok, removed from the queue")
         else:
-            _out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): failed again: {r['error']}")
+            out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): failed again: {r['error']}")
     if not results:
-        _out("the dead-letter queue is empty")
+        out("the dead-letter queue is empty")
     return 0 if all(r["replayed"] for r in results) else 1
 
 
@@ -467,16 +431,16 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         audit.record(
             "local", "key.create", target=record["id"], tenant=args.tenant, detail=f"scope={args.scope}"
         )
-        _out(token)
+        out(token)
         print(f"key {record['id']} ({args.scope}{', tenant ' + args.tenant if args.tenant else ''}); "
               "the key is shown once: store it now", file=sys.stderr)
     elif args.keys_command == "list":
         cols = ["id", "name", "scope", "tenant", "created_at", "revoked_at"]
-        _out(render_table(cols, [[k[c] for c in cols] for k in auth.list_keys(settings)]))
+        out(render_table(cols, [[k[c] for c in cols] for k in auth.list_keys(settings)]))
     else:
         record = auth.revoke_key(settings, args.key_id)
         audit.record("local", "key.revoke", target=record["id"])
-        _out(f"revoked {record['id']}")
+        out(f"revoked {record['id']}")
     audit.flush(settings)
     return 0
 
@@ -486,7 +450,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
 
     event = json.loads(Path(args.event).read_text())
     response = invoke(Path(args.template), args.logical_id, event, settings.home)
-    _out(json.dumps(response, indent=2, default=str))
+    out(json.dumps(response, indent=2, default=str))
     return 0
 
 
@@ -494,10 +458,10 @@ def cmd_contract_infer(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.ingest.infer import infer_contract
 
     contract, sampled = infer_contract(Path(args.file), args.dataset)
-    _out(
+    out(
         f"# Draft contract for {args.dataset}, inferred from {Path(args.file).name} ({sampled} rows sampled)."
     )
-    _out(
+    out(
         f"# Review types, rules and required flags, then save as {settings.contracts_dir}/{args.dataset}.yaml"
     )
     sys.stdout.write(contract.to_yaml())

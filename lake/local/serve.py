@@ -116,7 +116,7 @@ def _write(
     try:
         return {"reports": deliver(settings, bucket, key, True, version_id, etag, size)["reports"]}
     except LakeError as e:
-        return {"failure": {"key": key, "error": type(e).__name__, "message": str(e), "terminal": e.terminal}}
+        return {"failure": {"key": key, **e.to_dict()}}
 
 
 class Watcher(threading.Thread):

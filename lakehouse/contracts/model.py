@@ -96,6 +96,9 @@ class Check(BaseModel):
     description: str = ""
 
 
+# Columns every reader adds to a batch: the row number in the file and the raw text of the row.
+ROW = "__lake_row"
+RAW = "__lake_raw"
 ROW_ID = "_row_id"  # the row id column of datasets with vectors (Iceberg column and Lance key)
 
 

@@ -18,6 +18,7 @@ contract's column names::
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -26,12 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.contracts import pii
-from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, Contract
+from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, RAW, ROW, Contract
 from lakehouse.errors import ContractInvalid
-from lakehouse.ingest.readers import RAW, ROW
 
 if TYPE_CHECKING:
     import duckdb
+
+    from lakehouse.config import Settings
 
 ERRORS = "__lake_errors"
 ERROR_TYPE = pa.list_(pa.struct([("column", pa.string()), ("rule", pa.string()), ("reason", pa.string())]))
@@ -399,3 +401,38 @@ def check_batch(
 ) -> Checked:
     """Validate one batch on its own; ``target`` is the table's Arrow schema."""
     return Validator(con, contract, target).check(batch)
+
+
+_databases: dict[tuple[int, str, str], duckdb.DuckDBPyConnection] = {}
+_databases_lock = threading.Lock()
+
+
+def validation_connection(settings: Settings, threads: int = 2) -> duckdb.DuckDBPyConnection:
+    """The connection batches are checked in: UTC, ``threads`` threads, the ingest memory limit
+    with spilling, DuckDB's freed memory given back at once (a Lambda-sized ingest needs it), and
+    no file access from contract SQL (checks run in it). Workers validate on cursors of their own.
+
+    A cursor of one database kept per process and configuration (opening a database costs about
+    100 ms, more than validating a small upload): its own temp tables and registrations, the
+    database's locked configuration. Close it when done.
+    """
+    import tempfile
+
+    import duckdb
+
+    spill = str(settings.duckdb_home or tempfile.gettempdir())
+    key = (threads, settings.ingest_memory_limit, spill)
+    with _databases_lock:
+        base = _databases.get(key)
+        if base is None:
+            base = duckdb.connect(config={"threads": threads})
+            base.execute("SET GLOBAL TimeZone = 'UTC'")
+            base.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
+            base.execute(f"SET temp_directory = '{spill}'")
+            # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by default.
+            base.execute("SET allocator_flush_threshold = '8MB'")
+            base.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
+            base.execute("SET enable_external_access = false")
+            base.execute("SET lock_configuration = true")
+            _databases[key] = base
+        return base.cursor()

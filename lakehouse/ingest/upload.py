@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -24,12 +22,12 @@ import pyarrow as pa
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract, load_contract
-from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator
+from lakehouse.contracts.model import RAW, ROW, Contract, load_contract
+from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator, validation_connection
 from lakehouse.errors import BadObjectKey, FileRejected, TerminalError, UnreadableFile
 from lakehouse.ingest import progress
 from lakehouse.ingest.evolution import evolve, extra_columns
-from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
+from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.storage import ObjectReader, open_object
 from lakehouse.tables.committer import (
@@ -103,39 +101,6 @@ def dataset_of(key: str) -> str:
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise BadObjectKey(f"key {key!r} does not name a dataset; upload to <dataset>/<file>")
     return parts[0]
-
-
-_databases: dict[tuple[str, str], duckdb.DuckDBPyConnection] = {}
-_databases_lock = threading.Lock()
-
-
-def connect_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """The validation connection: UTC, two threads, a memory limit with spilling, no file access
-    from contract SQL (checks run in it).
-
-    A connection of a database kept per process (opening a database costs ~100 ms, a small
-    upload's whole validation a tenth of that): its own temp tables and registrations, the
-    database's locked configuration. Close it when done.
-    """
-    import duckdb
-
-    spill = str(settings.duckdb_home or tempfile.gettempdir())
-    key = (settings.ingest_memory_limit, spill)
-    with _databases_lock:
-        base = _databases.get(key)
-        if base is None:
-            base = duckdb.connect(config={"threads": 2})
-            base.execute("SET GLOBAL TimeZone = 'UTC'")
-            base.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
-            base.execute(f"SET temp_directory = '{spill}'")
-            # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by
-            # default: a Lambda-sized ingest gives it back at once.
-            base.execute("SET allocator_flush_threshold = '8MB'")
-            base.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
-            base.execute("SET enable_external_access = false")
-            base.execute("SET lock_configuration = true")
-            _databases[key] = base
-        return base.cursor()
 
 
 def _malformed_table(malformed: list[MalformedRow]) -> pa.Table:
@@ -259,7 +224,7 @@ def ingest_object(
     malformed: list[MalformedRow] = []
     now = dt.datetime.now(dt.UTC)
     listener = progress.current()
-    con = connect_duckdb(settings)
+    con = validation_connection(settings)
     path = f"{bucket}/{key}"
     try:
         with open_object(settings, bucket, key, version_id=source.version_id, etag=source.etag) as f:
