@@ -324,6 +324,14 @@ def drop_tables(settings: Settings) -> None:
             catalog.drop_table(f"{settings.namespace}.{name}")
         except NoSuchTableError:
             pass
+    # The ledger outlives tables: forget the upload, or the next round would be a duplicate.
+    from lakehouse.storage import list_objects, s3_client
+
+    keys = [k for k, _ in list_objects(settings, settings.warehouse_bucket, f"_lake/ledger/{DATASET}/")]
+    if keys:
+        s3_client(settings).delete_objects(
+            Bucket=settings.warehouse_bucket, Delete={"Objects": [{"Key": k} for k in keys]}
+        )
 
 
 def summarise(rounds: list[dict[str, dict[str, Any]]], phase: str, rows: int) -> dict[str, Any]:
