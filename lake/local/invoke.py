@@ -63,7 +63,7 @@ import yaml
 
 from lake.local.events import LambdaContext
 from lake.local.stack import read_state
-from lakehouse.config import get_settings, load_settings
+from lakehouse.config import Settings, get_settings, load_settings
 from lakehouse.errors import FunctionNotFound, TemplateInvalid
 
 log = logging.getLogger(__name__)
@@ -689,3 +689,58 @@ def invoke(
                 log.warning(
                     "%s ran %.1f s, longer than its Timeout of %d s", logical_id, elapsed, spec.timeout
                 )
+
+
+def local_event(settings: Settings, event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A sample event fitted to the local stack, and a note per change.
+
+    The samples of ``infra/events/`` name objects by a version id from AWS. Locally that version
+    does not exist: the event is pointed at the object's current version (so a second delivery
+    of the same object is a duplicate, as on AWS, instead of a new ingest). An object that does
+    not exist at all is a terminal error naming it.
+    """
+    from botocore.exceptions import ClientError
+
+    from lakehouse.errors import TerminalError
+    from lakehouse.storage import s3_client
+
+    event = json.loads(json.dumps(event))
+    notes: list[str] = []
+    s3 = s3_client(settings)
+
+    def current(bucket: str, key: str, version: str | None) -> dict[str, Any]:
+        try:
+            if version:
+                try:
+                    return dict(s3.head_object(Bucket=bucket, Key=key, VersionId=version))
+                except ClientError:
+                    pass  # not this version here: the current one, below
+            head = dict(s3.head_object(Bucket=bucket, Key=key))
+        except ClientError as e:
+            raise TerminalError(
+                f"the event names s3://{bucket}/{key}, which the local stack does not hold: upload it "
+                f"first (`lake put`, or `make demo` for the samples)"
+            ) from e
+        if version and head.get("VersionId") != version:
+            notes.append(f"s3://{bucket}/{key}: version {version} is not in the local stack; using the "
+                         f"current version {head.get('VersionId')}")
+        return head
+
+    for record in event.get("Records") or []:
+        if isinstance(record, dict) and record.get("eventSource") == "aws:s3":
+            obj = record["s3"]["object"]
+            bucket = record["s3"]["bucket"]["name"]
+            head = current(bucket, obj["key"], obj.get("versionId"))
+            obj.update(
+                size=int(head["ContentLength"]), eTag=head["ETag"].strip('"'), versionId=head.get("VersionId")
+            )
+        elif isinstance(record, dict) and record.get("eventSource") == "aws:sqs":
+            try:
+                body = json.loads(record.get("body") or "")
+            except ValueError:
+                continue  # not a message Lake sends: the function says what is wrong with it
+            if isinstance(body, dict) and {"bucket", "key"} <= body.keys():
+                head = current(body["bucket"], body["key"], body.get("version"))
+                body["version"] = head.get("VersionId") or head["ETag"].strip('"')
+                record["body"] = json.dumps(body)
+    return event, notes
