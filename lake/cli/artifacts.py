@@ -120,7 +120,8 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings | None) -> int:
         _out(json.dumps(body, indent=2) if args.json else summary)
     elif action == "delete":
         body = _check(client.artifact_delete(args.id))
-        _out(json.dumps(body) if args.json else f"deleted {body['path']} ({body['id']}, version {body['version']})")
+        said = f"deleted {body['path']} ({body['id']}, version {body['version']})"
+        _out(json.dumps(body) if args.json else said)
     elif action == "history":
         body = _check(client.artifact_history(args.id))
         if args.json:
