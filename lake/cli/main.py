@@ -145,10 +145,15 @@ def _print_report(report: dict[str, Any]) -> None:
         _out(f"{report['source']}: already ingested in snapshot {report['snapshot_id']}; nothing added")
         return
     _out(
-        f"{report['source']} → {report['table']}: {report['rows_accepted']} accepted, "
-        f"{report['rows_quarantined']} quarantined of {report['rows_read']} rows "
-        f"in {report['seconds']}s ({report['rows_per_second']:,.0f} rows/s), snapshot {report['snapshot_id']}"
+        f"{report['source']} → {report['table']}: {report['rows_accepted']:,} accepted, "
+        f"{report['rows_quarantined']:,} quarantined of {plural(report['rows_read'], 'row')} "
+        f"in {report['seconds']}s{rate(report['rows_per_second'])}, snapshot {report['snapshot_id']}"
     )
+
+
+def rate(rows_per_second: float) -> str:
+    """`` (310,000 rows/s)``; nothing for a handful of rows, where a rate says nothing."""
+    return f" ({rows_per_second:,.0f} rows/s)" if rows_per_second >= 1 else ""
 
 
 def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
