@@ -7,7 +7,9 @@ import csv
 import io
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -432,9 +434,9 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     failed = [(job, r) for job, results in report["jobs"].items() for r in results if "error" in r]
     for job, r in failed:
         where = r.get("file") or r.get("table") or r.get("dataset")
-        _out(f"skipped by {job}: {where}: {r['error']}: {r.get('message', '')}")
+        print(f"skipped by {job}: {where}: {r['error']}: {r.get('message', '')}", file=sys.stderr)
     if failed:
-        _out(f"{plural(len(failed), 'problem')}; every other table got its upkeep")
+        print(f"{plural(len(failed), 'problem')}; every other table got its upkeep", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -494,6 +496,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         scheduler.start()
     host, port = cast(tuple[str, int], server.server_address[:2])
     cli_key = _register_server(settings, f"http://{host}:{port}", args.auth)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
     _out(
         json.dumps(
             {
@@ -512,10 +515,22 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         server.server_close()
         running.unregister(settings.home)
         if cli_key is not None:
-            from lakehouse.access.auth import revoke_key
-
-            revoke_key(settings, cli_key)
+            _revoke_quietly(settings, cli_key)
     return 0
+
+
+def _revoke_quietly(settings: Settings, key_id: str) -> None:
+    """Revoke the command line's key, if the stack still runs (else its keys are gone anyway)."""
+    from lake.local import stack as localstack
+    from lakehouse.access.auth import revoke_key
+    from lakehouse.errors import LakeError
+
+    if localstack.read_state(settings.home.resolve()) is None:
+        return
+    try:
+        revoke_key(settings, key_id)
+    except (LakeError, OSError) as e:
+        print(f"could not revoke the command line's key {key_id}: {e}", file=sys.stderr)
 
 
 def _register_server(settings: Settings, url: str, auth: str) -> str | None:
@@ -525,17 +540,31 @@ def _register_server(settings: Settings, url: str, auth: str) -> str | None:
 
     if auth != "keys":
         running.register(settings.home, url, None)
+        _warm_up(url, None)
         return None
     from lakehouse.access.auth import create_key
 
     token, record = create_key(settings, "admin", None, f"lake command line (lake serve, pid {os.getpid()})")
     running.register(settings.home, url, token)
+    _warm_up(url, token)
     return str(record["id"])
+
+
+def _warm_up(url: str, token: str | None) -> None:
+    """Answer one query in the background, so the first `lake sql` finds the engine loaded."""
+    from lake.client import LakeClient
+
+    def ask() -> None:
+        try:
+            LakeClient(url, key=token).sql("SELECT 1")
+        except OSError as e:
+            print(f"warm-up query failed: {e}", file=sys.stderr)
+
+    threading.Thread(target=ask, name="lake-warm-up", daemon=True).start()
 
 
 def _stop_with_owner(server: Any, owner_pid: int) -> None:
     """Shut the server down once ``owner_pid`` is gone (a test session that was interrupted)."""
-    import threading
     import time
 
     from lake.cli.running import alive
