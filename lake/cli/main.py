@@ -631,7 +631,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     response = invoke(Path(args.template), args.logical_id, event, settings.home)
-    _out(json.dumps(response, indent=2, default=str))
+    _out(json.dumps(response, indent=None if args.json else 2, default=str))
     return 0
 
 
