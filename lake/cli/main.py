@@ -610,12 +610,13 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         audit.record(
             "local", "key.create", target=record["id"], tenant=args.tenant, detail=f"scope={args.scope}"
         )
-        _out(token)
+        _out(json.dumps({"key": token, **record}) if args.json else token)
         print(f"key {record['id']} ({args.scope}{', tenant ' + args.tenant if args.tenant else ''}); "
               "the key is shown once: store it now", file=sys.stderr)
     elif args.keys_command == "list":
         cols = ["id", "name", "scope", "tenant", "created_at", "revoked_at"]
-        _out(render_table(cols, [[k[c] for c in cols] for k in auth.list_keys(settings)]))
+        keys = auth.list_keys(settings)
+        _out(json.dumps(keys) if args.json else render_table(cols, [[k[c] for c in cols] for k in keys]))
     else:
         record = auth.revoke_key(settings, args.key_id)
         audit.record("local", "key.revoke", target=record["id"])
