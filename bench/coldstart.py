@@ -39,7 +39,7 @@ touches vectors, so none may load them. Exits non-zero when a call fails or when
 handler loads one of them.
 
 Sizes: each function image installs Lake with ``pip install .`` (maintenance) or
-``pip install .[embed]`` (ingest, takeout, query; see ``functions/*/Dockerfile``). The size of
+``pip install .[embed]`` (ingest, takeout, query; ``EXTRAS=embed`` in ``functions/Dockerfile``). The size of
 that dependency closure is summed from the installed distributions' ``RECORD`` files
 (``importlib.metadata``), plus Lake's own source and contracts, and compared with Lambda's
 250 MiB limit for zip packages (unzipped, layers included) and 10 GiB for images. The base image

@@ -9,6 +9,10 @@ class LakeError(Exception):
     terminal: bool = True
     http_status: int = 500
 
+    def to_dict(self) -> dict[str, str | bool]:
+        """How reports, logs and queues name a failure: ``error`` (the class), ``message``, ``terminal``."""
+        return {"error": type(self).__name__, "message": str(self), "terminal": self.terminal}
+
 
 class TerminalError(LakeError):
     """Bad input or configuration: retrying cannot help; quarantine or DLQ."""

@@ -7,8 +7,13 @@
   (:mod:`lakehouse.tables.gc`), which is what frees the bytes retention and compaction let go of;
 * ``orphans``: unreferenced files older than ``LAKE_ORPHAN_AGE_DAYS`` deleted;
 
-plus any job registered with :func:`register_job` (the extension point for Lance upkeep:
-compacting fragments and cleaning old versions of the vector datasets).
+then the bundled jobs, imported only when they run (:func:`bundled_job`):
+
+* ``audit``: the audit spool folded into the audit table;
+* ``vectors``: Lance upkeep (strays, fragment compaction, old versions, vector indexes);
+* ``rollups``: materialised rollups refreshed;
+
+and last any job added with :func:`register_job`. This module is the one table of jobs.
 """
 
 from __future__ import annotations
@@ -18,13 +23,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from lakehouse.access.audit import fold_job
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract, loadable_contracts
 from lakehouse.errors import LakeError
 from lakehouse.tables.write import store_retry
-from lakehouse.vectors.store import vectors_job
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -74,7 +77,7 @@ def apply_retention(
     if datasets is not None:  # tables without a contract have no retention
         contracts = [c for c in contracts if c.name in datasets]
         broken = [b for b in broken if b["dataset"] in datasets]
-    found.extend({"table": f"{settings.namespace}.{b['dataset']}", **b, "terminal": True} for b in broken)
+    found.extend({"table": f"{settings.namespace}.{b['dataset']}", **b} for b in broken)
     for contract in contracts:
 
         def retain(contract: Contract = contract) -> RetentionResult | None:
@@ -133,6 +136,7 @@ class MaintenanceOptions:
 
 
 ExtraJob = Callable[[Settings, MaintenanceOptions], list[dict[str, Any]]]
+BUNDLED_JOBS = ("audit", "vectors", "rollups")  # after the built-in ones, in this order
 _EXTRA_JOBS: dict[str, ExtraJob] = {}
 
 
@@ -140,18 +144,16 @@ def register_job(name: str, job: ExtraJob) -> None:
     """Add a maintenance job that runs after the built-in ones (and alone with ``jobs=(name,)``).
 
     A job gets the settings and the run's options and returns one JSON-able dict per item it
-    kept (with ``bytes_freed`` where it frees storage). This is where Lance upkeep (fragment
-    compaction, cleanup of old dataset versions) plugs in once vectors land; the audit spool
-    fold (``audit``) is registered this way.
+    kept (with ``bytes_freed`` where it frees storage), as the bundled jobs do.
     """
-    if name in JOBS:
+    if name in JOBS + BUNDLED_JOBS:
         raise ValueError(f"{name!r} is a built-in maintenance job")
     _EXTRA_JOBS[name] = job
 
 
 def registered_jobs() -> tuple[str, ...]:
-    """Every job name a run accepts: the built-in ones, then the registered ones."""
-    return JOBS + tuple(_EXTRA_JOBS)
+    """Every job name a run accepts: the built-in ones, the bundled ones, then the registered ones."""
+    return JOBS + BUNDLED_JOBS + tuple(_EXTRA_JOBS)
 
 
 def run_maintenance(
@@ -209,7 +211,7 @@ def run_maintenance(
                 except OSError as e:  # the store, reached through pyarrow or s3fs
                     results.append(_failure(name, StoreUnavailable(f"{name}: {e}")))
         else:
-            results = _EXTRA_JOBS[job](settings, options)
+            results = (_EXTRA_JOBS[job] if job in _EXTRA_JOBS else bundled_job(job))(settings, options)
         report["jobs"][job] = results
     report["bytes_freed"] = sum(
         int(r.get("bytes_freed", 0) or 0) for results in report["jobs"].values() for r in results
@@ -219,9 +221,21 @@ def run_maintenance(
 
 
 def _failure(table: str, error: LakeError) -> dict[str, Any]:
-    return {"table": table, "error": type(error).__name__, "message": str(error), "terminal": error.terminal}
+    return {"table": table, **error.to_dict()}
 
 
-register_job("audit", fold_job)  # fold the audit spool into the audit table
-register_job("vectors", vectors_job)  # Lance upkeep: strays, compaction, old versions, indexes
-import lakehouse.query.rollups  # noqa: E402,F401  (registers the "rollups" job)
+def bundled_job(name: str) -> ExtraJob:
+    """The jobs Lake ships beside the built-in table services, imported when they run."""
+    if name == "audit":  # fold the audit spool into the audit table
+        from lakehouse.access.audit import fold_job
+
+        return fold_job
+    if name == "vectors":  # Lance upkeep: strays, compaction, old versions, indexes
+        from lakehouse.vectors.store import vectors_job
+
+        return vectors_job
+    if name == "rollups":  # refresh materialised rollups
+        from lakehouse.query.rollups import rollups_job
+
+        return rollups_job
+    raise KeyError(name)

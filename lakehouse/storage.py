@@ -9,9 +9,12 @@ one pyiceberg's file IO already sets up: a cold function neither imports a secon
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow.fs
@@ -190,3 +193,19 @@ class LakeS3RetryStrategy(pyarrow.fs.AwsStandardS3RetryStrategy):
 
     def __init__(self) -> None:
         super().__init__(max_attempts=get_settings().s3_max_attempts)
+
+
+def cached(settings: Settings, key: str, size: int | None = None) -> Path:
+    """A local copy of the immutable warehouse object ``key`` under ``$LAKE_HOME/vector-cache``.
+
+    Downloaded when missing (or, given ``size``, of another size); written beside and renamed
+    into place, so a concurrent reader sees all of a file or none.
+    """
+    target = settings.home / "vector-cache" / key
+    if target.exists() and (size is None or target.stat().st_size == size):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    s3_client(settings).download_file(settings.warehouse_bucket, key, str(partial))
+    os.replace(partial, target)
+    return target

@@ -71,96 +71,113 @@ def _dockerignore_allows(path: str) -> bool:
     return allowed
 
 
-@pytest.fixture(scope="module", params=HANDLERS)
-def image(request: pytest.FixtureRequest) -> tuple[str, list[tuple[str, str]]]:
-    name = str(request.param)
-    return name, parse_dockerfile(ROOT / "functions" / name / "Dockerfile")
+DOCKERFILE = ROOT / "functions" / "Dockerfile"
 
 
-# ---------------------------------------------------------------- Dockerfiles
+def _build_args() -> dict[str, dict[str, str]]:
+    """Each image function's DockerBuildArgs, by handler package."""
+    template = load_template(ROOT / "template.yaml")
+    found = {}
+    for resource in template["Resources"].values():
+        if resource.get("Properties", {}).get("PackageType") == "Image":
+            (command,) = resource["Properties"]["ImageConfig"]["Command"]
+            found[command.split(".")[1]] = resource["Metadata"].get("DockerBuildArgs", {})
+    return found
+
+
+@pytest.fixture(scope="module")
+def instructions() -> list[tuple[str, str]]:
+    return parse_dockerfile(DOCKERFILE)
+
+
+# ---------------------------------------------------------------- the one Dockerfile
+
+
+def test_one_dockerfile_serves_every_function() -> None:
+    assert sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "functions").rglob("Dockerfile")) == [
+        "functions/Dockerfile"
+    ]
+    assert set(_build_args()) == set(HANDLERS)
 
 
 def test_dockerfile_uses_known_instructions_and_the_lambda_python_base(
-    image: tuple[str, list[tuple[str, str]]],
+    instructions: list[tuple[str, str]],
 ) -> None:
-    name, instructions = image
-    assert {keyword for keyword, _ in instructions} <= INSTRUCTIONS, name
+    assert {keyword for keyword, _ in instructions} <= INSTRUCTIONS
     froms = [args for keyword, args in instructions if keyword == "FROM"]
-    assert len(froms) == 1, name
+    assert len(froms) == 1
     match = re.fullmatch(r"public\.ecr\.aws/lambda/python:(3\.\d+)", froms[0])
     assert match, froms[0]
     # Within the project's supported Pythons.
     minor = int(match.group(1).split(".")[1])
     assert 11 <= minor < 14
+    # The template names each handler (ImageConfig.Command): the image has no CMD of its own.
+    assert not [args for keyword, args in instructions if keyword == "CMD"]
 
 
-def test_dockerfile_cmd_is_the_function_handler(image: tuple[str, list[tuple[str, str]]]) -> None:
-    name, _ = image
-    dockerfile = ROOT / "functions" / name / "Dockerfile"
-    command = dockerfile_command(dockerfile)
-    assert command == [f"functions.{name}.handler.lambda_handler"]
-    module, _, attribute = command[0].rpartition(".")
+@pytest.mark.parametrize("name", HANDLERS)
+def test_each_image_function_names_its_handler(name: str) -> None:
+    template = load_template(ROOT / "template.yaml")
+    handler = f"functions.{name}.handler.lambda_handler"
+    spec = next(
+        function_spec(template, logical_id, template_dir=ROOT)
+        for logical_id, r in template["Resources"].items()
+        if r.get("Properties", {}).get("ImageConfig", {}).get("Command") == [handler]
+    )
+    module, _, attribute = spec.handler.rpartition(".")
     source = ROOT / Path(*module.split(".")).with_suffix(".py")
     tree = ast.parse(source.read_text())
     assert any(isinstance(n, ast.FunctionDef) and n.name == attribute for n in tree.body), source
 
 
-def test_dockerfile_installs_lake_with_embed_only_where_text_is_embedded(
-    image: tuple[str, list[tuple[str, str]]],
-) -> None:
-    name, instructions = image
+def test_embed_is_built_in_only_where_text_is_embedded(instructions: list[tuple[str, str]]) -> None:
+    assert {name for name, args in _build_args().items() if args.get("EXTRAS") == "embed"} == EMBEDDING
+    assert all(args.get("EXTRAS") in ("embed", "") for args in _build_args().values())
+    assert ("ARG", 'EXTRAS=""') in instructions  # no extras unless the template asks
     runs = [args for keyword, args in instructions if keyword == "RUN"]
     installs = [r for r in runs if "pip install" in r]
-    project = [r for r in installs if "/tmp/lake" in r]
-    assert len(project) == 1, installs
-    assert ("/tmp/lake[embed]" in project[0]) == (name in EMBEDDING), project[0]
-    assert "--no-cache-dir" in project[0]
-    torch = [r for r in installs if "torch" in r]
-    if name in EMBEDDING:
-        # CPU torch first, at exactly the pyproject pin, so `.[embed]` finds it satisfied.
-        assert len(torch) == 1 and runs.index(torch[0]) < runs.index(project[0])
-        assert f'"torch{_torch_pin()}+cpu"' in torch[0]
-        assert "TORCH_INDEX_URL" in torch[0]
-    else:
-        assert not torch, "maintenance embeds no text: no torch in its image"
+    (project,) = [r for r in installs if "/tmp/lake" in r]
+    assert '"/tmp/lake${EXTRAS:+[${EXTRAS}]}"' in project and "--no-cache-dir" in project
+    # CPU torch first, at exactly the pyproject pin, so `.[embed]` finds it satisfied; only with embed.
+    (torch,) = [r for r in installs if "torch" in r]
+    assert runs.index(torch) < runs.index(project)
+    assert f'"torch{_torch_pin()}+cpu"' in torch and "TORCH_INDEX_URL" in torch
+    assert torch.startswith('if [ "${EXTRAS}" = "embed" ]; then ')
 
 
-def test_images_that_embed_text_ship_the_static_model(image: tuple[str, list[tuple[str, str]]]) -> None:
-    name, instructions = image
+def test_images_that_embed_text_ship_the_static_model(instructions: list[tuple[str, str]]) -> None:
     envs = [args for keyword, args in instructions if keyword == "ENV"]
     runs = [args for keyword, args in instructions if keyword == "RUN"]
-    distils = [r for r in runs if "get_embedder('static'" in r]
-    if name not in EMBEDDING:
-        assert not distils and not any("LAKE_MODELS_DIR" in e for e in envs)
-        return
+    (distil,) = [r for r in runs if "get_embedder('static'" in r]
+    assert distil.startswith('if [ "${EXTRAS}" = "embed" ]; then ')
     assert "LAKE_MODELS_DIR=/opt/lake/models" in envs  # a folder of the image, not /tmp
-    assert len(distils) == 1
-    project = next(r for r in runs if "/tmp/lake[embed]" in r)
-    assert runs.index(project) < runs.index(distils[0])  # Lake is installed first
+    project = next(r for r in runs if "/tmp/lake" in r and "pip install" in r)
+    assert runs.index(project) < runs.index(distil)  # Lake is installed first
     ordered = [args for _, args in instructions]
-    assert ordered.index("LAKE_MODELS_DIR=/opt/lake/models") < ordered.index(distils[0])
+    assert ordered.index("LAKE_MODELS_DIR=/opt/lake/models") < ordered.index(distil)
 
 
-def test_dockerfile_copies_the_package_and_the_contracts(image: tuple[str, list[tuple[str, str]]]) -> None:
-    name, instructions = image
+def test_dockerfile_copies_the_library_and_handlers_never_the_lake_command(
+    instructions: list[tuple[str, str]],
+) -> None:
     copies = [args.split() for keyword, args in instructions if keyword == "COPY"]
     sources = {source for words in copies for source in words[:-1] if not source.startswith("--")}
-    # What `pip install .` needs: the project file, its readme and the packages it lists.
-    assert {"pyproject.toml", "README.md", "lakehouse", "functions"} <= sources
-    packages = _pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
-    assert {p.rstrip("*") for p in packages} <= sources
+    # What `pip install .` needs: the project file, its readme and the function packages.
+    assert sources == {"pyproject.toml", "README.md", "lakehouse", "functions", "catalog"}
+    # The `lake` command and the local stack stay out of every image and its build context.
+    assert "lake" not in sources and not _dockerignore_allows("lake")
     # LAKE_CONTRACTS_DIR is /var/task/catalog/datasets; the image puts catalog/ there.
     assert ["catalog", "${LAMBDA_TASK_ROOT}/catalog"] in copies
     template = load_template(ROOT / "template.yaml")
     contracts = template["Globals"]["Function"]["Environment"]["Variables"]["LAKE_CONTRACTS_DIR"]
     assert contracts == "/var/task/catalog/datasets"
     for source in sources:
-        assert (ROOT / source).exists(), f"{name}: COPY {source} does not exist"
-        assert _dockerignore_allows(source), f"{name}: .dockerignore leaves out {source}"
+        assert (ROOT / source).exists(), f"COPY {source} does not exist"
+        assert _dockerignore_allows(source), f".dockerignore leaves out {source}"
 
 
 def test_dockerignore_keeps_the_build_context_small() -> None:
-    for heavy in (".venv", ".git", "build", "tests", ".lake", "bench"):
+    for heavy in (".venv", ".git", "build", "tests", ".lake", "bench", "lake"):
         assert not _dockerignore_allows(heavy), heavy
 
 

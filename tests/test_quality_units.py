@@ -12,13 +12,14 @@ import pyarrow as pa
 import pytest
 
 from functions.ingest.metrics import publish
+from lake.cli.progress import StderrBar
 from lakehouse.config import Settings
-from lakehouse.contracts.model import parse_contract, pii
+from lakehouse.contracts import pii
+from lakehouse.contracts.model import ROW, parse_contract
 from lakehouse.contracts.validate import Validator
 from lakehouse.errors import ContractInvalid, PiiSaltMissing, SchemaEvolutionRefused
 from lakehouse.ingest.evolution import plan
-from lakehouse.ingest.progress import StderrBar, current, reporting
-from lakehouse.ingest.readers import ROW
+from lakehouse.ingest.progress import current, reporting
 from lakehouse.ingest.upload import IngestReport
 
 BASE = "name: x\nevent_time: ts\ncolumns:\n  ts: {type: timestamp}\n"

@@ -139,7 +139,7 @@ def test_functions_that_touch_vectors_are_container_images(template: dict[str, A
         assert not ZIP_ONLY & set(resource["Properties"]), name
         metadata = resource["Metadata"]
         assert metadata["DockerContext"] == "."
-        assert metadata["Dockerfile"] == f"functions/{_module(template, name)}/Dockerfile"
+        assert metadata["Dockerfile"] == "functions/Dockerfile"
         assert (ROOT / metadata["DockerContext"] / metadata["Dockerfile"]).is_file(), name
         assert metadata["DockerTag"]
 
@@ -153,15 +153,11 @@ def test_zip_functions_declare_runtime_and_code(template: dict[str, Any]) -> Non
             assert properties.get("CodeUri", globals_.get("CodeUri")), name
 
 
-def test_image_command_is_the_dockerfile_cmd(template: dict[str, Any]) -> None:
-    """The template's ImageConfig.Command and the Dockerfile's CMD name the same handler."""
+def test_image_command_is_the_function_handler(template: dict[str, Any]) -> None:
+    """ImageConfig.Command names the handler of the function's own package."""
     for name in IMAGE_FUNCTIONS:
         command = template["Resources"][name]["Properties"]["ImageConfig"]["Command"]
-        resource = dict(template["Resources"][name])
-        resource["Properties"] = {k: v for k, v in resource["Properties"].items() if k != "ImageConfig"}
-        without = {**template, "Resources": {**template["Resources"], name: resource}}
-        from_dockerfile = function_spec(without, name, template_dir=ROOT).handler
-        assert command == [from_dockerfile], name
+        assert command == [f"functions.{_module(template, name)}.handler.lambda_handler"], name
 
 
 def test_sizes_and_timeouts_are_kept(template: dict[str, Any]) -> None:

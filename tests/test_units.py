@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 
 from lakehouse.config import Settings, load_settings
-from lakehouse.contracts.model import load_contract, parse_contract
+from lakehouse.contracts.model import ROW, load_contract, parse_contract
 from lakehouse.contracts.validate import check_batch
 from lakehouse.errors import ContractInvalid, ContractNotFound, ForbiddenSQL, QueryFailed, UnsupportedFormat
-from lakehouse.ingest.readers import ROW, MalformedRow, detect_format, read_batches
+from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 from lakehouse.query.sqlguard import check_sql
 
 CONTRACT = """

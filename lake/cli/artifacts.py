@@ -49,16 +49,16 @@ def _metadata(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def _show(body: dict[str, Any], args: argparse.Namespace) -> None:
     """An artifact: its content (or into ``--out``), or the whole body with ``--json``."""
-    from lake.cli.main import _out
+    from lake.cli.output import out
 
     if args.json:
-        _out(json.dumps(body, indent=2, ensure_ascii=False))
+        out(json.dumps(body, indent=2, ensure_ascii=False))
         return
     content = body.get("content", "")
     data = base64.b64decode(content) if body.get("content_encoding") == "base64" else content.encode()
     if args.out:
         Path(args.out).write_bytes(data)
-        _out(f"{body['path']} (version {body['version']}, {body['size']} bytes) → {args.out}")
+        out(f"{body['path']} (version {body['version']}, {body['size']} bytes) → {args.out}")
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
@@ -75,34 +75,34 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def cmd_artifacts(args: argparse.Namespace, settings: Settings | None) -> int:
-    from lake.cli.main import _check, _client, _out, plural, render_table
+    from lake.cli.output import check, client_for, out, plural, render_table
 
-    client = _client(args)
+    client = client_for(args)
     action = args.artifacts_command
     if action == "store":
         content = _read(args.file, args.binary)
         assert content is not None
-        body = _check(
+        body = check(
             client.artifact_store(
                 args.name, content, args.type, _metadata(args), args.subpath, args.content_type
             )
         )
-        _out(json.dumps(body, indent=2) if args.json else f"{body['id']}  {body['path']}  version 1")
+        out(json.dumps(body, indent=2) if args.json else f"{body['id']}  {body['path']}  version 1")
     elif action == "get":
-        _show(_check(client.artifact(args.id, args.version, args.as_of)), args)
+        _show(check(client.artifact(args.id, args.version, args.as_of)), args)
     elif action == "get-path":
-        _show(_check(client.artifact_by_path(args.path, args.as_of)), args)
+        _show(check(client.artifact_by_path(args.path, args.as_of)), args)
     elif action == "list":
-        body = _check(client.artifacts(args.type, args.subpath, not args.no_recursive, args.as_of))
+        body = check(client.artifacts(args.type, args.subpath, not args.no_recursive, args.as_of))
         if args.json:
-            _out(json.dumps(body, indent=2))
+            out(json.dumps(body, indent=2))
         else:
-            _out(render_table(COLUMNS, [[a[c] for c in COLUMNS] for a in body["artifacts"]]))
-            _out(f"({plural(body['count'], 'artifact')})")
+            out(render_table(COLUMNS, [[a[c] for c in COLUMNS] for a in body["artifacts"]]))
+            out(f"({plural(body['count'], 'artifact')})")
     elif action == "search":
-        body = _check(client.artifact_search(args.query, args.type, args.subpath, args.k))
+        body = check(client.artifact_search(args.query, args.type, args.subpath, args.k))
         if args.json:
-            _out(json.dumps(body, indent=2))
+            out(json.dumps(body, indent=2))
         else:
             cols = ["score", "text_rank", "similarity", "id", "path", "data_type"]
             rows = [
@@ -110,43 +110,43 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings | None) -> int:
                 + [h["artifact"][c] for c in ("id", "path", "data_type")]
                 for h in body["hits"]
             ]
-            _out(render_table(cols, rows))
+            out(render_table(cols, rows))
             warning = f"; {body['warning']}" if body["warning"] else ""
-            _out(f"({plural(len(rows), 'hit')}, {body['mode']} search{warning})")
+            out(f"({plural(len(rows), 'hit')}, {body['mode']} search{warning})")
     elif action == "update":
         content = _read(args.file, args.binary)
-        body = _check(client.artifact_update(args.id, content, _metadata(args), args.content_type))
+        body = check(client.artifact_update(args.id, content, _metadata(args), args.content_type))
         summary = f"{body['id']}  {body['path']}  version {body['version']}"
-        _out(json.dumps(body, indent=2) if args.json else summary)
+        out(json.dumps(body, indent=2) if args.json else summary)
     elif action == "delete":
-        body = _check(client.artifact_delete(args.id))
+        body = check(client.artifact_delete(args.id))
         said = f"deleted {body['path']} ({body['id']}, version {body['version']})"
-        _out(json.dumps(body) if args.json else said)
+        out(json.dumps(body) if args.json else said)
     elif action == "history":
-        body = _check(client.artifact_history(args.id))
+        body = check(client.artifact_history(args.id))
         if args.json:
-            _out(json.dumps(body, indent=2))
+            out(json.dumps(body, indent=2))
         else:
             cols = ["version", "op", "updated_at", "size", "sha256", "snapshot_id"]
-            _out(render_table(cols, [[v[c] for c in cols] for v in body["versions"]]))
+            out(render_table(cols, [[v[c] for c in cols] for v in body["versions"]]))
     else:  # stats
-        stats = _check(client.artifact_stats())
+        stats = check(client.artifact_stats())
         if args.json:
-            _out(json.dumps(stats, indent=2))
+            out(json.dumps(stats, indent=2))
         else:
-            _out(render_table(["field", "value"], sorted(_flat(stats).items())))
+            out(render_table(["field", "value"], sorted(_flat(stats).items())))
     return 0
 
 
 def add_parser(sub: Any) -> None:
     """Register ``lake artifacts`` on the ``lake`` command's sub-parsers."""
-    from lake.cli.main import JSON_HELP, _remote
+    from lake.cli.output import JSON_HELP, remote_options
     s = sub.add_parser("artifacts", help="store, find and version schemas, macros, docs, configs, logs")
     asub = s.add_subparsers(dest="artifacts_command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = asub.add_parser(name, help=help)
-        _remote(p)
+        remote_options(p)
         p.set_defaults(func=cmd_artifacts)
         return p
 

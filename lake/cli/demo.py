@@ -17,7 +17,7 @@ def _say(text: str = "") -> None:
 
 
 def _show(client: LakeClient, title: str, sql: str) -> dict[str, Any]:
-    from lake.cli.main import render_table
+    from lake.cli.output import render_table
 
     _say(f"\n▶ {title}\n  {sql}")
     response = client.sql(sql)
@@ -150,7 +150,7 @@ def _takeout_step(settings: Settings, samples: Path, client: LakeClient) -> None
     prepared here once (so no later command sits silent while it is distilled)."""
     import time
 
-    from lake.cli.main import render_table
+    from lake.cli.output import render_table
     from lake.cli.takeout import summary
     from lakehouse.errors import EmbedderUnavailable
     from lakehouse.takeout import ingest_archive
@@ -186,7 +186,7 @@ def _takeout_step(settings: Settings, samples: Path, client: LakeClient) -> None
 
 def _vectors_step(settings: Settings, samples: Path, client: LakeClient) -> None:
     """9. Support tickets get MiniLM vectors in Lance beside their table, then hybrid search."""
-    from lake.cli.main import render_table
+    from lake.cli.output import render_table
     from lakehouse.errors import EmbedderUnavailable
 
     path = samples / "support_tickets.ndjson"

@@ -14,58 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from lake.cli.output import JSON_HELP, check, client_for, out, plural, rate, remote_options, render_table
+
 if TYPE_CHECKING:  # the settings machinery loads only for commands that need it
     from lakehouse.config import Settings
-
-
-def _out(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``1 row``, ``2 rows``, ``0 artifacts``."""
-    return f"{n:,} {word if n == 1 else many or word + 's'}"
-
-
-def render_table(
-    columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 48, wide: Sequence[str] = ()
-) -> str:
-    """A plain text table: each value printed as its type prints (``-5``, not ``'-5.0'``); values
-    longer than ``max_width`` are cut, except in the ``wide`` columns."""
-
-    def cell(v: Any, column: str) -> str:
-        s = "" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v)
-        return s if len(s) <= max_width or column in wide else s[: max_width - 1] + "…"
-
-    body = [[cell(v, c) for v, c in zip(row, columns, strict=True)] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in body]) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    sep = "  ".join("-" * w for w in widths)
-    return "\n".join(
-        [line, sep] + ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in body]
-    )
-
-
-def _client(args: argparse.Namespace) -> Any:
-    from lake.client import LakeClient
-
-    url = getattr(args, "url", None)
-    key = getattr(args, "key", None) or (settings_key() if url else None)
-    return LakeClient(url, key=key)
-
-
-def settings_key() -> str | None:
-    """The API key for ``--url`` calls: ``LAKE_API_KEY``."""
-    from lakehouse.config import load_settings
-
-    return load_settings().api_key
-
-
-def _check(response: Any) -> Any:
-    if not response.ok:
-        body = response.body or {}
-        raise SystemExit(f"error {response.status}: {body.get('error', '')}: {body.get('message', body)}")
-    return response.body
 
 
 def _need_stack(settings: Settings) -> None:
@@ -91,14 +43,14 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     state = localstack.up(settings, port=args.port)
     get_catalog(load_settings(home=settings.home))  # creates the SQLite catalog and the namespace
     if args.json:
-        _out(json.dumps(state, indent=2))
+        out(json.dumps(state, indent=2))
         return 0
     verb = "reusing" if state["reused"] else "started"
-    _out(f"{verb} the local stack ({state['kind']}) at {state['endpoint']}")
-    _out(f"  buckets: {state['landing_bucket']} (landing), {state['warehouse_bucket']} (warehouse)")
-    _out(f"  catalog: {state['catalog_uri']}")
+    out(f"{verb} the local stack ({state['kind']}) at {state['endpoint']}")
+    out(f"  buckets: {state['landing_bucket']} (landing), {state['warehouse_bucket']} (warehouse)")
+    out(f"  catalog: {state['catalog_uri']}")
     if state["kind"] == "moto" and not state["reused"]:
-        _out("  the store keeps objects in memory: it starts empty, and `lake down` discards it")
+        out("  the store keeps objects in memory: it starts empty, and `lake down` discards it")
     return 0
 
 
@@ -109,13 +61,13 @@ def cmd_down(args: argparse.Namespace, settings: Settings) -> int:
     lost = localstack.contents(settings) if state is not None and state["kind"] == "moto" else None
     stopped = localstack.down(settings)
     if args.json:
-        _out(json.dumps({"stopped": stopped, "discarded": lost}))
+        out(json.dumps({"stopped": stopped, "discarded": lost}))
     elif not stopped:
-        _out("no local stack was running")
+        out("no local stack was running")
     elif lost is None:
-        _out("stopped the local stack (its data stays on disk)")
+        out("stopped the local stack (its data stays on disk)")
     else:
-        _out(
+        out(
             f"stopped the local stack and discarded its in-memory store: {plural(lost['tables'], 'table')}, "
             f"{plural(lost['uploads'], 'upload')}, {plural(lost['objects'], 'warehouse object')} and every "
             "API key are gone; the next `lake up` starts empty"
@@ -128,14 +80,14 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
     state = localstack.status(settings)
     if args.json:
-        _out(json.dumps(state, indent=2))
+        out(json.dumps(state, indent=2))
     elif state["running"]:
-        _out(
+        out(
             f"running ({state['kind']}, pid {state['pid']}) at {state['endpoint']}; "
             f"buckets {state['landing_bucket']}, {state['warehouse_bucket']}; catalog {state['catalog_uri']}"
         )
     else:
-        _out(f"not running (LAKE_HOME={state['home']})")
+        out(f"not running (LAKE_HOME={state['home']})")
     return 0 if state["running"] else 1
 
 
@@ -144,18 +96,13 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def _print_report(report: dict[str, Any]) -> None:
     if report["duplicate"]:
-        _out(f"{report['source']}: already ingested in snapshot {report['snapshot_id']}; nothing added")
+        out(f"{report['source']}: already ingested in snapshot {report['snapshot_id']}; nothing added")
         return
-    _out(
+    out(
         f"{report['source']} → {report['table']}: {report['rows_accepted']:,} accepted, "
         f"{report['rows_quarantined']:,} quarantined of {plural(report['rows_read'], 'row')} "
         f"in {report['seconds']}s{rate(report['rows_per_second'])}, snapshot {report['snapshot_id']}"
     )
-
-
-def rate(rows_per_second: float) -> str:
-    """`` (310,000 rows/s)``; nothing for a handful of rows, where a rate says nothing."""
-    return f" ({rows_per_second:,.0f} rows/s)" if rows_per_second >= 1 else ""
 
 
 def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
@@ -172,7 +119,7 @@ def cmd_put(args: argparse.Namespace, settings: Settings) -> int:
     response = _put_with_progress(args, settings, path, key, s3_client, deliver)
     for report in response["reports"]:
         if args.json:
-            _out(json.dumps(report))
+            out(json.dumps(report))
         else:
             _print_report(report)
     return 0
@@ -199,25 +146,25 @@ def _put_takeout(args: argparse.Namespace, settings: Settings, path: Path) -> in
     progress = ProductProgress() if show else None
     report = ingest_archive(settings, settings.landing_bucket, key, progress=progress)
     if args.json:
-        _out(json.dumps(report.to_dict()))
+        out(json.dumps(report.to_dict()))
     else:
         for line in summary(report):
-            _out(line)
+            out(line)
     return 0
 
 
 def cmd_rollup(args: argparse.Namespace, settings: Settings | None) -> int:
-    body = _check(
-        _client(args).timeseries(
+    body = check(
+        client_for(args).timeseries(
             args.table, args.agg, args.bucket, args.column, args.start, args.end, args.group_by
         )
     )
     if args.format == "json":
-        _out(json.dumps(body))
+        out(json.dumps(body))
     else:
-        _out(render_table(body["columns"], body["rows"]))
+        out(render_table(body["columns"], body["rows"]))
         more = " (truncated)" if body["truncated"] else ""
-        _out(f"({plural(body['row_count'], 'bucket')}{more}, {body['elapsed_ms']} ms)")
+        out(f"({plural(body['row_count'], 'bucket')}{more}, {body['elapsed_ms']} ms)")
     return 0
 
 
@@ -225,7 +172,8 @@ def _put_with_progress(
     args: argparse.Namespace, settings: Settings, path: Path, key: str, s3: Any, deliver: Any
 ) -> dict[str, Any]:
     """Upload and ingest; a progress bar (bytes, rows, rows/s) on stderr for large files."""
-    from lakehouse.ingest.progress import StderrBar, reporting
+    from lake.cli.progress import StderrBar
+    from lakehouse.ingest.progress import reporting
 
     size = path.stat().st_size
     show = args.progress if args.progress is not None else size >= PROGRESS_MIN_BYTES
@@ -261,15 +209,15 @@ def _put_with_progress(
 
 
 def cmd_quarantine_list(args: argparse.Namespace, settings: Settings | None) -> int:
-    body = _check(_client(args).quarantine(args.dataset, args.source, args.limit))
+    body = check(client_for(args).quarantine(args.dataset, args.source, args.limit))
     if args.json:
-        _out(json.dumps(body))
+        out(json.dumps(body))
         return 0
     cols = ["quarantined_at", "source_uri", "row_number", "column", "rule", "reason"]
-    _out(render_table(cols, [[r[c] for c in cols] for r in body["rows"]], max_width=60, wide=["reason"]))
+    out(render_table(cols, [[r[c] for c in cols] for r in body["rows"]], max_width=60, wide=["reason"]))
     rules = ", ".join(f"{rule} {n:,}" for rule, n in body["by_rule"].items())
     shown = f"{len(body['rows']):,} of {plural(body['total'], 'quarantined row')}"
-    _out(f"({shown}{'; ' + rules if rules else ''})")
+    out(f"({shown}{'; ' + rules if rules else ''})")
     return 0
 
 
@@ -278,9 +226,9 @@ def cmd_quarantine_replay(args: argparse.Namespace, settings: Settings) -> int:
 
     report = replay(settings, args.dataset, args.source).to_dict()
     if args.json:
-        _out(json.dumps(report))
+        out(json.dumps(report))
     else:
-        _out(
+        out(
             f"{args.dataset}: {report['replayed']:,} of {plural(report['examined'], 'quarantined row')} "
             f"moved to the table (contract v{report['contract_version']}); {report['still_failing']:,} "
             f"still {'fails' if report['still_failing'] == 1 else 'fail'}, {report['unparseable']:,} "
@@ -293,9 +241,9 @@ def cmd_sql(args: argparse.Namespace, settings: Settings | None) -> int:
     as_of: int | str | None = args.as_of
     if isinstance(as_of, str) and as_of.isdigit():
         as_of = int(as_of)
-    body = _check(_client(args).sql(args.query, as_of, args.explain))
+    body = check(client_for(args).sql(args.query, as_of, args.explain))
     if args.format == "json":
-        _out(json.dumps(body))
+        out(json.dumps(body))
     elif args.format == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf)
@@ -304,10 +252,10 @@ def cmd_sql(args: argparse.Namespace, settings: Settings | None) -> int:
         sys.stdout.write(buf.getvalue())
     else:
         if body.get("plan"):
-            _out(body["plan"])
-        _out(render_table(body["columns"], body["rows"]))
+            out(body["plan"])
+        out(render_table(body["columns"], body["rows"]))
         more = " (truncated)" if body["truncated"] else ""
-        _out(f"({plural(body['row_count'], 'row')}{more}, {body['elapsed_ms']} ms)")
+        out(f"({plural(body['row_count'], 'row')}{more}, {body['elapsed_ms']} ms)")
     return 0
 
 
@@ -319,12 +267,12 @@ def cmd_search(args: argparse.Namespace, settings: Settings | None) -> int:
     text = None if vector is not None else args.text
     if text is None and vector is None:
         raise UsageError("give the text to search for, or --vector-file")
-    body = _check(_client(args).search(args.dataset, text, vector, args.k, args.mode, args.filter, as_of))
+    body = check(client_for(args).search(args.dataset, text, vector, args.k, args.mode, args.filter, as_of))
     if args.format == "json":
-        _out(json.dumps(body))
+        out(json.dumps(body))
     else:
-        _out(render_table(body["columns"], body["rows"]))
-        _out(
+        out(render_table(body["columns"], body["rows"]))
+        out(
             f"({plural(body['row_count'], 'row')}, {body['mode']} search at snapshot {body['snapshot_id']}, "
             f"Lance version {body['lance_version']}, {body['elapsed_ms']} ms)"
         )
@@ -332,35 +280,35 @@ def cmd_search(args: argparse.Namespace, settings: Settings | None) -> int:
 
 
 def cmd_tables(args: argparse.Namespace, settings: Settings | None) -> int:
-    tables = _check(_client(args).tables())["tables"]
+    tables = check(client_for(args).tables())["tables"]
     if args.json:
-        _out(json.dumps(tables, indent=2))
+        out(json.dumps(tables, indent=2))
         return 0
     cols = ["name", "rows", "files", "bytes", "snapshots", "current_snapshot_id"]
-    _out(render_table(cols, [[t[c] for c in cols] for t in tables]))
+    out(render_table(cols, [[t[c] for c in cols] for t in tables]))
     return 0
 
 
 def cmd_describe(args: argparse.Namespace, settings: Settings | None) -> int:
-    d = _check(_client(args).describe(args.name))
+    d = check(client_for(args).describe(args.name))
     if args.json:
-        _out(json.dumps(d, indent=2))
+        out(json.dumps(d, indent=2))
         return 0
-    _out(
+    out(
         f"{d['name']}  ({plural(d['rows'], 'row')} in {plural(d['file_count'], 'file')}, "
         f"snapshot {d['current_snapshot_id']})"
     )
-    _out(f"location: {d['location']}")
-    _out("\nschema:")
-    _out(
+    out(f"location: {d['location']}")
+    out("\nschema:")
+    out(
         render_table(
             ["id", "name", "type", "required"],
             [[f["id"], f["name"], f["type"], f["required"]] for f in d["schema"]],
         )
     )
-    _out("\npartitioned by: " + ", ".join(f"{p['transform']}({p['source']})" for p in d["partition_spec"]))
-    _out("\nsnapshots:")
-    _out(
+    out("\npartitioned by: " + ", ".join(f"{p['transform']}({p['source']})" for p in d["partition_spec"]))
+    out("\nsnapshots:")
+    out(
         render_table(
             ["snapshot_id", "timestamp", "operation", "source"],
             [
@@ -369,8 +317,8 @@ def cmd_describe(args: argparse.Namespace, settings: Settings | None) -> int:
             ],
         )
     )
-    _out("\nfiles:")
-    _out(
+    out("\nfiles:")
+    out(
         render_table(
             ["partition", "rows", "bytes", "path"],
             [[partition_text(p["partition"], d["partition_spec"]), p["rows"], p["bytes"], p["path"]]
@@ -415,7 +363,7 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     )
     report = run_maintenance(settings, options)
     if args.json:
-        _out(json.dumps(report, indent=2, default=str))
+        out(json.dumps(report, indent=2, default=str))
         return 1 if report["failures"] else 0
     views = {
         "retention": ["table", "cutoff", "files_dropped", "rows_dropped", "files_rewritten"],
@@ -426,11 +374,11 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
     }
     for job, results in report["jobs"].items():
         done = [r for r in results if "error" not in r]
-        _out(f"\n{job}{' (dry run)' if args.dry_run else ''}:")
+        out(f"\n{job}{' (dry run)' if args.dry_run else ''}:")
         cols = views.get(job) or sorted({c for r in done for c in r})
-        _out(render_table(cols, [[r.get(c) for c in cols] for r in done]))
+        out(render_table(cols, [[r.get(c) for c in cols] for r in done]))
     verb = "would free" if args.dry_run else "freed"
-    _out(f"\n{verb} {plural(report['bytes_freed'], 'byte')}")
+    out(f"\n{verb} {plural(report['bytes_freed'], 'byte')}")
     failed = [(job, r) for job, results in report["jobs"].items() for r in results if "error" in r]
     for job, r in failed:
         where = r.get("file") or r.get("table") or r.get("dataset")
@@ -441,12 +389,12 @@ def cmd_maintain(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_snapshots(args: argparse.Namespace, settings: Settings | None) -> int:
-    body = _check(_client(args).snapshots(args.name))
+    body = check(client_for(args).snapshots(args.name))
     if args.json:
-        _out(json.dumps(body, indent=2))
+        out(json.dumps(body, indent=2))
         return 0
     cols = ["snapshot_id", "parent_id", "timestamp", "operation", "current", "added_rows", "total_rows"]
-    _out(render_table(cols, [[s[c] for c in cols] for s in body["snapshots"]]))
+    out(render_table(cols, [[s[c] for c in cols] for s in body["snapshots"]]))
     return 0
 
 
@@ -455,9 +403,9 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
     result = rollback(settings, args.name, args.to)
     if args.json:
-        _out(json.dumps(result))
+        out(json.dumps(result))
     else:
-        _out(
+        out(
             f"{result['table']}: current snapshot {result['from_snapshot_id']} → {result['to_snapshot_id']} "
             f"({result['rows']} rows)"
         )
@@ -465,13 +413,13 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_changes(args: argparse.Namespace, settings: Settings | None) -> int:
-    body = _check(_client(args).changes(args.name, args.from_, args.to))
+    body = check(client_for(args).changes(args.name, args.from_, args.to))
     if args.json:
-        _out(json.dumps(body))
+        out(json.dumps(body))
         return 0
-    _out(render_table(body["columns"], body["rows"]))
+    out(render_table(body["columns"], body["rows"]))
     more = " (truncated)" if body["truncated"] else ""
-    _out(f"({plural(body['row_count'], 'row')}{more} from {plural(len(body['snapshots']), 'append')})")
+    out(f"({plural(body['row_count'], 'row')}{more} from {plural(len(body['snapshots']), 'append')})")
     return 0
 
 
@@ -497,7 +445,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     host, port = cast(tuple[str, int], server.server_address[:2])
     cli_key = _register_server(settings, f"http://{host}:{port}", args.auth)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
-    _out(
+    out(
         json.dumps(
             {
                 "serving": f"http://{host}:{port}",
@@ -584,21 +532,21 @@ def cmd_dlq(args: argparse.Namespace, settings: Settings) -> int:
     if args.dlq_command == "list":
         entries = [e.to_dict() for e in dlq.list_dead_letters(settings)]
         if args.json:
-            _out(json.dumps(entries, indent=2))
+            out(json.dumps(entries, indent=2))
         else:
             cols = ["message_id", "failed_at", "error_type", "error", "sources"]
-            _out(render_table(cols, [[e[c] for c in cols] for e in entries], max_width=60))
+            out(render_table(cols, [[e[c] for c in cols] for e in entries], max_width=60))
         return 0
     results = dlq.replay(settings, invoke_ingest, args.id)
     for r in results:
         if args.json:
-            _out(json.dumps(r))
+            out(json.dumps(r))
         elif r["replayed"]:
-            _out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): ok, removed from the queue")
+            out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): ok, removed from the queue")
         else:
-            _out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): failed again: {r['error']}")
+            out(f"replayed {r['message_id']} ({', '.join(r['sources'])}): failed again: {r['error']}")
     if not results:
-        _out("the dead-letter queue is empty")
+        out("the dead-letter queue is empty")
     return 0 if all(r["replayed"] for r in results) else 1
 
 
@@ -610,17 +558,17 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         audit.record(
             "local", "key.create", target=record["id"], tenant=args.tenant, detail=f"scope={args.scope}"
         )
-        _out(json.dumps({"key": token, **record}) if args.json else token)
+        out(json.dumps({"key": token, **record}) if args.json else token)
         print(f"key {record['id']} ({args.scope}{', tenant ' + args.tenant if args.tenant else ''}); "
               "the key is shown once: store it now", file=sys.stderr)
     elif args.keys_command == "list":
         cols = ["id", "name", "scope", "tenant", "created_at", "revoked_at"]
         keys = auth.list_keys(settings)
-        _out(json.dumps(keys) if args.json else render_table(cols, [[k[c] for c in cols] for k in keys]))
+        out(json.dumps(keys) if args.json else render_table(cols, [[k[c] for c in cols] for k in keys]))
     else:
         record = auth.revoke_key(settings, args.key_id)
         audit.record("local", "key.revoke", target=record["id"])
-        _out(f"revoked {record['id']}")
+        out(f"revoked {record['id']}")
     audit.flush(settings)
     return 0
 
@@ -632,7 +580,7 @@ def cmd_invoke(args: argparse.Namespace, settings: Settings) -> int:
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     response = invoke(Path(args.template), args.logical_id, event, settings.home)
-    _out(json.dumps(response, indent=None if args.json else 2, default=str))
+    out(json.dumps(response, indent=None if args.json else 2, default=str))
     return 0
 
 
@@ -656,12 +604,12 @@ def cmd_contract_infer(args: argparse.Namespace, settings: Settings) -> int:
     notes: list[str] = []
     contract, sampled = infer_contract(path, args.dataset, notes=notes)
     if args.json:
-        _out(json.dumps(contract.model_dump(mode="json", exclude_defaults=True)))
+        out(json.dumps(contract.model_dump(mode="json", exclude_defaults=True)))
         return 0
-    _out(f"# Draft contract for {args.dataset}, from {path.name} ({plural(sampled, 'row')} sampled).")
+    out(f"# Draft contract for {args.dataset}, from {path.name} ({plural(sampled, 'row')} sampled).")
     for note in notes:
-        _out(f"# note: {note}")
-    _out(
+        out(f"# note: {note}")
+    out(
         f"# Review types, rules and required flags, then save as {settings.contracts_dir}/{args.dataset}.yaml"
     )
     sys.stdout.write(contract.to_yaml())
@@ -712,7 +660,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--source", help="only rows of this upload (landing key or s3:// URI)")
     q.add_argument("--limit", type=int, default=50, help="most rows shown (default 50)")
     q.add_argument("--json", action="store_true", help=JSON_HELP)
-    _remote(q)
+    remote_options(q)
     q.set_defaults(func=cmd_quarantine_list)
     q = qsub.add_parser("replay", help="re-validate quarantined rows and move the ones that now pass")
     q.add_argument("dataset")
@@ -730,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--group-by", help="also group by this column")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_rollup)
 
     s = sub.add_parser("sql", help="run a read-only SQL query through the query function")
@@ -739,7 +687,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", choices=["table", "json", "csv"], default="table")
     s.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     s.add_argument("--explain", action="store_true", help="print DuckDB's analysed plan too")
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("search", help="search a dataset by meaning, words or both (POST /search)")
@@ -752,17 +700,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--as-of", help="snapshot id or ISO-8601 time")
     s.add_argument("--format", choices=["table", "json"], default="table")
     s.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("tables", help="list tables")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_tables)
     s = sub.add_parser("describe", help="schema, partitions, snapshots and files of a table")
     s.add_argument("name")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_describe)
 
     s = sub.add_parser("maintain", help="run table maintenance now (no job flag: every job)")
@@ -783,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("snapshots", help="a table's snapshots (history)")
     s.add_argument("name")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_snapshots)
     s = sub.add_parser("rollback", help="make an earlier snapshot current again")
     s.add_argument("name")
@@ -795,7 +743,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--from", dest="from_", required=True, help="snapshot id (exclusive)")
     s.add_argument("--to", help="snapshot id (inclusive; default: current)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
-    _remote(s)
+    remote_options(s)
     s.set_defaults(func=cmd_changes)
 
     s = sub.add_parser("serve", help="serve the function URL API and ingest new landing objects")
@@ -859,20 +807,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_artifacts_parser(sub)
     _everywhere(p)
     return p
-
-
-JSON_HELP = "print the result as JSON"
-
-
-def _remote(s: argparse.ArgumentParser) -> None:
-    """``--url`` and ``--no-server`` for commands that go through the query API."""
-    s.add_argument(
-        "--url", help="query API base URL (default: the running `lake serve`, else in this process)"
-    )
-    s.add_argument(
-        "--no-server", action="store_true", help="run in this process even when a `lake serve` runs"
-    )
-    s.set_defaults(server_ok=True)
 
 
 def _everywhere(parser: argparse.ArgumentParser) -> None:

@@ -60,7 +60,7 @@ def summary(report: TakeoutReport) -> list[str]:
         return [f"{report.source}: queued for the Takeout function (from member {start})"]
     if report.queued:
         return [f"{report.source}: {report.queued} member ranges queued for the Takeout function"]
-    from lake.cli.main import plural, rate
+    from lake.cli.output import plural, rate
 
     if report.duplicate:
         return [f"{report.source}: already ingested; nothing added"]

@@ -76,12 +76,7 @@ class MaintenanceScheduler(threading.Thread):
             try:
                 report = self.run_jobs(self.settings, MaintenanceOptions(jobs=schedule.jobs))
             except LakeError as e:
-                print(
-                    json.dumps(
-                        {"maintenance_failed": schedule.name, "error": type(e).__name__, "message": str(e)}
-                    ),
-                    flush=True,
-                )
+                print(json.dumps({"maintenance_failed": schedule.name, **e.to_dict()}), flush=True)
                 continue
             self.reports.append(report)
             print(json.dumps({"maintained": schedule.name, "bytes_freed": report["bytes_freed"]}), flush=True)

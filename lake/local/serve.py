@@ -114,12 +114,7 @@ class Watcher(threading.Thread):
                     for report in response["reports"]:
                         print(json.dumps({"ingested": report}), flush=True)
                 except LakeError as e:
-                    failure = {
-                        "key": obj["Key"],
-                        "error": type(e).__name__,
-                        "message": str(e),
-                        "terminal": e.terminal,
-                    }
+                    failure = {"key": obj["Key"], **e.to_dict()}
                     self.failures.append(failure)
                     print(json.dumps({"failed": failure}), flush=True)
                     if not e.terminal:

@@ -96,6 +96,9 @@ class Check(BaseModel):
     description: str = ""
 
 
+# Columns every reader adds to a batch: the row number in the file and the raw text of the row.
+ROW = "__lake_row"
+RAW = "__lake_raw"
 ROW_ID = "_row_id"  # the row id column of datasets with vectors (Iceberg column and Lance key)
 
 
@@ -359,7 +362,5 @@ def loadable_contracts(settings: Settings) -> tuple[list[Contract], list[dict[st
         try:
             contracts.append(load_contract(settings, path.stem))
         except (ContractInvalid, ContractNotFound) as e:
-            problems.append(
-                {"dataset": path.stem, "file": str(path), "error": type(e).__name__, "message": str(e)}
-            )
+            problems.append({"dataset": path.stem, "file": str(path), **e.to_dict()})
     return contracts, problems

@@ -26,12 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.contracts import pii
-from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, Contract
+from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, RAW, ROW, Contract
 from lakehouse.errors import ContractInvalid
-from lakehouse.ingest.readers import RAW, ROW
 
 if TYPE_CHECKING:
     import duckdb
+
+    from lakehouse.config import Settings
 
 ERRORS = "__lake_errors"
 ERROR_TYPE = pa.list_(pa.struct([("column", pa.string()), ("rule", pa.string()), ("reason", pa.string())]))
@@ -399,3 +400,24 @@ def check_batch(
 ) -> Checked:
     """Validate one batch on its own; ``target`` is the table's Arrow schema."""
     return Validator(con, contract, target).check(batch)
+
+
+def validation_connection(settings: Settings, threads: int = 2) -> duckdb.DuckDBPyConnection:
+    """The connection batches are checked in: UTC, ``threads`` threads, the ingest memory limit
+    with spilling, DuckDB's freed memory given back at once (a Lambda-sized ingest needs it), and
+    no file access from contract SQL (checks run in it). Workers validate on cursors of their own.
+    """
+    import tempfile
+
+    import duckdb
+
+    con = duckdb.connect(config={"threads": threads})
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
+    con.execute(f"SET temp_directory = '{settings.duckdb_home or tempfile.gettempdir()}'")
+    # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by default.
+    con.execute("SET allocator_flush_threshold = '8MB'")
+    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con

@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts.model import ROW_ID, Contract, _iceberg_type
+from lakehouse.contracts.model import RAW, ROW, ROW_ID, Contract, _iceberg_type
 from lakehouse.errors import CommitConflict, SchemaEvolutionRefused
-from lakehouse.ingest.readers import RAW, ROW
 
 if TYPE_CHECKING:
     from pyiceberg.schema import Schema

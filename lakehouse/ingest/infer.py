@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lakehouse.contracts.model import COLUMN_PATTERN, Column, Contract
+from lakehouse.contracts.model import COLUMN_PATTERN, RAW, ROW, Column, Contract
 from lakehouse.contracts.validate import cast_expr, ident
 from lakehouse.errors import ContractInvalid
-from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
+from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 
 TIME_NAMES = ("event_time", "timestamp", "ts", "time", "datetime", "created_at", "date")
 # A draft takes the type most sample values fit (the misfits would be quarantined, and are noted).

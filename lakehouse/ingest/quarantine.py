@@ -21,11 +21,10 @@ import pyarrow.compute as pc
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import load_contract
-from lakehouse.contracts.validate import Validator, ident, literal
+from lakehouse.contracts.model import ROW, load_contract
+from lakehouse.contracts.validate import Validator, ident, literal, validation_connection
 from lakehouse.errors import CommitConflict
 from lakehouse.ingest.evolution import evolve
-from lakehouse.ingest.readers import ROW
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.tables.write import (
     QUARANTINE_SUFFIX,
@@ -170,7 +169,6 @@ def replay(settings: Settings, dataset: str, source: str | None = None) -> Repla
     from pyiceberg.expressions import AlwaysTrue, EqualTo
     from pyiceberg.io.pyarrow import ArrowScan
 
-    from lakehouse.ingest.upload import connect_duckdb
 
     contract = load_contract(settings, dataset)
     main, quarantine = ensure_tables(get_catalog(settings), settings, contract)
@@ -184,7 +182,7 @@ def replay(settings: Settings, dataset: str, source: str | None = None) -> Repla
     row_filter: Any = cast(Any, EqualTo)("source_uri", wanted) if wanted else AlwaysTrue()
     tasks = list(quarantine.scan(row_filter=row_filter).plan_files())
     scan = ArrowScan(quarantine.metadata, quarantine.io, quarantine.schema(), AlwaysTrue())
-    con = connect_duckdb(settings)
+    con = validation_connection(settings)
     try:
         # Every quarantined row of the files in play, numbered: (file, position) → replay row id.
         parts = []

@@ -23,13 +23,12 @@ from typing import IO, Any, Literal, cast
 import numpy as np
 import pyarrow as pa
 
+from lakehouse.contracts.model import RAW, ROW
 from lakehouse.errors import UnreadableFile, UnsupportedFormat
 
 # CSV values read as null. Not "NaN"/"nan" (pyarrow's default list has them): a NaN is a double,
 # and silently nulling it would hide it from the contract's rules.
 NULL_SPELLINGS = ["", "NULL", "null", "NA", "N/A", "n/a", "#N/A"]
-ROW = "__lake_row"
-RAW = "__lake_raw"
 Kind = Literal["csv", "ndjson", "json", "parquet"]
 _CHUNK = 8 << 20
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -22,12 +21,12 @@ import pyarrow as pa
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract, load_contract
-from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator
+from lakehouse.contracts.model import RAW, ROW, Contract, load_contract
+from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator, validation_connection
 from lakehouse.errors import BadObjectKey, FileRejected, UnreadableFile
 from lakehouse.ingest import progress
 from lakehouse.ingest.evolution import evolve, extra_columns
-from lakehouse.ingest.readers import RAW, ROW, MalformedRow, detect_format, read_batches
+from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.storage import open_object
 from lakehouse.tables.write import (
@@ -87,25 +86,6 @@ def dataset_of(key: str) -> str:
     if len(parts) < 2 or not parts[0] or not parts[1]:
         raise BadObjectKey(f"key {key!r} does not name a dataset; upload to <dataset>/<file>")
     return parts[0]
-
-
-def connect_duckdb(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """The validation connection: UTC, two threads, a memory limit with spilling, no file access
-    from contract SQL (checks run in it)."""
-    import duckdb
-
-    spill = str(settings.duckdb_home or tempfile.gettempdir())
-    con = duckdb.connect(config={"threads": 2})
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
-    con.execute(f"SET temp_directory = '{spill}'")
-    # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by
-    # default: a Lambda-sized ingest gives it back at once.
-    con.execute("SET allocator_flush_threshold = '8MB'")
-    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
-    return con
 
 
 def _malformed_table(malformed: list[MalformedRow]) -> pa.Table:
@@ -207,7 +187,7 @@ def ingest_object(
     malformed: list[MalformedRow] = []
     now = dt.datetime.now(dt.UTC)
     listener = progress.current()
-    con = connect_duckdb(settings)
+    con = validation_connection(settings)
     path = f"{bucket}/{key}"
     try:
         with open_object(settings, bucket, key) as f:

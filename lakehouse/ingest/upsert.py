@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any, cast
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract
+from lakehouse.contracts.model import ROW, Contract
 from lakehouse.contracts.validate import ident
 from lakehouse.errors import CommitConflict
-from lakehouse.ingest.readers import ROW
 from lakehouse.tables.write import (
     SOURCE_URI,
     SOURCE_VERSION,

@@ -373,8 +373,7 @@ def rollups_job(settings: Settings, options: MaintenanceOptions) -> list[dict[st
     try:
         defs = load_rollups(settings)
     except LakeError as e:
-        failure = {"error": type(e).__name__, "message": str(e), "terminal": e.terminal}
-        return [{"table": str(rollups_dir(settings)), **failure}]
+        return [{"table": str(rollups_dir(settings)), **e.to_dict()}]
     catalog = get_catalog(settings)
     for defn in defs:
         if options.tables is not None and f"{settings.namespace}.{defn.table}" not in options.tables:
@@ -382,23 +381,5 @@ def rollups_job(settings: Settings, options: MaintenanceOptions) -> list[dict[st
         try:
             results.append(refresh_rollup(settings, defn, dry_run=options.dry_run, catalog=catalog).to_dict())
         except LakeError as e:
-            results.append(
-                {
-                    "table": f"{settings.namespace}.{defn.target}",
-                    "error": type(e).__name__,
-                    "message": str(e),
-                    "terminal": e.terminal,
-                }
-            )
+            results.append({"table": f"{settings.namespace}.{defn.target}", **e.to_dict()})
     return results
-
-
-def register() -> None:
-    """Add the ``rollups`` job to the maintenance run (once)."""
-    from lakehouse.maintenance import register_job, registered_jobs
-
-    if JOB not in registered_jobs():
-        register_job(JOB, rollups_job)
-
-
-register()

@@ -29,6 +29,7 @@ from typing import IO, TYPE_CHECKING, Any
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract, load_contract
+from lakehouse.contracts.validate import validation_connection
 from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
 from lakehouse.storage import open_object
 from lakehouse.tables.write import (
@@ -52,7 +53,7 @@ from lakehouse.takeout.archive import (
 )
 from lakehouse.takeout.blobs import put_blob, spool
 from lakehouse.takeout.products import PRODUCTS, parse_member, route
-from lakehouse.takeout.sink import REPORTED_QUARANTINE, Ledger, ProductSink, connect
+from lakehouse.takeout.sink import REPORTED_QUARANTINE, Ledger, ProductSink
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -136,7 +137,7 @@ class _Range:
         self.version = version
         self.progress = progress
         limit_write_workers(settings.write_workers)
-        self.con = connect(settings)
+        self.con = validation_connection(settings, threads=1)
         self.now = dt.datetime.now(dt.UTC)
         members_contract: Contract = load_contract(settings, MEMBERS_TABLE)
         self.ledger = Ledger(ensure_tables(catalog, settings, members_contract)[0])

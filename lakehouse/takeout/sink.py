@@ -24,9 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract
+from lakehouse.contracts.model import ROW, Contract
 from lakehouse.contracts.validate import ERRORS, check_batch
-from lakehouse.ingest.readers import ROW
 from lakehouse.tables.write import SourceRef, StagedWrite
 from lakehouse.takeout.products import Record, Row
 
@@ -62,22 +61,6 @@ def _column(values: list[Any], kind: str) -> pa.Array:
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         shown = [None if v is None else v if isinstance(v, str) else json.dumps(v) for v in values]
         return pa.array(shown, pa.string())
-
-
-def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """The validation connection of one range: one thread, the ingest memory limit (spilling), and
-    DuckDB's freed memory given back at once. Each worker validates on a cursor of its own."""
-    import tempfile
-
-    import duckdb
-
-    con = duckdb.connect(config={"threads": 1})
-    con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
-    con.execute(f"SET temp_directory = '{settings.duckdb_home or tempfile.gettempdir()}'")
-    con.execute("SET allocator_flush_threshold = '8MB'")
-    con.execute("SET allocator_bulk_deallocation_flush_threshold = '8MB'")
-    con.execute("SET enable_external_access = false")
-    return con
 
 
 def _blank_products() -> dict[str, int]:

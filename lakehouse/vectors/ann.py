@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 from lakehouse.contracts.model import ROW_ID
-from lakehouse.vectors.store import cached
+from lakehouse.storage import cached
 
 if TYPE_CHECKING:
     from lancedb.table import Table

@@ -25,17 +25,15 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.config import Settings
-from lakehouse.contracts.model import ROW_ID, Contract, VectorConfig
+from lakehouse.contracts.model import RAW, ROW, ROW_ID, Contract, VectorConfig
 from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, ident
 from lakehouse.errors import LakeError, VectorWriteFailed
-from lakehouse.ingest.readers import RAW, ROW
 
 if TYPE_CHECKING:
     import duckdb
@@ -92,7 +90,7 @@ def local_copy(settings: Settings, dataset: str) -> LanceTable | None:
     """
     import lancedb
 
-    from lakehouse.storage import list_objects
+    from lakehouse.storage import cached, list_objects
 
     listed = False
     for key, size in list_objects(settings, settings.warehouse_bucket, f"vectors/{dataset}.lance/"):
@@ -101,26 +99,6 @@ def local_copy(settings: Settings, dataset: str) -> LanceTable | None:
     if not listed:
         return None
     return lancedb.connect(str(settings.home / "vector-cache" / "vectors")).open_table(dataset)
-
-
-def cached(settings: Settings, key: str, size: int | None = None) -> Path:
-    """A local copy of the immutable warehouse object ``key`` under ``$LAKE_HOME/vector-cache``.
-
-    Downloaded when missing (or, given ``size``, of another size); written beside and renamed
-    into place, so a concurrent reader sees all of a file or none.
-    """
-    import os
-
-    from lakehouse.storage import s3_client
-
-    target = settings.home / "vector-cache" / key
-    if target.exists() and (size is None or target.stat().st_size == size):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
-    s3_client(settings).download_file(settings.warehouse_bucket, key, str(partial))
-    os.replace(partial, target)
-    return target
 
 
 def dimension(config: VectorConfig) -> int:
@@ -520,7 +498,7 @@ def vectors_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
         try:
             results.append(upkeep(settings, contract, now, keep, options.dry_run))
         except LakeError as e:
-            results.append({"dataset": contract.name, "error": type(e).__name__, "message": str(e)})
+            results.append({"dataset": contract.name, **e.to_dict()})
         except Exception as e:  # noqa: BLE001 - one dataset's failure must not stop the others
             results.append({"dataset": contract.name, "error": "VectorUpkeepFailed", "message": str(e)})
     return results
