@@ -40,7 +40,7 @@ def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
     from lakehouse.catalog import get_catalog
     from lakehouse.config import load_settings
 
-    state = localstack.up(settings, port=args.port)
+    state = localstack.up(settings, port=args.port, owner_pid=args.owner_pid)
     get_catalog(load_settings(home=settings.home))  # creates the SQLite catalog and the namespace
     if args.json:
         out(json.dumps(state, indent=2))
@@ -633,6 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("up", help="start the local stack (S3 endpoint + SQLite catalog)")
     s.add_argument("--port", type=int, default=0, help="S3 endpoint port (default: a free one)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)
+    s.add_argument("--owner-pid", type=int, help=argparse.SUPPRESS)  # stop when that process is gone
     s.set_defaults(func=cmd_up, needs_stack=False)
     s = sub.add_parser("down", help="stop the local stack (its in-memory store is discarded)")
     s.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -168,11 +168,11 @@ def build_sql(
         )
         if col.type in NUMERIC and col.min is not None:
             checks.append(
-                _rule(f"{typed} < {col.min!r}", name, "min", typed, f" is below the minimum {col.min:g}")
+                _rule(f"{typed} < {col.min!r}", name, "min", src, f" is below the minimum {col.min:g}")
             )
         if col.type in NUMERIC and col.max is not None:
             checks.append(
-                _rule(f"{typed} > {col.max!r}", name, "max", typed, f" is above the maximum {col.max:g}")
+                _rule(f"{typed} > {col.max!r}", name, "max", src, f" is above the maximum {col.max:g}")
             )
         if col.enum is not None:
             target = DUCKDB_TYPES[col.type]
