@@ -742,5 +742,29 @@ def local_event(settings: Settings, event: dict[str, Any]) -> tuple[dict[str, An
             if isinstance(body, dict) and {"bucket", "key"} <= body.keys():
                 head = current(body["bucket"], body["key"], body.get("version"))
                 body["version"] = head.get("VersionId") or head["ETag"].strip('"')
+                _fit_member_range(settings, body, notes)
                 record["body"] = json.dumps(body)
     return event, notes
+
+
+def _fit_member_range(settings: Settings, message: dict[str, Any], notes: list[str]) -> None:
+    """Point a sample's zip member range at the range of the local archive that holds its first
+    member: a range is an identity (``#members=start-end``), and one the ingest of that archive
+    never made would ingest its members a second time."""
+    from lakehouse.storage import open_object
+    from lakehouse.takeout.archive import ZipArchive, archive_kind, plan_ranges
+
+    bucket, key = str(message["bucket"]), str(message["key"])
+    start, end = int(message.get("start", 0)), int(message.get("end", -1))
+    if archive_kind(key) != "zip" or end < 0:
+        return  # a tar continuation goes on from its last committed chunk by itself
+    archive = ZipArchive(lambda: open_object(settings, bucket, key, buffer_size=4 << 20), f"s3://{bucket}/{key}")
+    try:
+        members = [m for m in archive.members if not m.is_dir]
+    finally:
+        archive.close()
+    ranges = plan_ranges(members, settings.takeout_range_bytes)
+    fitting = next((r for r in ranges if r[0] <= start < r[1]), None)
+    if fitting is not None and fitting != (start, end):
+        notes.append(f"s3://{bucket}/{key}: members {start}-{end} are range {fitting[0]}-{fitting[1]} here")
+        message["start"], message["end"] = fitting
