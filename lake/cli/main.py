@@ -865,7 +865,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     verbose = bool(getattr(args, "verbose", False))
     # Warnings only, unless --verbose: the functions' JSON logs are for CloudWatch, not a terminal.
     os.environ.setdefault("LAKE_LOG_LEVEL", "INFO" if verbose else "WARNING")
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s" if verbose else "%(message)s",
+        stream=sys.stderr,
+    )
     # EMF metrics print to stdout, which the CLI keeps for results; set it to "false" to see them.
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     try:
