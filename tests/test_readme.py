@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -105,7 +106,7 @@ def test_every_inline_command_runs(walk: dict[str, Any], command: str) -> None:
 
 def test_the_sql_example_runs(walk: dict[str, Any]) -> None:
     (sql,) = [body for kind, body in BLOCKS if kind == "sql"]
-    out = json.loads(run(walk, f"lake sql {json.dumps(sql)} --json"))
+    out = json.loads(run(walk, f"lake sql {shlex.quote(sql)} --json"))
     assert out["columns"] == ["opened_at", "body", "score"] and out["rows"]
 
 

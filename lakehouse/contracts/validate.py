@@ -412,7 +412,7 @@ def validation_connection(settings: Settings, threads: int = 2) -> duckdb.DuckDB
     import duckdb
 
     con = duckdb.connect(config={"threads": threads})
-    con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: the workers' cursors too (then locked)
     con.execute(f"SET memory_limit = '{settings.ingest_memory_limit}'")
     con.execute(f"SET temp_directory = '{settings.duckdb_home or tempfile.gettempdir()}'")
     # DuckDB's allocator keeps up to 128 MiB (512 MiB after bulk frees) of freed memory by default.
