@@ -6,11 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install lint bench clean
 
-# --no-compile: bytecode is written on first import, for the modules that are used only.
+# --no-compile: other packages' bytecode is written on first import, for the modules used only.
+# Lake's own modules are compiled here: with PYTHONDONTWRITEBYTECODE set (common in containers),
+# every `lake` call would otherwise compile them again.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev,local,embed]'
+	$(BIN)/python -m compileall -q lakehouse functions lake
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lakehouse.paths import default_contracts_dir, default_home
+
 STACK_FILE = "stack.json"
 
 
@@ -23,10 +25,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKE_", extra="ignore")
 
     home: Path = Field(
-        Path(".lake"), description="Folder of the embedded local stack (state, catalog, logs)."
+        default_factory=default_home,
+        description="Folder of the local stack (state, catalog, logs); default: the checkout's .lake.",
     )
     contracts_dir: Path = Field(
-        Path("catalog/datasets"), description="Folder of dataset contracts (`<name>.yaml`)."
+        default_factory=default_contracts_dir,
+        description="Folder of dataset contracts (`<name>.yaml`); default: the checkout's.",
     )
     namespace: str = Field("lake", description="Iceberg namespace of the dataset tables.")
     landing_bucket: str = Field("lake-landing", description="Bucket that receives uploads.")

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract, contract_path, list_contracts, load_contract
+from lakehouse.contracts.model import Contract, loadable_contracts
 from lakehouse.errors import LakeError
 from lakehouse.tables.write import store_retry
 
@@ -60,17 +60,24 @@ def apply_retention(
     catalog: Catalog | None = None,
     now: dt.datetime | None = None,
     datasets: list[str] | None = None,
+    problems: list[dict[str, Any]] | None = None,
 ) -> list[RetentionResult]:
-    """Drop expired months from every dataset table that exists (or only from ``datasets``)."""
+    """Drop expired months from every dataset table that exists (or only from ``datasets``).
+
+    A contract that does not load, or a table whose retention fails, is skipped and added to
+    ``problems`` (``table``, ``error``, ``message``; ``file`` for a contract): the others still run.
+    """
     from pyiceberg.exceptions import NoSuchTableError
 
     catalog = catalog or get_catalog(settings)
     now = now or dt.datetime.now(dt.UTC)
     results = []
-    if datasets is None:
-        contracts = list_contracts(settings)
-    else:  # tables without a contract have no retention
-        contracts = [load_contract(settings, d) for d in datasets if contract_path(settings, d).exists()]
+    found = problems if problems is not None else []
+    contracts, broken = loadable_contracts(settings)
+    if datasets is not None:  # tables without a contract have no retention
+        contracts = [c for c in contracts if c.name in datasets]
+        broken = [b for b in broken if b["dataset"] in datasets]
+    found.extend({"table": f"{settings.namespace}.{b['dataset']}", **b} for b in broken)
     for contract in contracts:
 
         def retain(contract: Contract = contract) -> RetentionResult | None:
@@ -80,7 +87,11 @@ def apply_retention(
                 return None
             return _retain(table, contract, retention_cutoff(now, contract.retention_months))
 
-        result = store_retry(settings, retain)
+        try:
+            result = store_retry(settings, retain)
+        except LakeError as e:
+            found.append(_failure(f"{settings.namespace}.{contract.name}", e))
+            continue
         if result is not None:
             results.append(result)
     return results
@@ -176,8 +187,9 @@ def run_maintenance(
                 prefix = f"{settings.namespace}."
                 datasets = [n.removeprefix(prefix) for n in names if n.startswith(prefix)]
                 datasets = [d for d in datasets if not d.endswith(QUARANTINE_SUFFIX)]
-            dropped = [] if options.dry_run else apply_retention(settings, catalog, now, datasets)
-            results = [r.to_dict() for r in dropped]
+            problems: list[dict[str, Any]] = []
+            dropped = [] if options.dry_run else apply_retention(settings, catalog, now, datasets, problems)
+            results = [r.to_dict() for r in dropped] + problems
         elif job in ("compact", "expire", "orphans"):
             results = []
             for name in names:

@@ -83,11 +83,34 @@ def _lake_error(e: LakeError) -> Response[str]:
 
 @app.exception_handler(RequestValidationError)
 def _bad_request(e: RequestValidationError) -> Response[str]:
+    # Validation runs before the middleware: a caller without a valid key learns nothing (401).
+    event = app.current_event
+    if event.path not in OPEN_PATHS:
+        try:
+            authenticate(get_settings(), dict(event.headers or {}), _iam_arn(event))
+        except LakeError as denied:
+            return _lake_error(denied)
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ())) or 'request'}: {err.get('msg', 'invalid')}"
         for err in e.errors()
     )
     return _error(400, "BadRequest", problems)
+
+
+def _iam_arn(event: Any) -> str | None:
+    return event.request_context.authorizer.iam.user_arn if event.request_context.authorizer else None
+
+
+def _json_as_sent(event: dict[str, Any]) -> dict[str, Any]:
+    """Read a body as JSON whatever content type it came with (none, ``text/plain``, or curl's
+    default for ``-d``, ``application/x-www-form-urlencoded``): every route takes JSON."""
+    headers = event.get("headers") or {}
+    declared = next((k for k in headers if k.lower() == "content-type"), None)
+    kind = headers.get(declared, "") if declared else ""
+    if event.get("body") and not kind.lower().startswith(("application/json", "multipart/")):
+        headers = {k: v for k, v in headers.items() if k != declared}
+        return {**event, "headers": {**headers, "content-type": "application/json"}}
+    return event
 
 
 def principal() -> Principal:
@@ -106,8 +129,7 @@ def _authenticate_and_audit(
     outcome = "error"
     who = LOCAL
     try:
-        iam = event.request_context.authorizer.iam.user_arn if event.request_context.authorizer else None
-        who = authenticate(settings, dict(event.headers or {}), iam)
+        who = authenticate(settings, dict(event.headers or {}), _iam_arn(event))
         app.append_context(principal=who)
         response = next_middleware(app)
         outcome = "ok" if response.status_code < 400 else f"http {response.status_code}"
@@ -266,6 +288,6 @@ def openapi() -> Response[str]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        return app.resolve(event, context)
+        return app.resolve(_json_as_sent(event), context)
     finally:
         audit.flush_quietly(get_settings(), logger)

@@ -349,3 +349,18 @@ def list_contracts(settings: Settings) -> list[Contract]:
     if not settings.contracts_dir.is_dir():
         return []
     return [load_contract(settings, p.stem) for p in sorted(settings.contracts_dir.glob("*.yaml"))]
+
+
+def loadable_contracts(settings: Settings) -> tuple[list[Contract], list[dict[str, Any]]]:
+    """Every contract that loads, sorted by name, and one problem per file that does not
+    (``dataset``, ``file``, ``error``, ``message``): one broken file never hides the others."""
+    contracts: list[Contract] = []
+    problems: list[dict[str, Any]] = []
+    if not settings.contracts_dir.is_dir():
+        return contracts, problems
+    for path in sorted(settings.contracts_dir.glob("*.yaml")):
+        try:
+            contracts.append(load_contract(settings, path.stem))
+        except (ContractInvalid, ContractNotFound) as e:
+            problems.append({"dataset": path.stem, "file": str(path), **e.to_dict()})
+    return contracts, problems

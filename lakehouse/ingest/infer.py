@@ -13,8 +13,8 @@ from lakehouse.errors import ContractInvalid
 from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 
 TIME_NAMES = ("event_time", "timestamp", "ts", "time", "datetime", "created_at", "date")
-# A draft keeps a type when at most this share of sample values fail it (they would be quarantined).
-TOLERATED = 0.01
+# A draft takes the type most sample values fit (the misfits would be quarantined, and are noted).
+TOLERATED = 0.5
 # Tried in order on text values: the first type every non-null sample value casts to.
 CANDIDATES = ("boolean", "long", "double", "date", "timestamp")
 
@@ -33,8 +33,11 @@ def _arrow_kind(t: pa.DataType) -> str | None:
     return None
 
 
-def infer_contract(path: Path, dataset: str, sample_rows: int = 10_000) -> tuple[Contract, int]:
-    """Infer a draft contract and return it with the number of rows sampled."""
+def infer_contract(
+    path: Path, dataset: str, sample_rows: int = 10_000, notes: list[str] | None = None
+) -> tuple[Contract, int]:
+    """Infer a draft contract and return it with the number of rows sampled; ``notes`` gets a line
+    per column whose type only most of the sample values fit."""
     import duckdb
 
     fmt = detect_format(path.name)
@@ -63,8 +66,13 @@ def infer_contract(path: Path, dataset: str, sample_rows: int = 10_000) -> tuple
             for candidate in CANDIDATES:
                 misfit = f"{col} IS NOT NULL AND {cast_expr(col, candidate)} IS NULL"
                 failures = con.execute(f"SELECT count(*) FROM sample WHERE {misfit}").fetchone()[0]  # type: ignore[index]
-                if distinct > 0 and failures <= TOLERATED * (sample.num_rows - nulls):
+                if distinct > 0 and failures < TOLERATED * (sample.num_rows - nulls):
                     kind = candidate
+                    if failures and notes is not None:
+                        notes.append(
+                            f"{name}: {failures} of {sample.num_rows - nulls} values are not {candidate}; "
+                            "rows holding them would be quarantined"
+                        )
                     break
         enum = None
         if kind == "string" and 0 < distinct <= 8 and sample.num_rows >= 50:

@@ -24,6 +24,7 @@ from lakehouse.config import Settings
 from lakehouse.contracts.model import ROW, load_contract
 from lakehouse.contracts.validate import Validator, ident, literal, validation_connection
 from lakehouse.errors import CommitConflict
+from lakehouse.ingest.evolution import evolve
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.tables.write import (
     QUARANTINE_SUFFIX,
@@ -171,6 +172,7 @@ def replay(settings: Settings, dataset: str, source: str | None = None) -> Repla
 
     contract = load_contract(settings, dataset)
     main, quarantine = ensure_tables(get_catalog(settings), settings, contract)
+    evolve(main, contract, settings)  # the fixed contract may relax `required` or add columns
     quarantine.refresh()
     qsnap = quarantine.current_snapshot()
     report = ReplayReport(dataset, 0, 0, 0, 0, None, None, contract.version)
