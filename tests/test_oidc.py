@@ -1,0 +1,98 @@
+"""OIDC ID tokens: validated against an issuer served on 127.0.0.1 by the test itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from lakehouse.access.oidc import REFRESH_FLOOR_SECONDS, Verifier, claim_values
+from lakehouse.errors import IdentityProviderUnavailable, TerminalError, Unauthorized
+from tests.oidc_issuer import Issuer
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[Issuer]:
+    issuer = Issuer().start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture()
+def verifier(issuer: Issuer) -> Verifier:
+    return Verifier(issuer.url, issuer.audience, ("RS256", "ES256"))
+
+
+def test_a_valid_token_gives_its_claims(issuer: Issuer, verifier: Verifier) -> None:
+    claims = verifier.verify(issuer.token(lake_scope="read", tenant="acme"))
+    assert (claims["sub"], claims["lake_scope"], claims["tenant"]) == ("user-1", "read", "acme")
+    assert verifier.verify(issuer.token("ES256"))["sub"] == "user-1"
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda i: i.token(exp=int(time.time()) - 3600), "expired"),
+        (lambda i: i.token(aud="someone-else"), "(?i)audience"),
+        (lambda i: i.token(iss="https://evil.example/"), "issuer"),
+        (lambda i: i.token(nbf=int(time.time()) + 3600), "not yet valid"),
+        (lambda i: i.token(exp=None), "exp"),
+        (lambda i: i.unsigned(), "'none' is not allowed"),
+        (lambda i: i.tampered(), "(?i)signature"),
+        (lambda i: i.hmac_with_public_key(), "'HS256' is not allowed"),
+        (lambda i: i.token(kid="rsa-2"), "no key 'rsa-2'"),
+        (lambda i: i.token("RS256", kid="ec-1"), "for ES256"),
+        (lambda i: "not-a-jwt", "not a signed JWT"),
+    ],
+)
+def test_bad_tokens_are_refused(issuer: Issuer, verifier: Verifier, make, reason: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(Unauthorized, match=reason):
+        verifier.verify(make(issuer))
+
+
+def test_hmac_is_refused_even_when_allowed_by_mistake(issuer: Issuer) -> None:
+    with pytest.raises(TerminalError, match="refused: \\['HS256'\\]"):
+        Verifier(issuer.url, issuer.audience, ("RS256", "HS256"))
+    with pytest.raises(TerminalError, match="refused: \\['none'\\]"):
+        Verifier(issuer.url, issuer.audience, ("none",))
+
+
+def test_issuer_must_be_https_off_loopback(issuer: Issuer) -> None:
+    with pytest.raises(TerminalError, match="https"):
+        Verifier("http://login.example.com/", "aud")
+    Verifier("https://login.example.com/", "aud")  # no fetch until a token comes
+
+
+def test_jwks_is_cached_and_unknown_kids_do_not_hammer_the_issuer(issuer: Issuer) -> None:
+    verifier = Verifier(issuer.url, issuer.audience)
+    before = dict(issuer.hits)
+    for _ in range(5):
+        verifier.verify(issuer.token())
+    for _ in range(5):
+        with pytest.raises(Unauthorized):
+            verifier.verify(issuer.token(kid="forged"))
+    fetched = {path: n - before.get(path, 0) for path, n in issuer.hits.items()}
+    assert fetched == {"/issuer/.well-known/openid-configuration": 1, "/issuer/jwks.json": 1}
+    assert REFRESH_FLOOR_SECONDS >= 60
+
+
+def test_an_unreachable_issuer_is_a_transient_error() -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    verifier = Verifier(f"http://127.0.0.1:{port}/issuer", "aud")
+    issuer = Issuer()  # not started: only signs
+    with pytest.raises(IdentityProviderUnavailable) as raised:
+        verifier.verify(issuer.token())
+    assert raised.value.http_status == 503 and not raised.value.terminal
+
+
+def test_claim_values() -> None:
+    claims = {"scope": "openid lake/read", "groups": ["admin", "x"], "n": 3}
+    assert claim_values(claims, "scope") == ["openid", "lake/read"]
+    assert claim_values(claims, "groups") == ["admin", "x"]
+    assert claim_values(claims, "n") == ["3"]
+    assert claim_values(claims, "missing") == []
