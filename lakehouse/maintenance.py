@@ -217,7 +217,40 @@ def run_maintenance(
         int(r.get("bytes_freed", 0) or 0) for results in report["jobs"].values() for r in results
     )
     report["failures"] = sum(1 for results in report["jobs"].values() for r in results if "error" in r)
+    if not options.dry_run:
+        record_run(settings, report)
     return report
+
+
+RUNS_DOC = "maintenance-runs.json"
+RUNS_KEPT = 200
+
+
+def record_run(settings: Settings, report: dict[str, Any]) -> None:
+    """Append a summary of a maintenance run (jobs, results per job, bytes freed, failures) to
+    ``_lake/maintenance-runs.json``, which keeps the newest :data:`RUNS_KEPT` runs."""
+    from lakehouse.access.docstore import update_json
+
+    summary = {
+        "started": report["started"],
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "jobs": {
+            job: {
+                "results": len(results),
+                "bytes_freed": sum(int(r.get("bytes_freed", 0) or 0) for r in results),
+            }
+            for job, results in report["jobs"].items()
+        },
+        "bytes_freed": report["bytes_freed"],
+        "failures": report["failures"],
+    }
+
+    def add(doc: Any) -> Any:
+        doc = doc or {"runs": []}
+        doc["runs"] = (doc["runs"] + [summary])[-RUNS_KEPT:]
+        return doc
+
+    update_json(settings, RUNS_DOC, add)
 
 
 def _failure(table: str, error: LakeError) -> dict[str, Any]:
