@@ -319,6 +319,7 @@ def activity(
     from lakehouse.catalog import list_tables
     from lakehouse.maintenance import RUNS_DOC
     from lakehouse.query.engine import row_filter
+    from lakehouse.tables.write import QUARANTINE_SUFFIX
 
     if bucket not in BUCKETS:
         raise BadRequest(f"bucket must be one of {', '.join(BUCKETS)}")
@@ -337,7 +338,7 @@ def activity(
         table = catalog.load_table(qualified)
         for snap in table.metadata.snapshots:
             props = dict(snap.summary.additional_properties) if snap.summary else {}
-            if "lake.rows.accepted" in props:
+            if "lake.rows.accepted" in props and not name.endswith(QUARANTINE_SUFFIX):
                 point = series.setdefault((name, snap.timestamp_ms // width * width), {})
                 for key, column in (
                     ("lake.rows.accepted", "rows_accepted"),

@@ -368,13 +368,16 @@ def vector_hits_table(
 
 
 def vector_datasets(settings: Settings, principal: Principal = LOCAL) -> list[dict[str, Any]]:
-    """``GET /vectors``: the datasets with vectors the principal may read, and how they embed."""
+    """``GET /vectors``: the datasets with vectors (and a table) the principal may read, and the
+    search modes the console can offer for each (a ``supplied`` embedder cannot embed a query)."""
+    from lakehouse.catalog import get_catalog, list_tables
     from lakehouse.contracts.model import list_contracts
     from lakehouse.query.engine import row_filter
 
+    tables = set(list_tables(get_catalog(settings), settings))
     out = []
     for contract in list_contracts(settings):
-        if contract.vectors is None:
+        if contract.vectors is None or f"{settings.namespace}.{contract.name}" not in tables:
             continue
         try:
             row_filter(settings, principal, contract.name)
