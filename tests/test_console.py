@@ -273,14 +273,14 @@ def test_sql_runs_charts_shows_cache_and_errors(console: Session, lake_data: dic
 
 def test_search_compares_modes_with_scores_and_index_coverage(console: Session, lake_data: dict[str, Any]) -> None:
     page = console.page
-    console.view("#/search", "#s-dataset option")
+    console.view("#/search", "#vector-status:has-text('Lance version')")
     page.select_option("#s-dataset", lake_data["tickets"])
     page.wait_for_selector("#vector-status:has-text('25 rows')")
     page.wait_for_selector("#index-table tbody tr")
     page.fill("#s-text", "my phone screen cracked")
     page.click("#s-run")
-    for mode in ("vector", "text", "hybrid"):
-        page.wait_for_selector(f"#results-{mode} li")
+    for mode in ("vector", "text", "hybrid"):  # the first query loads the embedding model
+        page.wait_for_selector(f"#results-{mode} li", timeout=180_000)
     hits = page.locator("#results-hybrid li")
     assert hits.count() == 5
     assert "screen cracked" in hits.first.inner_text()
