@@ -53,7 +53,11 @@ columns:
 
 
 def chromium_path() -> str | None:
-    for candidate in ("/usr/lib/chromium/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+    for candidate in (
+        "/usr/lib/chromium/chromium",
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     return None
@@ -82,13 +86,20 @@ def lake_data(stack: dict[str, Any]) -> dict[str, Any]:
     (settings.contracts_dir / f"{tickets}.yaml").write_text(
         contract.replace("name: support_tickets", f"name: {tickets}")
     )
-    first = [(f"2026-01-{d:02d}T{h:02d}:00:00Z", f"s-{h % 3}", 10.0 + h, "ok") for d in (1, 2) for h in range(12)]
+    first = [
+        (f"2026-01-{d:02d}T{h:02d}:00:00Z", f"s-{h % 3}", 10.0 + h, "ok") for d in (1, 2) for h in range(12)
+    ]
     second = [(f"2026-02-03T{h:02d}:00:00Z", f"s-{h % 3}", 12.5, "degraded") for h in range(16)]
     second += [("2026-02-04T01:00:00Z", "s-9", 999.0, "ok"), ("2026-02-04T02:00:00Z", "s-9", 1.0, "exploded")]
     _put(settings, sensors, "a.csv", _csv(first))
     report = _put(settings, sensors, "b.csv", _csv(second))
     assert report["rows_quarantined"] == 2, report
-    _put(settings, tickets, "tickets.ndjson", (ROOT / "infra" / "samples" / "support_tickets.ndjson").read_bytes())
+    _put(
+        settings,
+        tickets,
+        "tickets.ndjson",
+        (ROOT / "infra" / "samples" / "support_tickets.ndjson").read_bytes(),
+    )
     run_maintenance(settings, MaintenanceOptions(jobs=("compact",), tables=(f"lake.{sensors}",)))
     table = load_table(get_catalog(settings), settings, sensors)
     return {
@@ -101,7 +112,9 @@ def lake_data(stack: dict[str, Any]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="Playwright is not installed: pip install -e '.[dev]'"
+    )
     executable = chromium_path()
     if executable is None:
         pytest.skip(
@@ -271,7 +284,9 @@ def test_sql_runs_charts_shows_cache_and_errors(console: Session, lake_data: dic
     console.expect_errors(400)
 
 
-def test_search_compares_modes_with_scores_and_index_coverage(console: Session, lake_data: dict[str, Any]) -> None:
+def test_search_compares_modes_with_scores_and_index_coverage(
+    console: Session, lake_data: dict[str, Any]
+) -> None:
     page = console.page
     console.view("#/search", "#vector-status:has-text('Lance version')")
     page.select_option("#s-dataset", lake_data["tickets"])

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lake.client import LakeClient
 from lakehouse.access.oidc import REFRESH_FLOOR_SECONDS, Verifier, claim_values
 from lakehouse.errors import IdentityProviderUnavailable, TerminalError, Unauthorized
+from tests.conftest import ROOT
 from tests.oidc_issuer import Issuer
 
 
@@ -96,3 +105,85 @@ def test_claim_values() -> None:
     assert claim_values(claims, "groups") == ["admin", "x"]
     assert claim_values(claims, "n") == ["3"]
     assert claim_values(claims, "missing") == []
+
+
+# --- over HTTP: `lake serve --auth oidc` ------------------------------------------------------
+
+TENANT_CONTRACT = """
+name: {name}
+event_time: ts
+tenant_column: org
+columns:
+  ts:     {type: timestamp, required: true}
+  org:    {type: string, required: true}
+  amount: {type: double}
+"""
+
+
+@pytest.fixture(scope="module")
+def oidc_serve_url(stack: dict[str, Any], lake_env: Path, issuer: Issuer) -> Iterator[str]:
+    """`lake serve --auth oidc` trusting the test's issuer (scope in `lake_scope`, tenant in `org`)."""
+    env = {
+        **os.environ,
+        "LAKE_OIDC_ISSUER": issuer.url,
+        "LAKE_OIDC_AUDIENCE": issuer.audience,
+        "LAKE_OIDC_SCOPE_CLAIM": "lake_scope",
+        "LAKE_OIDC_TENANT_CLAIM": "org",
+    }
+    out, err = lake_env / "oidc-serve.out", lake_env / "oidc-serve.err"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lake.cli.main", "serve", "--auth", "oidc", "--port", "0", "--no-watch",
+             "--no-maintain"],
+            stdout=stdout, stderr=stderr, cwd=ROOT, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not out.read_text().strip():
+        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+        time.sleep(0.05)
+    yield json.loads(out.read_text().splitlines()[0])["serving"]
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_id_tokens_over_http_scopes_tenants_and_refusals(
+    oidc_serve_url: str,
+    issuer: Issuer,
+    dataset: Callable[[str], str],
+    upload: Callable[..., dict[str, Any]],
+    make_key: Callable[..., str],
+) -> None:
+    name = dataset(TENANT_CONTRACT)
+    upload(name, "a.csv", b"ts,org,amount\n2026-01-01T00:00:00Z,acme,1\n2026-01-01T00:00:00Z,globex,2\n")
+    sql = f"SELECT org, amount FROM lake.{name} ORDER BY org"
+
+    def client(token: str) -> LakeClient:
+        return LakeClient(oidc_serve_url, key=token)
+
+    for bad in (
+        issuer.token(exp=int(time.time()) - 3600, lake_scope="read"),
+        issuer.token(aud="other", lake_scope="read"),
+        issuer.token(iss="https://evil.example", lake_scope="read"),
+        issuer.unsigned(lake_scope="admin"),
+        issuer.tampered(lake_scope="read"),
+        issuer.hmac_with_public_key(lake_scope="admin"),
+    ):
+        answer = client(bad).sql(sql)
+        assert answer.status == 401 and answer.body == {"error": "Unauthorized"}
+    # A valid token: an admin (no tenant) reads every row; a tenant-bound reader its own only.
+    assert client(issuer.token(lake_scope="lake-admin")).sql(sql).body["rows"] == [
+        ["acme", 1.0],
+        ["globex", 2.0],
+    ]
+    acme = client(issuer.token(lake_scope="read", org="acme"))
+    assert acme.sql(sql).body["rows"] == [["acme", 1.0]]
+    assert acme.sql(f"SELECT count(*) FROM lake.{name}__quarantine").status == 403
+    # Scope from the claim: a reader cannot replay the quarantine; no Lake scope, no access.
+    replay = client(issuer.token(lake_scope="read")).request("POST", f"/quarantine/{name}/replay")
+    assert replay.status == 403
+    assert client(issuer.token(lake_scope="openid profile")).sql(sql).status == 403
+    assert client(issuer.token(lake_scope="read")).sql(sql).status == 403  # tenant claim missing
+    # API keys still work beside ID tokens; the console page stays open.
+    assert client(make_key("read", tenant="globex")).sql(sql).body["rows"] == [["globex", 2.0]]
+    with urllib.request.urlopen(f"{oidc_serve_url}/console", timeout=30) as page:
+        assert page.status == 200
