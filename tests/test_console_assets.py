@@ -56,3 +56,16 @@ def test_the_page_has_no_inline_script_style_or_outside_url() -> None:
     code = (CONSOLE / "app.js").read_text()
     assert "innerHTML" not in code and "eval(" not in code and "new Function" not in code
     assert "x-html" not in page
+
+
+def test_package_data_ships_every_console_file() -> None:
+    """The console reaches the function images as package data of `functions`."""
+    import tomllib
+    from pathlib import PurePosixPath
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = [PurePosixPath(p) for p in patterns["functions"]]
+    for path in CONSOLE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            name = PurePosixPath(path.relative_to(ROOT / "functions").as_posix())
+            assert any(len(p.parts) == len(name.parts) and name.match(str(p)) for p in shipped), name
