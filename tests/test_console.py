@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILURES = ROOT / ".lake" / "console-failures"
+# Read at import: the session's lake_env fixture clears LAKE_* variables before the tests run.
+SCREENSHOTS = os.environ.get("LAKE_CONSOLE_SCREENSHOTS")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--headless",
@@ -157,10 +159,9 @@ class Session:
         self.page.wait_for_selector(ready, timeout=60_000)
 
     def save(self, name: str) -> None:
-        folder = os.environ.get("LAKE_CONSOLE_SCREENSHOTS")
-        if folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            self.page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+        if SCREENSHOTS:
+            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
 
 
 @pytest.fixture(scope="module")
@@ -314,6 +315,23 @@ def test_activity_shows_ingests_quality_and_maintenance(console: Session, lake_d
     page.wait_for_selector("#quality-chart canvas")
     assert page.locator("#runs-table tbody tr").count() >= 1
     console.save("activity")
+
+
+def test_json_keeps_64_bit_integers_exact(console: Session) -> None:
+    """Both ways the page parses JSON: with the browser's source access, and the fallback."""
+    text = (
+        '{"id": 9007199254740993, "n": 42, "x": 1.5, "s": "12345678901234567890", '
+        '"big": -12345678901234567890}'
+    )
+    want = {
+        "id": "9007199254740993",
+        "n": 42,
+        "x": 1.5,
+        "s": "12345678901234567890",
+        "big": "-12345678901234567890",
+    }
+    assert console.page.evaluate("t => LakeConsole.parseJSON(t)", text) == want
+    assert console.page.evaluate("t => JSON.parse(LakeConsole.quoteBigInts(t))", text) == want
 
 
 def test_no_console_errors_and_nothing_left_127_0_0_1(console: Session) -> None:
