@@ -337,3 +337,38 @@ def test_json_keeps_64_bit_integers_exact(console: Session) -> None:
 def test_no_console_errors_and_nothing_left_127_0_0_1(console: Session) -> None:
     assert console.errors == []
     assert console.outside == []
+
+
+def test_console_api_refuses_tenant_keys_and_bad_input(
+    serve_url: str, make_key: Callable[..., str], lake_data: dict[str, Any]
+) -> None:
+    from lake.client import LakeClient
+
+    tenant = LakeClient(serve_url, key=make_key("write", tenant="acme"))
+    for path in ("/activity", f"/vectors/{lake_data['tickets']}", f"/tables/{lake_data['sensors']}"):
+        assert tenant.request("GET", path).status == 403, path
+    assert tenant.request("POST", f"/quarantine/{lake_data['sensors']}/replay").status == 403
+    reader = LakeClient(serve_url, key=make_key("read"))
+    assert reader.request("GET", "/activity", query={"bucket": "week"}).body["error"] == "BadRequest"
+    answer = reader.request("GET", f"/tables/{lake_data['sensors']}", query={"as_of": "123"})
+    assert answer.status == 400 and answer.body["error"] == "SnapshotNotFound"
+    assert reader.request("GET", "/vectors/no_such_dataset").status == 404
+
+
+def test_lake_console_prints_the_running_serve_url(serve_url: str, tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    def lake_console(home: Path) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "LAKE_HOME": str(home)}
+        command = [sys.executable, "-m", "lake.cli.main", "console", "--no-open"]
+        return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+
+    (tmp_path / "serve.json").write_text(json.dumps({"url": serve_url, "pid": os.getpid()}))
+    done = lake_console(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"console": f"{serve_url}/console"}
+    (tmp_path / "serve.json").unlink()
+    done = lake_console(tmp_path)
+    assert done.returncode == 2 and "no `lake serve` is running" in done.stderr
