@@ -26,7 +26,8 @@ from lakehouse.config import Settings, load_settings
 from lakehouse.maintenance import MaintenanceOptions, run_maintenance
 from lakehouse.storage import s3_client
 
-pytestmark = pytest.mark.integration
+# One worker runs the whole module (make test: --dist loadgroup): one browser, one dataset.
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("console")]
 
 ROOT = Path(__file__).resolve().parent.parent
 FAILURES = ROOT / ".lake" / "console-failures"
@@ -135,6 +136,7 @@ class Session:
     def __init__(self, browser: Any, base: str) -> None:
         self.base = base
         self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.key = ""
         self.errors: list[str] = []
         self.outside: list[str] = []
         self.context.route("**/*", self._route)
@@ -165,8 +167,16 @@ class Session:
 
 
 @pytest.fixture(scope="module")
-def console(browser: Any, serve_url: str, lake_data: dict[str, Any]) -> Iterator[Session]:
+def console(
+    browser: Any, serve_url: str, lake_data: dict[str, Any], make_key: Callable[..., str]
+) -> Iterator[Session]:
+    """One tab for the module, signed in with a write key (kept in the tab's sessionStorage)."""
     session = Session(browser, serve_url)
+    session.key = make_key("write")
+    session.view("", "#token")
+    session.page.fill("#token", session.key)
+    session.page.click("#sign-in")
+    session.page.wait_for_selector(f"#tables-table td:has-text('{lake_data['sensors']}')", timeout=60_000)
     yield session
     session.context.close()
 
@@ -207,16 +217,17 @@ def test_console_files_are_served_with_csp_etag_and_cache_control(serve_url: str
     assert _get(f"{serve_url}/tables")[0] == 401  # the page is open; the data is not
 
 
-def test_sign_in_refuses_a_bad_key_then_shows_the_tables(
-    console: Session, make_key: Callable[..., str], lake_data: dict[str, Any]
-) -> None:
+def test_sign_in_refuses_a_bad_key_then_shows_the_tables(console: Session, lake_data: dict[str, Any]) -> None:
     page = console.page
-    console.view("", "#token")
+    console.view("#/tables", "#tables-table tbody tr")
+    page.click("#sign-out")
+    assert page.evaluate("sessionStorage.getItem('lake.token')") is None
+    page.wait_for_selector("#token")
     page.fill("#token", "lake_nope_nope")
     page.click("#sign-in")
     page.wait_for_selector("#error:has-text('401')")
     console.expect_errors(401)
-    page.fill("#token", make_key("write"))
+    page.fill("#token", console.key)
     page.click("#sign-in")
     row = page.locator("#tables-table tr", has_text=lake_data["sensors"]).first
     row.wait_for()
