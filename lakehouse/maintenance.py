@@ -253,6 +253,15 @@ def record_run(settings: Settings, report: dict[str, Any]) -> None:
     update_json(settings, RUNS_DOC, add)
 
 
+def recorded_runs(settings: Settings) -> list[dict[str, Any]]:
+    """The recorded maintenance runs, oldest first (see :func:`record_run`)."""
+    from lakehouse.access.docstore import read_json
+
+    doc, _ = read_json(settings, RUNS_DOC)
+    runs: list[dict[str, Any]] = (doc or {"runs": []})["runs"]
+    return runs
+
+
 def _failure(table: str, error: LakeError) -> dict[str, Any]:
     return {"table": table, **error.to_dict()}
 

@@ -366,20 +366,18 @@ def test_console_api_refuses_tenant_keys_and_bad_input(
     assert reader.request("GET", "/vectors/no_such_dataset").status == 404
 
 
-def test_lake_console_prints_the_running_serve_url(serve_url: str, tmp_path: Path) -> None:
+def test_lake_console_prints_the_console_url(serve_url: str, tmp_path: Path) -> None:
     import json
     import subprocess
     import sys
 
-    def lake_console(home: Path) -> subprocess.CompletedProcess[str]:
+    def lake_console(home: Path, *extra: str) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, "LAKE_HOME": str(home)}
-        command = [sys.executable, "-m", "lake.cli.main", "console", "--no-open"]
+        command = [sys.executable, "-m", "lake.cli.main", "console", "--no-open", *extra]
         return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
 
-    (tmp_path / "serve.json").write_text(json.dumps({"url": serve_url, "pid": os.getpid()}))
-    done = lake_console(tmp_path)
+    done = lake_console(tmp_path, "--url", serve_url)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"console": f"{serve_url}/console"}
-    (tmp_path / "serve.json").unlink()
-    done = lake_console(tmp_path)
-    assert done.returncode == 2 and "no `lake serve` is running" in done.stderr
+    done = lake_console(tmp_path)  # nothing runs in this LAKE_HOME
+    assert done.returncode == 2 and "StackNotRunning" in done.stderr

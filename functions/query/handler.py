@@ -193,7 +193,10 @@ def get_table(
 def get_activity(
     bucket: Annotated[str, Query(description="hour or day.")] = "day",
 ) -> dict[str, Any]:
-    return history.activity(get_settings(), bucket, principal=principal())
+    from lakehouse.maintenance import recorded_runs  # only here: it loads the table services
+
+    activity = history.activity(get_settings(), bucket, principal=principal())
+    return {**activity, "runs": recorded_runs(get_settings())}
 
 
 @app.get("/tables/<name>/snapshots", responses={**COMMON, **_error_responses(404)})

@@ -310,14 +310,12 @@ def activity(
 ) -> dict[str, Any]:
     """``GET /activity``: per dataset and hour (or day), the rows ingested and quarantined and the
     quality score (good rows / rows read), from the ingests' snapshot summaries; the maintenance
-    snapshots (compaction, retention) with what they rewrote or dropped; and the recorded
-    maintenance runs with the bytes they freed.
+    snapshots (compaction, retention) with what they rewrote or dropped. (The maintenance runs
+    themselves: :func:`lakehouse.maintenance.recorded_runs`.)
 
     Counts span every tenant, so a tenant-bound key is refused.
     """
-    from lakehouse.access.docstore import read_json
     from lakehouse.catalog import list_tables
-    from lakehouse.maintenance import RUNS_DOC
     from lakehouse.query.engine import row_filter
     from lakehouse.tables.write import QUARANTINE_SUFFIX
 
@@ -377,10 +375,4 @@ def activity(
                 "quality_score": round(accepted / read, 6) if read else None,
             }
         )
-    runs, _ = read_json(settings, RUNS_DOC)
-    return {
-        "bucket": bucket,
-        "series": points,
-        "maintenance": sorted(events, key=lambda e: e["timestamp"]),
-        "runs": (runs or {"runs": []})["runs"],
-    }
+    return {"bucket": bucket, "series": points, "maintenance": sorted(events, key=lambda e: e["timestamp"])}
