@@ -1,7 +1,9 @@
 """Table upkeep run on a schedule: one entry point, :func:`run_maintenance`, for the jobs
 
-* ``retention``: whole months older than a contract's ``retention_months`` are dropped with a
-  metadata-only delete (no data file is rewritten);
+* ``retention``: whole months older than a contract's ``retention_months`` are dropped; where
+  the partitioning (month, day, hour of the event time; year at a year's end) lines up with
+  the cutoff the delete is metadata-only (no data file is rewritten). Tables without an event
+  time keep every row;
 * ``compact``: small files bin-packed per partition (:mod:`lakehouse.tables.compaction`);
 * ``expire``: snapshots past the retention expired and the files only they reached deleted
   (:mod:`lakehouse.tables.gc`), which is what frees the bytes retention and compaction let go of;
@@ -78,14 +80,14 @@ def apply_retention(
         contracts = [c for c in contracts if c.name in datasets]
         broken = [b for b in broken if b["dataset"] in datasets]
     found.extend({"table": f"{settings.namespace}.{b['dataset']}", **b} for b in broken)
-    for contract in contracts:
+    for contract in [c for c in contracts if c.months_kept is not None]:  # no event time: no age
 
         def retain(contract: Contract = contract) -> RetentionResult | None:
             try:
                 table = catalog.load_table(f"{settings.namespace}.{contract.name}")
             except NoSuchTableError:
                 return None
-            return _retain(table, contract, retention_cutoff(now, contract.retention_months))
+            return _retain(table, contract, retention_cutoff(now, contract.months_kept or 0))
 
         try:
             result = store_retry(settings, retain)
@@ -99,6 +101,7 @@ def apply_retention(
 
 def _retain(table: Any, contract: Contract, cutoff: dt.datetime) -> RetentionResult:
     column = contract.event_time
+    assert column is not None
     bound = cutoff.date().isoformat() if contract.columns[column].type == "date" else cutoff.isoformat()
     name = ".".join(table.name())
     expired = f"{column} < '{bound}'"

@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lakehouse.config import Settings
 from lakehouse.contracts.types import DataType, ident, parse_type
@@ -246,14 +254,17 @@ class SortItem:
     nulls_first: bool = False
 
     def __str__(self) -> str:
-        return f"{self.column} {'desc' if self.descending else 'asc'} nulls {'first' if self.nulls_first else 'last'}"
+        direction = "desc" if self.descending else "asc"
+        return f"{self.column} {direction} nulls {'first' if self.nulls_first else 'last'}"
 
 
 def parse_sort(text: str) -> SortItem:
     m = _SORT.match(text)
     if not m:
         raise ValueError(f"{text!r} is not `column [asc|desc] [nulls first|last]`")
-    return SortItem(m.group(1), (m.group(2) or "asc").lower() == "desc", (m.group(3) or "last").lower() == "first")
+    return SortItem(
+        m.group(1), (m.group(2) or "asc").lower() == "desc", (m.group(3) or "last").lower() == "first"
+    )
 
 
 def parse_zorder(text: str) -> list[str]:
@@ -332,10 +343,10 @@ class Contract(BaseModel):
         if self.event_time is not None:
             spec = self.columns.get(self.event_time)
             if spec is None:
-                raise ValueError(f"event_time: {self.event_time!r} is not one of the columns")
+                raise ValueError(f"event_time {self.event_time!r} is not one of the columns")
             if not spec.data_type.temporal:
                 raise ValueError(
-                    f"event_time: {self.event_time!r} must be a timestamp or date, not {spec.type}"
+                    f"event_time {self.event_time!r} must be a timestamp or date, not {spec.type}"
                 )
         elif self.retention_months is not None:
             raise ValueError(
@@ -345,9 +356,7 @@ class Contract(BaseModel):
         if self.tenant_column is not None:
             tenant = self.columns.get(self.tenant_column)
             if tenant is None or tenant.type != "string" or not tenant.required:
-                raise ValueError(
-                    f"tenant_column: {self.tenant_column!r} must be a required string column"
-                )
+                raise ValueError(f"tenant_column: {self.tenant_column!r} must be a required string column")
         self._check_quality_rules()
         self._check_layout()
         self._check_vectors()
@@ -400,7 +409,9 @@ class Contract(BaseModel):
             kind = self._stored_scalar(item.column, what)
             allowed = _TRANSFORM_SOURCES.get(item.transform)
             if allowed is not None and kind.kind not in allowed:
-                raise ValueError(f"{what}: {item.transform} applies to {', '.join(allowed)} columns, not {kind}")
+                raise ValueError(
+                    f"{what}: {item.transform} applies to {', '.join(allowed)} columns, not {kind}"
+                )
             if item.name in seen:
                 raise ValueError(f"{what}: the same partition field appears twice")
             seen.add(item.name)
@@ -413,13 +424,17 @@ class Contract(BaseModel):
         for name in self.zorder_columns():
             kind = self._stored_scalar(name, f"cluster_by {name!r}")
             if not (kind.numeric or kind.kind in ("date", "timestamp", "time")):
-                raise ValueError(f"cluster_by {name!r}: zorder interleaves numbers, dates and times, not {kind}")
+                raise ValueError(
+                    f"cluster_by {name!r}: zorder interleaves numbers, dates and times, not {kind}"
+                )
 
     def _check_vectors(self) -> None:
         if self.vectors is None:
             return
         if ROW_ID in self.columns:
-            raise ValueError(f"vectors: {ROW_ID} is the row id Lake adds to datasets with vectors; rename the column")
+            raise ValueError(
+                f"vectors: {ROW_ID} is the row id Lake adds to datasets with vectors; rename the column"
+            )
         text = self.vectors.text
         if text is not None:
             col = self.columns.get(text)
@@ -438,7 +453,7 @@ class Contract(BaseModel):
                 raise ValueError("primary_key: list distinct columns")
             for key in self.primary_key:
                 if key not in self.columns:
-                    raise ValueError(f"primary_key: {key!r} is not one of the columns")
+                    raise ValueError(f"primary_key column {key!r} is not one of the columns")
                 if self.columns[key].data_type.nested:
                     raise ValueError(f"primary_key: {key!r} is {self.columns[key].type}, not a scalar")
         for name, col in self.columns.items():
@@ -509,7 +524,13 @@ class Contract(BaseModel):
     def iceberg_sort_order(self, schema: Schema) -> SortOrder:
         """The table's sort order (``sort_order``; unsorted otherwise: z-order is a compaction
         strategy, named in the ``lake.cluster-by`` property)."""
-        from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, NullOrder, SortDirection, SortField, SortOrder
+        from pyiceberg.table.sorting import (
+            UNSORTED_SORT_ORDER,
+            NullOrder,
+            SortDirection,
+            SortField,
+            SortOrder,
+        )
         from pyiceberg.transforms import IdentityTransform
 
         items = self.sort_items()
@@ -547,8 +568,16 @@ class Contract(BaseModel):
         for key in ("checks", "on_error", "max_bad_fraction", "evolution", "detect_pii", "pii_default"):
             if key in data and key not in self.model_fields_set:
                 del data[key]
-        for key in ("event_time", "retention_months", "primary_key", "write_mode", "partitioning",
-                    "sort_order", "cluster_by", "vectors"):
+        for key in (
+            "event_time",
+            "retention_months",
+            "primary_key",
+            "write_mode",
+            "partitioning",
+            "sort_order",
+            "cluster_by",
+            "vectors",
+        ):
             if data.get(key) is None:
                 data.pop(key, None)
         data["columns"] = {
@@ -570,11 +599,11 @@ def compile_checks(contract: Contract) -> None:
         for check in contract.checks:
             statements = duckdb.extract_statements(f"SELECT CAST(({check.sql}) AS BOOLEAN) FROM row_")
             if len(statements) != 1:
-                raise ValueError(f"checks: {check.name}: one SQL expression expected")
+                raise ValueError(f"checks: check {check.name}: one SQL expression expected")
             try:
                 con.execute(f"SELECT CAST(({check.sql}) AS BOOLEAN) FROM row_")
             except duckdb.Error as e:
-                raise ValueError(f"checks: {check.name}: {e}") from e
+                raise ValueError(f"checks: check {check.name}: {e}") from e
     except duckdb.ParserException as e:
         raise ValueError(f"checks: a check is not valid SQL: {e}") from e
     finally:

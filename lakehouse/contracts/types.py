@@ -133,7 +133,9 @@ class DataType:
         if self.kind == "map":
             assert self.element is not None
             key_id, value_id = next(ids), next(ids)
-            return t.MapType(key_id, t.StringType(), value_id, self.element.iceberg(ids), value_required=False)
+            return t.MapType(
+                key_id, t.StringType(), value_id, self.element.iceberg(ids), value_required=False
+            )
         numbered = [(next(ids), name, kind) for name, kind in self.fields]
         return t.StructType(
             *(t.NestedField(i, name, kind.iceberg(ids), required=False) for i, name, kind in numbered)
@@ -157,7 +159,7 @@ def _tokenize(text: str) -> list[str]:
     while pos < len(stripped):
         m = _TOKEN.match(stripped, pos)
         if not m:
-            raise ValueError(f"type {text!r} does not parse: unexpected {stripped[pos:pos + 10]!r}")
+            raise ValueError(f"type {text!r} does not parse: unexpected {stripped[pos : pos + 10]!r}")
         tokens.append(m.group(0).strip())
         pos = m.end()
     return tokens

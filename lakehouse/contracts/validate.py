@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.contracts import pii
-from lakehouse.contracts.model import RAW, ROW, Column, Contract, struct_field
+from lakehouse.contracts.model import RAW, ROW, Column, Contract
 from lakehouse.contracts.types import DataType, ident, literal, parse_type
 from lakehouse.errors import ContractInvalid
 
@@ -55,7 +55,17 @@ class Checked:
     pii: Counter[str] = field(default_factory=Counter)  # detected kind -> accepted rows holding it
 
 
-__all__ = ["ERRORS", "ERROR_TYPE", "Checked", "Validator", "build_sql", "cast_expr", "conform", "ident", "literal"]
+__all__ = [
+    "ERRORS",
+    "ERROR_TYPE",
+    "Checked",
+    "Validator",
+    "build_sql",
+    "cast_expr",
+    "conform",
+    "ident",
+    "literal",
+]
 
 
 def _error(column: str | None, rule: str, reason_sql: str) -> str:
@@ -71,6 +81,10 @@ def _shown(expr: str) -> str:
 def _rule(condition: str, column: str, rule: str, value: str, why: str) -> str:
     """A CASE yielding one failure struct when ``condition`` holds."""
     return f"CASE WHEN {condition} THEN {_error(column, rule, _shown(value) + ' || ' + literal(why))} END"
+
+
+_UUID_GROUPS = "^(.{8})(.{4})(.{4})(.{4})(.{12})$"
+_UUID_DASHED = "\\1-\\2-\\3-\\4-\\5"
 
 
 def _is_text(source: pa.DataType | None) -> bool:
@@ -104,7 +118,8 @@ def cast_expr(src: str, kind: DataType | str, source: pa.DataType | None = None)
     if kind.kind == "binary" and _is_text(source):
         return f"try(from_base64({src}))"
     if kind.kind == "uuid" and source is not None and pa.types.is_fixed_size_binary(source):
-        return f"TRY_CAST(regexp_replace(hex({src}), '^(.{{8}})(.{{4}})(.{{4}})(.{{4}})(.{{12}})$', '\\1-\\2-\\3-\\4-\\5') AS UUID)"
+        dashed = f"regexp_replace(hex({src}), {literal(_UUID_GROUPS)}, {literal(_UUID_DASHED)})"
+        return f"TRY_CAST({dashed} AS UUID)"
     if kind.nested and _is_text(source):
         return f"TRY_CAST(TRY_CAST({src} AS JSON) AS {target})"
     return f"TRY_CAST({src} AS {target})"
@@ -123,6 +138,8 @@ def _nested_rules(name: str, src: str, kind: DataType, source: pa.DataType | Non
     typed = ident(name)
     checks: list[str] = []
     json = _is_text(source)
+    if json:
+        src = f"CASE WHEN json_valid({src}) THEN {src} END"
     if kind.kind == "struct":
         for path, leaf in _leaves(kind):
             if json:
@@ -145,7 +162,9 @@ def _nested_rules(name: str, src: str, kind: DataType, source: pa.DataType | Non
         have = f"list_count({typed})" if kind.kind == "list" else f"list_count(map_values({typed}))"
         what = "an element" if kind.kind == "list" else "a value"
         why = literal(f"{what} is not a valid {kind.element}")
-        checks.append(f"CASE WHEN {typed} IS NOT NULL AND {given} <> {have} THEN {_error(name, 'type', why)} END")
+        checks.append(
+            f"CASE WHEN {typed} IS NOT NULL AND {given} <> {have} THEN {_error(name, 'type', why)} END"
+        )
     return checks
 
 
@@ -258,12 +277,14 @@ def build_sql(
         kind = col.data_type
         why = f" is not a valid {col.type}"
         if kind.kind == "decimal":
-            why = f" is not a number of at most {kind.precision - kind.scale} digits before the point ({col.type})"
+            digits = kind.precision - kind.scale
+            why = f" is not a number of at most {digits} digits before the point ({col.type})"
         checks.append(_rule(f"{src} IS NOT NULL AND {typed} IS NULL", name, "type", src, why))
         if kind.kind == "decimal":
             checks.append(
                 _rule(
-                    f"{typed} IS NOT NULL AND {_decimal_digits(src, kind, types.get(name))} IS DISTINCT FROM {typed}",
+                    f"{typed} IS NOT NULL AND "
+                    f"{_decimal_digits(src, kind, types.get(name))} IS DISTINCT FROM {typed}",
                     name,
                     "scale",
                     src,

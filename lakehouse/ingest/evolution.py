@@ -97,7 +97,7 @@ def _compare(name: str, have: IcebergType, want: DataType, origin: str) -> list[
             if old is None:
                 changes.append(Change("add", path, field_type.iceberg()))
             else:
-                inner = have.field(field_name).field_type  # type: ignore[attr-defined]
+                inner = next(f for f in have.fields if f.name == field_name).field_type  # type: ignore[attr-defined]
                 changes += _compare(path, inner, field_type, origin)
         return changes  # fields the contract no longer names stay (nullable) in the table
     if held is not None and _widens(held, want):

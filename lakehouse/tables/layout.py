@@ -131,9 +131,9 @@ def evolve_layout(table: Table, contract: Contract, settings: Settings) -> Table
         want_spec = {(f.name, str(f.transform), f.source_id) for f in contract.partition_spec(schema).fields}
         have_spec = {(f.name, str(f.transform), f.source_id) for f in table.spec().fields}
         want_order = contract.iceberg_sort_order(schema)
-        same_order = [
-            (f.source_id, f.direction, f.null_order) for f in want_order.fields
-        ] == [(f.source_id, f.direction, f.null_order) for f in table.sort_order().fields]
+        same_order = [(f.source_id, f.direction, f.null_order) for f in want_order.fields] == [
+            (f.source_id, f.direction, f.null_order) for f in table.sort_order().fields
+        ]
         props = {k: v for k, v in contract.table_properties().items() if k.startswith("lake.")}
         stale = {k: v for k, v in props.items() if table.properties.get(k) != v}
         if want_spec == have_spec and same_order and not stale:

@@ -272,7 +272,11 @@ class StagedWrite:
                 with self.table.transaction() as tx:
                     snapshot = tx.update_snapshot(snapshot_properties=summary)
                     if self.replace:
-                        live = [t.file for t in self.table.scan().plan_files()] if self.table.current_snapshot() else []
+                        live = (
+                            [t.file for t in self.table.scan().plan_files()]
+                            if self.table.current_snapshot()
+                            else []
+                        )
                         with snapshot.overwrite() as overwrite:
                             for data_file in live:
                                 overwrite.delete_data_file(data_file)
