@@ -18,6 +18,7 @@ contract's column names::
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -413,11 +414,24 @@ def build_sql(
 
 
 def conform(data: pa.Table, target: pa.Schema) -> pa.Table:
-    """``data`` with the target's columns in its order (missing ones null), cast to its types."""
+    """``data`` with the target's columns in its order (missing ones null), cast to its types
+    (UUIDs DuckDB returned as text become their 16 bytes)."""
     columns = []
     for f in target:
-        columns.append(data[f.name] if f.name in data.column_names else pa.nulls(data.num_rows, f.type))
+        column = data[f.name] if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if _is_uuid(f.type) and (text or pa.types.is_string_view(column.type)):
+            column = pa.array(
+                [None if v is None else uuid.UUID(str(v)).bytes for v in column.to_pylist()], pa.binary(16)
+            )
+        columns.append(column)
     return pa.Table.from_arrays(columns, names=target.names).cast(target)
+
+
+def _is_uuid(kind: pa.DataType) -> bool:
+    return getattr(kind, "extension_name", None) == "arrow.uuid" or (
+        pa.types.is_fixed_size_binary(kind) and kind.byte_width == 16
+    )
 
 
 class Validator:

@@ -45,7 +45,7 @@ def arrow_kind(t: pa.DataType) -> DataType | None:
         return DataType("timestamp")
     if pa.types.is_time(t):
         return DataType("time")
-    if isinstance(t, pa.ExtensionType) and t.extension_name == "arrow.uuid":
+    if getattr(t, "extension_name", None) == "arrow.uuid":
         return DataType("uuid")
     if pa.types.is_fixed_size_binary(t) and t.byte_width == 16:
         return DataType("uuid")
