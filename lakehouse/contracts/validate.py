@@ -375,9 +375,9 @@ def build_sql(
     flags: dict[str, list[str]] = {}
     for i, name in enumerate(detect_columns(contract)):
         flags[name] = []
-        for kind in pii.DETECTORS:
-            flag = f"{_PII}{i}_{kind}"
-            l3.append(f"{pii.flag_expr(ident(name), kind)} AS {flag}")
+        for finding in pii.DETECTORS:
+            flag = f"{_PII}{i}_{finding}"
+            l3.append(f"{pii.flag_expr(ident(name), finding)} AS {flag}")
             flags[name].append(flag)
 
     l4 = [ident(ROW)]

@@ -118,7 +118,7 @@ def infer_contract(
             if note and notes is not None:
                 notes.append(f"{name}: {note}")
         kind = kind or DataType("string")
-        enum = None
+        enum: list[str | int | float] | None = None
         if kind.kind == "string" and 0 < distinct <= 8 and sample.num_rows >= 50:
             enum = sorted(
                 str(v)

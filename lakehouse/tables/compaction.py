@@ -10,10 +10,11 @@ never lost: pyiceberg rebases the replace onto it; if a replaced file was remove
 (retention, another compaction) the partition is skipped and its new files are deleted.
 
 A table with a write order (``sort_order`` or ``cluster_by: zorder(...)`` in its contract,
-:mod:`lakehouse.tables.layout`) has each partition's selected files rewritten as one sorted
-run: the rows go through DuckDB (spilling to disk past ``LAKE_INGEST_MEMORY_LIMIT``), come out
-in the table's order and are cut into target-sized files, so each file holds a narrow range of
-the sort keys (a small box of the z-ordered columns) and its column statistics prune scans.
+:mod:`lakehouse.tables.layout`) also selects every file no sorted rewrite wrote yet, whatever
+its size, and rewrites each partition's selected files as one sorted run: the rows go through
+DuckDB (spilling to disk past ``LAKE_INGEST_MEMORY_LIMIT``), come out in the table's order and
+are cut into target-sized files, so each file holds a narrow range of the sort keys (a small
+box of the z-ordered columns) and its column statistics prune scans.
 
 Per-table overrides (table properties): ``lake.compaction.target-file-size-bytes``,
 ``lake.compaction.min-files``, ``lake.compaction.small-file-fraction``.
@@ -41,6 +42,7 @@ OPERATION = "lake.operation"
 ROW_GROUP_ROWS = 131_072
 ROW_GROUP_BYTES = 64 * 2**20
 READ_AHEAD_BYTES = 256 * 2**20
+SORTED_SUFFIX = "sorted"  # data files written in the table's order by a sorted rewrite
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,7 @@ def plan(table: Table, options: CompactionOptions) -> list[PartitionPlan]:
         return []
     spec = table.spec()
     schema = table.schema()
+    ordered = bool(write_order(table))
     groups: dict[tuple[int, Any], list[DataFile]] = {}
     partitions: dict[tuple[int, Any], Any] = {}
     with_deletes: set[tuple[int, Any]] = set()
@@ -137,7 +140,10 @@ def plan(table: Table, options: CompactionOptions) -> list[PartitionPlan]:
         partitions[key] = data_file.partition
         if task.delete_files:
             with_deletes.add(key)  # merge-on-read deletes: not rewritten here
-        if data_file.spec_id != spec.spec_id or data_file.file_size_in_bytes >= options.small_below:
+        unsorted = ordered and not data_file.file_path.endswith(f"-{SORTED_SUFFIX}.parquet")
+        if data_file.spec_id != spec.spec_id or (
+            data_file.file_size_in_bytes >= options.small_below and not unsorted
+        ):
             continue
         groups.setdefault(key, []).append(data_file)
     plans = []
@@ -145,7 +151,8 @@ def plan(table: Table, options: CompactionOptions) -> list[PartitionPlan]:
         if key in with_deletes or len(files) < options.min_files:
             continue
         files.sort(key=lambda f: f.file_path)
-        bins = pack(files, options.target_bytes)
+        # A sorted rewrite takes every selected file as one run (cut into target-sized files).
+        bins = [files] if ordered else pack(files, options.target_bytes)
         if bins:
             path = spec.partition_to_path(partitions[key], schema) if spec.fields else ""
             plans.append(PartitionPlan(key[0], partitions[key], path, bins))
@@ -218,7 +225,7 @@ def _rewrite_sorted(
             data = pa.Table.from_batches([chunk]).cast(target)
             while data.num_rows:
                 if writer is None:
-                    writer = DataFileWriter(table, part.partition, part.spec_id)
+                    writer = DataFileWriter(table, part.partition, part.spec_id, SORTED_SUFFIX)
                 room = per_file - writer.rows
                 writer.write_table(data.slice(0, room))
                 data = data.slice(room)

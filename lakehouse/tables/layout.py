@@ -12,7 +12,7 @@ with the table, and the row order data files are written in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -96,7 +96,7 @@ def order_by(con: duckdb.DuckDBPyConnection, relation: str, order: WriteOrder, s
             "AS UBIGINT), 0::UBIGINT)"
         )
     terms = [
-        f"((({s}) >> {b}) & 1::UBIGINT) << {b * len(names) + j}"
+        f"(((({s}) >> {b}) & 1::UBIGINT) << {b * len(names) + j})"
         for b in range(bits)
         for j, s in enumerate(scaled)
     ]
@@ -163,13 +163,13 @@ def evolve_layout(table: Table, contract: Contract, settings: Settings) -> Table
     raise AssertionError("unreachable")
 
 
-def _identity() -> object:
+def _identity() -> Any:
     from pyiceberg.transforms import IdentityTransform
 
     return IdentityTransform()
 
 
-def _null_order(first: bool) -> object:
+def _null_order(first: bool) -> Any:
     from pyiceberg.table.sorting import NullOrder
 
     return NullOrder.NULLS_FIRST if first else NullOrder.NULLS_LAST

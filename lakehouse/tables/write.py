@@ -270,20 +270,20 @@ class StagedWrite:
                 return done, True
             try:
                 with self.table.transaction() as tx:
-                    snapshot = tx.update_snapshot(snapshot_properties=summary)
+                    update = tx.update_snapshot(snapshot_properties=summary)
                     if self.replace:
                         live = (
                             [t.file for t in self.table.scan().plan_files()]
                             if self.table.current_snapshot()
                             else []
                         )
-                        with snapshot.overwrite() as overwrite:
+                        with update.overwrite() as overwrite:
                             for data_file in live:
                                 overwrite.delete_data_file(data_file)
                             for data_file in self.files:
                                 overwrite.append_data_file(data_file)
                     else:
-                        with snapshot.fast_append() as append:
+                        with update.fast_append() as append:
                             for data_file in self.files:
                                 append.append_data_file(data_file)
             except (CommitFailedException, ValidationException) as e:
@@ -355,7 +355,7 @@ class DataFileWriter:
     ``DataFile`` (with column statistics) for a commit. Nothing is visible until committed.
     """
 
-    def __init__(self, table: Table, partition: Any, spec_id: int) -> None:
+    def __init__(self, table: Table, partition: Any, spec_id: int, suffix: str = "compacted") -> None:
         from pyiceberg.io.pyarrow import FileFormatFactory
         from pyiceberg.manifest import FileFormat
         from pyiceberg.table import TableProperties
@@ -368,7 +368,7 @@ class DataFileWriter:
         self._partition = partition
         self._spec_id = spec_id
         self._model = FileFormatFactory.get(FileFormat.PARQUET)
-        name = f"{uuid.uuid4()}-compacted.parquet"
+        name = f"{uuid.uuid4()}-{suffix}.parquet"
         partitioned = bool(table.specs()[spec_id].fields)
         key = cast(Any, _PartitionPath(table, partition, spec_id)) if partitioned else None
         self.path = table.location_provider().new_data_location(data_file_name=name, partition_key=key)
