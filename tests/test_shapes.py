@@ -218,6 +218,7 @@ def test_a_day_and_bucket_partitioned_sorted_table_through_every_service(
 
     feed = changes(settings, qualified, first["snapshot_id"])
     assert len(feed["rows"]) == 30
+    assert client.sql(f"SELECT count(*) FROM {name}", as_of=first["snapshot_id"]).body["rows"] == [[30]]
     assert client.sql(f"SELECT sum(value) FROM {name}").body["rows"] == [["1777.500"]]  # 60 × .125 exact
     assert client.search(name, vector=_vec(3), k=1).body["row_count"] == 1
 
