@@ -22,7 +22,13 @@ from lakehouse.query.engine import extension_path
 
 pytestmark = pytest.mark.integration
 
-TYPES = {"BIGINT": "long", "INTEGER": "int", "DATE": "date", "VARCHAR": "string", "DECIMAL(15,2)": "decimal(15,2)"}
+TYPES = {
+    "BIGINT": "long",
+    "INTEGER": "int",
+    "DATE": "date",
+    "VARCHAR": "string",
+    "DECIMAL(15,2)": "decimal(15,2)",
+}
 KEYS = {
     "region": ["r_regionkey"],
     "nation": ["n_nationkey"],
@@ -101,4 +107,8 @@ def test_the_22_tpch_queries_answer_as_duckdb_does(
         got = answer.body["rows"]
         assert len(got) == len(want) > 0, (number, got[:3], want[:3])
         for lake_row, duck_row in zip(got, want, strict=True):
-            assert all(_same(a, b) for a, b in zip(lake_row, duck_row, strict=True)), (number, lake_row, duck_row)
+            assert all(_same(a, b) for a, b in zip(lake_row, duck_row, strict=True)), (
+                number,
+                lake_row,
+                duck_row,
+            )
