@@ -15,9 +15,11 @@ import pytest
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.errors import ChangeFeedUnavailable
+from lakehouse.errors import ChangeFeedUnavailable, FileRejected
+from lakehouse.ingest.upload import ingest_object
 from lakehouse.maintenance import MaintenanceOptions, run_maintenance
 from lakehouse.query.history import changes
+from lakehouse.storage import s3_client
 
 pytestmark = pytest.mark.integration
 
@@ -150,6 +152,13 @@ def test_write_mode_replace_makes_the_upload_the_whole_table(
     snap = table.snapshot_by_id(second["snapshot_id"])
     assert snap is not None and snap.summary is not None
     assert snap.summary.operation.value == "overwrite" and snap.summary["deleted-records"] == "3"
+    # An upload none of whose rows pass would empty the table: refused, nothing committed.
+    s3_client(settings).put_object(
+        Bucket=settings.landing_bucket, Key=f"{name}/c.csv", Body=b"code,rate\n,1\n"
+    )
+    with pytest.raises(FileRejected, match="would empty the table"):
+        ingest_object(settings, settings.landing_bucket, f"{name}/c.csv")
+    assert client.sql(f"SELECT count(*) FROM {name}").body["rows"] == [[2]]
     # An append-only reference table has a change feed.
     log = dataset("name: {name}\ncolumns:\n  line: {type: string}\n")
     one = upload(log, "1.csv", b"line\na\nb\n")
