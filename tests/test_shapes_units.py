@@ -286,5 +286,5 @@ def test_infer_drafts_a_reference_table_with_new_types_and_a_note_on_bad_values(
         "sku": "string",
         "tags": "list<string>",
     }
-    assert "1 of 60 sampled values are not long (e.g. 'n/a')" in contract.columns["qty"].description
+    assert "1 of 60 values are not long (e.g. 'n/a')" in contract.columns["qty"].description
     assert parse_contract(contract.to_yaml(), "draft") == contract

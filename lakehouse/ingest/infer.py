@@ -116,7 +116,9 @@ def infer_contract(
         if kind is None and pa.types.is_dictionary(arrow_type) is False and distinct > 0:
             kind, note = _text_kind(con, col, values)
             if note and notes is not None:
-                notes.append(f"{name}: {note}")
+                notes.append(f"{name}: {note.split(' (e.g.')[0]}; rows holding them would be quarantined")
+            if note:
+                note += ": rows holding them are quarantined"
         kind = kind or DataType("string")
         enum: list[str | int | float] | None = None
         if kind.kind == "string" and 0 < distinct <= 8 and sample.num_rows >= 50:
@@ -183,8 +185,5 @@ def _text_kind(con: object, col: str, values: int) -> tuple[DataType | None, str
             return kind, ""
         if failures < TOLERATED * values:
             shown = ", ".join(repr(v) for v in examples)
-            return kind, (
-                f"{failures} of {values} sampled values are not {kind} (e.g. {shown}): "
-                "such rows are quarantined"
-            )
+            return kind, f"{failures} of {values} values are not {kind} (e.g. {shown})"
     return None, ""
