@@ -159,6 +159,16 @@ def test_write_mode_replace_makes_the_upload_the_whole_table(
     with pytest.raises(FileRejected, match="would empty the table"):
         ingest_object(settings, settings.landing_bucket, f"{name}/c.csv")
     assert client.sql(f"SELECT count(*) FROM {name}").body["rows"] == [[2]]
+    # With a primary key, replace keeps one row per key (the last one of the upload).
+    keyed = dataset(
+        "name: {name}\nprimary_key: [code]\nwrite_mode: replace\ncolumns:\n  code: {type: string}\n"
+        "  rate: {type: 'decimal(8,4)'}\n"
+    )
+    upload(keyed, "a.csv", b"code,rate\nEUR,1\nUSD,2\n")
+    replaced = upload(keyed, "b.csv", b"code,rate\nEUR,3\nGBP,4\nEUR,5\n")
+    assert (replaced["rows_inserted"], replaced["rows_superseded"], replaced["files_rewritten"]) == (2, 1, 1)
+    rows = client.sql(f"SELECT code, rate FROM {keyed} ORDER BY 1").body["rows"]
+    assert rows == [["EUR", "5.0000"], ["GBP", "4.0000"]]
     # An append-only reference table has a change feed.
     log = dataset("name: {name}\ncolumns:\n  line: {type: string}\n")
     one = upload(log, "1.csv", b"line\na\nb\n")
