@@ -21,11 +21,17 @@ install: $(STAMP)
 demo: $(STAMP)
 	LAKE_LOG_LEVEL=WARNING $(BIN)/lake demo
 
-test: $(STAMP)
-	$(BIN)/ruff check lakehouse functions lake tests bench
+# The console's browser tests drive Debian's Chromium (Playwright cannot download its own here).
+CHROMIUM := /usr/lib/chromium/chromium
+
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium
+
+test: $(STAMP) $(CHROMIUM)
+	$(BIN)/ruff check lakehouse functions lake tests bench console
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2 --durations=15
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py

@@ -102,8 +102,29 @@ class Settings(BaseSettings):
         ge=0,
         description="`lake serve`: seconds between retention, expiry + GC and orphan runs (0: never).",
     )
-    auth: Literal["none", "keys", "iam"] = Field(
-        "none", description="Who authenticates API calls: none (local, in process), keys, iam (AWS)."
+    auth: Literal["none", "keys", "iam", "oidc"] = Field(
+        "none",
+        description="Who authenticates API calls: none (local, in process), keys, iam (AWS), "
+        "oidc (ID tokens of LAKE_OIDC_ISSUER).",
+    )
+    oidc_issuer: str | None = Field(
+        None, description="OIDC issuer URL (LAKE_AUTH=oidc); its discovery document names the JWKS."
+    )
+    oidc_audience: str | None = Field(None, description="The `aud` an ID token must carry (the client id).")
+    oidc_scope_claim: str = Field(
+        "lake_scope",
+        description="Claim holding the Lake scope: read, write or admin (a list or space-separated; "
+        "the highest wins; e.g. cognito:groups).",
+    )
+    oidc_tenant_claim: str | None = Field(
+        None, description="Claim binding the caller to a tenant (e.g. custom:tenant); unset: no tenants."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description="Signature algorithms accepted (asymmetric only; none and HMAC are refused).",
+    )
+    oidc_jwks_ttl_seconds: float = Field(
+        3600.0, gt=0, description="Seconds the issuer's signing keys are cached."
     )
     s3_max_attempts: int = Field(10, ge=1, description="Attempts per object-store request (all clients).")
     s3_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the object store.")

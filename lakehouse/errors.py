@@ -187,3 +187,7 @@ class NotFound(TerminalError):
     """The thing asked for does not exist."""
 
     http_status = 404
+
+
+class IdentityProviderUnavailable(TransientError):
+    """The OpenID Connect issuer (discovery document or JWKS) did not answer usably."""

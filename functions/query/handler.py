@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.observability import function_logger, function_metrics, function_tracer
-from functions.query import artifact_routes, search_routes
+from functions.query import artifact_routes, console_routes, search_routes
 from functions.query.common import COMMON, caller
 from functions.query.common import error_responses as _error_responses
 from lakehouse.access import audit
@@ -63,8 +63,6 @@ class SqlResponse(BaseModel):
     elapsed_ms: float
     plan: str | None = None
     cached: bool = False
-
-
 
 
 def _error(status: int, error: str, message: str | None) -> Response[str]:
@@ -123,7 +121,7 @@ def _authenticate_and_audit(
     settings = get_settings()
     event = app.current_event
     path = event.path
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or console_routes.is_console(path):
         return next_middleware(app)
     started = time.perf_counter()
     outcome = "error"
@@ -154,6 +152,7 @@ def _authenticate_and_audit(
 app.use(middlewares=[_authenticate_and_audit])
 app.include_router(search_routes.router)
 app.include_router(artifact_routes.router)
+app.include_router(console_routes.router)
 
 
 @app.post(
@@ -173,14 +172,31 @@ def post_sql(request: Annotated[SqlRequest, Body()]) -> dict[str, Any]:
 
 
 @app.get("/tables", responses=COMMON)
-def get_tables() -> dict[str, Any]:
-    return {"tables": query.tables_overview(get_settings(), principal=principal())}
+def get_tables(
+    health: Annotated[
+        bool, Query(description="Also count small data files per table (reads every manifest).")
+    ] = False,
+) -> dict[str, Any]:
+    return {"tables": query.tables_overview(get_settings(), principal=principal(), health=health)}
 
 
 @app.get("/tables/<name>", responses={**COMMON, **_error_responses(404)})
-def get_table(name: str) -> dict[str, Any]:
+def get_table(
+    name: str,
+    as_of: Annotated[str | None, Query(description="Snapshot id or ISO-8601 time; default current.")] = None,
+) -> dict[str, Any]:
     app.append_context(target=name)
-    return query.describe_table(get_settings(), name, principal=principal())
+    return query.describe_table(get_settings(), name, principal=principal(), as_of=as_of)
+
+
+@app.get("/activity", responses=COMMON)
+def get_activity(
+    bucket: Annotated[str, Query(description="hour or day.")] = "day",
+) -> dict[str, Any]:
+    from lakehouse.maintenance import recorded_runs  # only here: it loads the table services
+
+    activity = history.activity(get_settings(), bucket, principal=principal())
+    return {**activity, "runs": recorded_runs(get_settings())}
 
 
 @app.get("/tables/<name>/snapshots", responses={**COMMON, **_error_responses(404)})
@@ -211,6 +227,16 @@ def get_quarantine(
     body = quarantine.list_quarantine(get_settings(), dataset, source, limit, principal=principal())
     app.append_context(rows=len(body["rows"]))
     return body
+
+
+@app.post("/quarantine/<dataset>/replay", responses={**COMMON, **_error_responses(404)})
+def post_replay(
+    dataset: str,
+    source: Annotated[str | None, Query(description="Only rows of this upload (key or s3:// URI).")] = None,
+) -> dict[str, Any]:
+    app.append_context(target=f"{dataset}__quarantine")
+    report = quarantine.replay(get_settings(), dataset, source, principal=principal())
+    return report.to_dict()
 
 
 @app.get("/timeseries/<table>", responses={**COMMON, **_error_responses(404)})

@@ -467,6 +467,31 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    """Print (and open in a browser) the web console of the running `lake serve`, or of --url."""
+    import urllib.request
+    import webbrowser
+
+    from lake.cli import running
+    from lakehouse.errors import StackNotRunning
+
+    url = args.url
+    if url is None:
+        record = running.find(settings.home)
+        if record is None:
+            raise StackNotRunning("no `lake serve` is running here: start it (or pass --url URL)")
+        url = str(record["url"])
+    try:
+        urllib.request.urlopen(url.rstrip("/") + "/health/live", timeout=5).close()  # noqa: S310
+    except OSError as e:
+        raise StackNotRunning(f"{url} does not answer: {e}") from e
+    page = url.rstrip("/") + "/console"
+    out(json.dumps({"console": page}))
+    if not args.no_open:
+        webbrowser.open(page)
+    return 0
+
+
 def _revoke_quietly(settings: Settings, key_id: str) -> None:
     """Revoke the command line's key, if the stack still runs (else its keys are gone anyway)."""
     from lake.local import stack as localstack
@@ -754,10 +779,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--no-maintain", action="store_true", help="do not run the maintenance schedules (compaction, GC)"
     )
-    s.add_argument("--auth", choices=["keys", "none"], default="keys",
-                   help="require API keys (default) or serve without authentication")
+    s.add_argument("--auth", choices=["keys", "oidc", "none"], default="keys",
+                   help="require API keys (default), OIDC ID tokens or keys (LAKE_OIDC_*), or nothing")
     s.add_argument("--owner-pid", type=int, help=argparse.SUPPRESS)  # stop when that process is gone
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("console", help="open the web console of the running `lake serve` (or --url)")
+    s.add_argument("--url", help="the API's URL (default: the running `lake serve`)")
+    s.add_argument("--no-open", action="store_true", help="print the console's URL only")
+    s.set_defaults(func=cmd_console)
 
     s = sub.add_parser("dlq", help="failed ingest events: list them, re-drive them after a fix")
     dsub = s.add_subparsers(dest="dlq_command", required=True)

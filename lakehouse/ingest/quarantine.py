@@ -164,11 +164,23 @@ def _commit_removal(
     raise AssertionError("unreachable")
 
 
-def replay(settings: Settings, dataset: str, source: str | None = None) -> ReplayReport:
-    """Re-validate quarantined rows against the current contract and move the ones that pass."""
+def replay(
+    settings: Settings, dataset: str, source: str | None = None, principal: Any = None
+) -> ReplayReport:
+    """Re-validate quarantined rows against the current contract and move the ones that pass.
+
+    Over the API (``principal`` given) it needs a ``write`` key that is bound to no tenant.
+    """
     from pyiceberg.expressions import AlwaysTrue, EqualTo
     from pyiceberg.io.pyarrow import ArrowScan
 
+
+    if principal is not None:
+        from lakehouse.errors import Forbidden
+
+        principal.require("write")
+        if principal.tenant is not None:
+            raise Forbidden("the quarantine holds raw records of every tenant; a tenant key cannot replay it")
 
     contract = load_contract(settings, dataset)
     main, quarantine = ensure_tables(get_catalog(settings), settings, contract)

@@ -29,6 +29,7 @@ from lakehouse.ingest.evolution import evolve, extra_columns
 from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.storage import open_object
+from lakehouse.tables.layout import evolve_layout
 from lakehouse.tables.write import (
     SourceRef,
     StagedWrite,
@@ -168,6 +169,7 @@ def ingest_object(
     tally = _Tally()
     limit_write_workers(settings.write_workers)
     tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
+    evolve_layout(main, contract, settings)
     fmt = detect_format(key)
     vec = None
     if contract.vectors is not None:
@@ -205,7 +207,7 @@ def ingest_object(
                         now=now,
                         extras=list(extras),
                     )
-                    good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+                    good = table_writer(main, contract, con)
                 assert good is not None
                 tally.rows_read += batch.num_rows
                 screened = None
@@ -242,7 +244,7 @@ def ingest_object(
             if listener is not None:
                 listener.update(bytes_read, tally.rows_read)
         if good is None:
-            good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+            good = table_writer(main, contract, con)
         _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
         # Vectors first: without them there is no table commit (the event is retried).
         vector_props = vec.commit() if vec is not None else {}
@@ -289,10 +291,28 @@ def ingest_object(
     return report
 
 
+def table_writer(
+    table: Table, contract: Contract, con: duckdb.DuckDBPyConnection
+) -> StagedWrite | MergeWrite:
+    """The writer of the contract's ``write_mode``: a merge by primary key (upsert, or replace
+    keeping one row per key), else plain data files (append, or replace)."""
+    if contract.primary_key and contract.mode in ("upsert", "replace"):
+        return MergeWrite(table, contract, con, replace=contract.mode == "replace")
+    return StagedWrite(table, replace=contract.mode == "replace")
+
+
 def _enforce_on_error(
     contract: Contract, source: SourceRef, tally: _Tally, bad_rows: int, staged: list[Any]
 ) -> None:
     """``on_error: reject_file``: refuse the whole object when too many rows failed."""
+    if contract.mode == "replace" and tally.rows_read and bad_rows == tally.rows_read:
+        for write in staged:
+            if isinstance(write, StagedWrite):
+                discard(write)
+        raise FileRejected(
+            f"{source.uri}: none of its {tally.rows_read} rows passed the contract; write_mode: replace "
+            "would empty the table, so nothing was committed"
+        )
     if contract.on_error != "reject_file" or not tally.rows_read:
         return
     fraction = bad_rows / tally.rows_read
