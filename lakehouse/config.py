@@ -10,6 +10,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from lakehouse.paths import default_contracts_dir, default_home
+
 STACK_FILE = "stack.json"
 
 
@@ -23,10 +25,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LAKE_", extra="ignore")
 
     home: Path = Field(
-        Path(".lake"), description="Folder of the embedded local stack (state, catalog, logs)."
+        default_factory=default_home,
+        description="Folder of the local stack (state, catalog, logs); default: the checkout's .lake.",
     )
     contracts_dir: Path = Field(
-        Path("catalog/datasets"), description="Folder of dataset contracts (`<name>.yaml`)."
+        default_factory=default_contracts_dir,
+        description="Folder of dataset contracts (`<name>.yaml`); default: the checkout's.",
     )
     namespace: str = Field("lake", description="Iceberg namespace of the dataset tables.")
     landing_bucket: str = Field("lake-landing", description="Bucket that receives uploads.")
@@ -98,8 +102,29 @@ class Settings(BaseSettings):
         ge=0,
         description="`lake serve`: seconds between retention, expiry + GC and orphan runs (0: never).",
     )
-    auth: Literal["none", "keys", "iam"] = Field(
-        "none", description="Who authenticates API calls: none (local, in process), keys, iam (AWS)."
+    auth: Literal["none", "keys", "iam", "oidc"] = Field(
+        "none",
+        description="Who authenticates API calls: none (local, in process), keys, iam (AWS), "
+        "oidc (ID tokens of LAKE_OIDC_ISSUER).",
+    )
+    oidc_issuer: str | None = Field(
+        None, description="OIDC issuer URL (LAKE_AUTH=oidc); its discovery document names the JWKS."
+    )
+    oidc_audience: str | None = Field(None, description="The `aud` an ID token must carry (the client id).")
+    oidc_scope_claim: str = Field(
+        "lake_scope",
+        description="Claim holding the Lake scope: read, write or admin (a list or space-separated; "
+        "the highest wins; e.g. cognito:groups).",
+    )
+    oidc_tenant_claim: str | None = Field(
+        None, description="Claim binding the caller to a tenant (e.g. custom:tenant); unset: no tenants."
+    )
+    oidc_algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "ES256"],
+        description="Signature algorithms accepted (asymmetric only; none and HMAC are refused).",
+    )
+    oidc_jwks_ttl_seconds: float = Field(
+        3600.0, gt=0, description="Seconds the issuer's signing keys are cached."
     )
     s3_max_attempts: int = Field(10, ge=1, description="Attempts per object-store request (all clients).")
     s3_connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to the object store.")

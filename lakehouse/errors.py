@@ -189,6 +189,10 @@ class NotFound(TerminalError):
     http_status = 404
 
 
+class IdentityProviderUnavailable(TransientError):
+    """The OpenID Connect issuer (discovery document or JWKS) did not answer usably."""
+
+
 # --- staged commits, the ledger, version reads (lakehouse.tables.committer, ledger; storage) ----
 
 

@@ -1,7 +1,9 @@
 """Table upkeep run on a schedule: one entry point, :func:`run_maintenance`, for the jobs
 
-* ``retention``: whole months older than a contract's ``retention_months`` are dropped with a
-  metadata-only delete (no data file is rewritten);
+* ``retention``: whole months older than a contract's ``retention_months`` are dropped; where
+  the partitioning (month, day, hour of the event time; year at a year's end) lines up with
+  the cutoff the delete is metadata-only (no data file is rewritten). Tables without an event
+  time keep every row;
 * ``compact``: small files bin-packed per partition (:mod:`lakehouse.tables.compaction`);
 * ``expire``: snapshots past the retention expired and the files only they reached deleted
   (:mod:`lakehouse.tables.gc`), which is what frees the bytes retention and compaction let go of;
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.model import Contract, contract_path, list_contracts, load_contract
+from lakehouse.contracts.model import Contract, loadable_contracts
 from lakehouse.errors import LakeError
 from lakehouse.tables.write import store_retry
 
@@ -60,27 +62,38 @@ def apply_retention(
     catalog: Catalog | None = None,
     now: dt.datetime | None = None,
     datasets: list[str] | None = None,
+    problems: list[dict[str, Any]] | None = None,
 ) -> list[RetentionResult]:
-    """Drop expired months from every dataset table that exists (or only from ``datasets``)."""
+    """Drop expired months from every dataset table that exists (or only from ``datasets``).
+
+    A contract that does not load, or a table whose retention fails, is skipped and added to
+    ``problems`` (``table``, ``error``, ``message``; ``file`` for a contract): the others still run.
+    """
     from pyiceberg.exceptions import NoSuchTableError
 
     catalog = catalog or get_catalog(settings)
     now = now or dt.datetime.now(dt.UTC)
     results = []
-    if datasets is None:
-        contracts = list_contracts(settings)
-    else:  # tables without a contract have no retention
-        contracts = [load_contract(settings, d) for d in datasets if contract_path(settings, d).exists()]
-    for contract in contracts:
+    found = problems if problems is not None else []
+    contracts, broken = loadable_contracts(settings)
+    if datasets is not None:  # tables without a contract have no retention
+        contracts = [c for c in contracts if c.name in datasets]
+        broken = [b for b in broken if b["dataset"] in datasets]
+    found.extend({"table": f"{settings.namespace}.{b['dataset']}", **b} for b in broken)
+    for contract in [c for c in contracts if c.months_kept is not None]:  # no event time: no age
 
         def retain(contract: Contract = contract) -> RetentionResult | None:
             try:
                 table = catalog.load_table(f"{settings.namespace}.{contract.name}")
             except NoSuchTableError:
                 return None
-            return _retain(table, contract, retention_cutoff(now, contract.retention_months))
+            return _retain(table, contract, retention_cutoff(now, contract.months_kept or 0))
 
-        result = store_retry(settings, retain)
+        try:
+            result = store_retry(settings, retain)
+        except LakeError as e:
+            found.append(_failure(f"{settings.namespace}.{contract.name}", e))
+            continue
         if result is not None:
             results.append(result)
     return results
@@ -88,6 +101,7 @@ def apply_retention(
 
 def _retain(table: Any, contract: Contract, cutoff: dt.datetime) -> RetentionResult:
     column = contract.event_time
+    assert column is not None
     bound = cutoff.date().isoformat() if contract.columns[column].type == "date" else cutoff.isoformat()
     name = ".".join(table.name())
     expired = f"{column} < '{bound}'"
@@ -176,8 +190,9 @@ def run_maintenance(
                 prefix = f"{settings.namespace}."
                 datasets = [n.removeprefix(prefix) for n in names if n.startswith(prefix)]
                 datasets = [d for d in datasets if not d.endswith(QUARANTINE_SUFFIX)]
-            dropped = [] if options.dry_run else apply_retention(settings, catalog, now, datasets)
-            results = [r.to_dict() for r in dropped]
+            problems: list[dict[str, Any]] = []
+            dropped = [] if options.dry_run else apply_retention(settings, catalog, now, datasets, problems)
+            results = [r.to_dict() for r in dropped] + problems
         elif job in ("compact", "expire", "orphans"):
             results = []
             for name in names:
@@ -205,7 +220,49 @@ def run_maintenance(
         int(r.get("bytes_freed", 0) or 0) for results in report["jobs"].values() for r in results
     )
     report["failures"] = sum(1 for results in report["jobs"].values() for r in results if "error" in r)
+    if not options.dry_run:
+        record_run(settings, report)
     return report
+
+
+RUNS_DOC = "maintenance-runs.json"
+RUNS_KEPT = 200
+
+
+def record_run(settings: Settings, report: dict[str, Any]) -> None:
+    """Append a summary of a maintenance run (jobs, results per job, bytes freed, failures) to
+    ``_lake/maintenance-runs.json``, which keeps the newest :data:`RUNS_KEPT` runs."""
+    from lakehouse.access.docstore import update_json
+
+    summary = {
+        "started": report["started"],
+        "finished": dt.datetime.now(dt.UTC).isoformat(),
+        "jobs": {
+            job: {
+                "results": len(results),
+                "bytes_freed": sum(int(r.get("bytes_freed", 0) or 0) for r in results),
+            }
+            for job, results in report["jobs"].items()
+        },
+        "bytes_freed": report["bytes_freed"],
+        "failures": report["failures"],
+    }
+
+    def add(doc: Any) -> Any:
+        doc = doc or {"runs": []}
+        doc["runs"] = (doc["runs"] + [summary])[-RUNS_KEPT:]
+        return doc
+
+    update_json(settings, RUNS_DOC, add)
+
+
+def recorded_runs(settings: Settings) -> list[dict[str, Any]]:
+    """The recorded maintenance runs, oldest first (see :func:`record_run`)."""
+    from lakehouse.access.docstore import read_json
+
+    doc, _ = read_json(settings, RUNS_DOC)
+    runs: list[dict[str, Any]] = (doc or {"runs": []})["runs"]
+    return runs
 
 
 def _failure(table: str, error: LakeError) -> dict[str, Any]:

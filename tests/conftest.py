@@ -96,7 +96,9 @@ def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
     out, err = lake_env / "serve.out", lake_env / "serve.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lake.cli.main", "serve", "--port", "0", "--no-watch"],
+            # --owner-pid: the server stops by itself if this session is interrupted.
+            [sys.executable, "-m", "lake.cli.main", "serve", "--port", "0", "--no-watch",
+             "--owner-pid", str(os.getpid())],
             stdout=stdout,
             stderr=stderr,
             cwd=ROOT,

@@ -42,7 +42,7 @@ def lake(
 def test_up_status_reuse_and_down_in_a_fresh_home(tmp_path: Path) -> None:
     env = {"LAKE_HOME": str(tmp_path / "home")}
     assert lake("status", env=env, check=False).returncode == 1
-    first = lake("up", env=env)
+    first = lake("up", "--owner-pid", str(os.getpid()), env=env)  # gone with the session if interrupted
     assert "started the local stack" in first.stdout
     state = json.loads(lake("status", "--json", env=env).stdout)
     assert state["running"] is True and state["endpoint"].startswith("http://127.0.0.1:")

@@ -104,7 +104,7 @@ def test_bad_rows_are_quarantined_with_row_column_and_reason(
     ).body
     got = {r[0]: (r[1], r[2], r[3]) for r in body["rows"]}
     assert got[3] == ("temp_c", "type", "temp_c: 'hot' is not a valid double")
-    assert got[4] == ("temp_c", "max", "temp_c: '99.0' is above the maximum 60")
+    assert got[4] == ("temp_c", "max", "temp_c: '99' is above the maximum 60")
     assert got[5] == ("sensor_id", "required", "sensor_id: missing value")
     assert got[6] == ("status", "enum", "status: 'broken' is not one of [ok, degraded, failed]")
     assert got[7] == (None, "parse", "row: expected 4 fields, found 3")

@@ -186,3 +186,35 @@ def test_sizes_and_timeouts_are_kept(template: dict[str, Any]) -> None:
 def _module(template: dict[str, Any], name: str) -> str:
     handler = function_spec(template, name).handler
     return handler.split(".")[1]
+
+
+def test_query_url_is_iam_by_default_or_public_with_oidc(template: dict[str, Any]) -> None:
+    """QueryAuth=oidc: AuthType NONE plus the two public permissions, and LAKE_AUTH=oidc with the
+    issuer settings; the default stays AWS_IAM with no public permission."""
+    parameter = template["Parameters"]["QueryAuth"]
+    assert parameter["Default"] == "iam" and parameter["AllowedValues"] == ["iam", "oidc"]
+    assert template["Conditions"]["QueryUsesOidc"] == {"Fn::Equals": [{"Ref": "QueryAuth"}, "oidc"]}
+    query = template["Resources"]["QueryFunction"]["Properties"]
+    assert query["FunctionUrlConfig"]["AuthType"] == {"Fn::If": ["QueryUsesOidc", "NONE", "AWS_IAM"]}
+    env = function_spec(template, "QueryFunction").environment
+    assert env["LAKE_AUTH"] == {"Fn::If": ["QueryUsesOidc", "oidc", "iam"]}
+    assert env["LAKE_OIDC_ISSUER"] == {
+        "Fn::If": ["QueryUsesOidc", {"Ref": "OidcIssuer"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert {"LAKE_OIDC_AUDIENCE", "LAKE_OIDC_SCOPE_CLAIM", "LAKE_OIDC_TENANT_CLAIM"} <= set(env)
+    public = {
+        r["Properties"]["Action"]: r
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Permission" and r["Properties"].get("Principal") == "*"
+    }
+    assert set(public) == {"lambda:InvokeFunctionUrl", "lambda:InvokeFunction"}
+    assert all(r.get("Condition") == "QueryUsesOidc" for r in public.values())
+    assert public["lambda:InvokeFunctionUrl"]["Properties"]["FunctionUrlAuthType"] == "NONE"
+    # The settings the template can set are valid for Lake (an oidc deployment, Cognito-style).
+    settings = Settings(
+        auth="oidc",
+        oidc_issuer="https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_Example",
+        oidc_audience="client-id",
+        oidc_scope_claim=template["Parameters"]["OidcScopeClaim"]["Default"],
+    )
+    assert settings.oidc_scope_claim == "cognito:groups" and settings.oidc_algorithms == ["RS256", "ES256"]

@@ -251,7 +251,8 @@ def test_vector_upkeep_removes_strays_and_builds_the_index(
 ) -> None:
     from lakehouse.contracts.model import load_contract
     from lakehouse.tables.write import SourceRef
-    from lakehouse.vectors.store import VectorStage, ann
+    from lakehouse.vectors import ann
+    from lakehouse.vectors.store import VectorStage
 
     name = dataset(SUPPLIED)
     only = MaintenanceOptions(jobs=("vectors",), dry_run=True, tables=(f"{settings.namespace}.{name}",))

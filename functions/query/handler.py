@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.observability import function_logger, function_metrics, function_tracer
-from functions.query import artifact_routes, ingest_routes, search_routes
+from functions.query import artifact_routes, console_routes, ingest_routes, search_routes
 from functions.query.common import COMMON, caller
 from functions.query.common import error_responses as _error_responses
 from lakehouse.access import audit
@@ -65,8 +65,6 @@ class SqlResponse(BaseModel):
     cached: bool = False
 
 
-
-
 def _error(status: int, error: str, message: str | None) -> Response[str]:
     body = {"error": error} if message is None else {"error": error, "message": message}
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
@@ -83,11 +81,37 @@ def _lake_error(e: LakeError) -> Response[str]:
 
 @app.exception_handler(RequestValidationError)
 def _bad_request(e: RequestValidationError) -> Response[str]:
+    # Validation runs before the middleware: a caller without a valid key learns nothing (401).
+    event = app.current_event
+    if event.path not in OPEN_PATHS:
+        try:
+            authenticate(get_settings(), dict(event.headers or {}), _iam_arn(event))
+        except LakeError as denied:
+            return _lake_error(denied)
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err.get('loc', ())) or 'request'}: {err.get('msg', 'invalid')}"
         for err in e.errors()
     )
     return _error(400, "BadRequest", problems)
+
+
+def _iam_arn(event: Any) -> str | None:
+    return event.request_context.authorizer.iam.user_arn if event.request_context.authorizer else None
+
+
+def _json_as_sent(event: dict[str, Any]) -> dict[str, Any]:
+    """Read a body as JSON whatever content type it came with (none, ``text/plain``, or curl's
+    default for ``-d``, ``application/x-www-form-urlencoded``): every route takes JSON but
+    ``POST /ingest/{dataset}``, whose body is CSV or NDJSON as its content type says."""
+    headers = event.get("headers") or {}
+    declared = next((k for k in headers if k.lower() == "content-type"), None)
+    kind = headers.get(declared, "") if declared else ""
+    raw_body_route = str(event.get("rawPath") or "").startswith(ingest_routes.RAW_BODY_PREFIX)
+    as_json = not kind.lower().startswith(("application/json", "multipart/"))
+    if event.get("body") and not raw_body_route and as_json:
+        headers = {k: v for k, v in headers.items() if k != declared}
+        return {**event, "headers": {**headers, "content-type": "application/json"}}
+    return event
 
 
 def principal() -> Principal:
@@ -100,14 +124,13 @@ def _authenticate_and_audit(
     settings = get_settings()
     event = app.current_event
     path = event.path
-    if path in OPEN_PATHS:
+    if path in OPEN_PATHS or console_routes.is_console(path):
         return next_middleware(app)
     started = time.perf_counter()
     outcome = "error"
     who = LOCAL
     try:
-        iam = event.request_context.authorizer.iam.user_arn if event.request_context.authorizer else None
-        who = authenticate(settings, dict(event.headers or {}), iam)
+        who = authenticate(settings, dict(event.headers or {}), _iam_arn(event))
         app.append_context(principal=who)
         response = next_middleware(app)
         outcome = "ok" if response.status_code < 400 else f"http {response.status_code}"
@@ -132,6 +155,7 @@ def _authenticate_and_audit(
 app.use(middlewares=[_authenticate_and_audit])
 app.include_router(search_routes.router)
 app.include_router(artifact_routes.router)
+app.include_router(console_routes.router)
 app.include_router(ingest_routes.router)
 
 
@@ -152,14 +176,31 @@ def post_sql(request: Annotated[SqlRequest, Body()]) -> dict[str, Any]:
 
 
 @app.get("/tables", responses=COMMON)
-def get_tables() -> dict[str, Any]:
-    return {"tables": query.tables_overview(get_settings(), principal=principal())}
+def get_tables(
+    health: Annotated[
+        bool, Query(description="Also count small data files per table (reads every manifest).")
+    ] = False,
+) -> dict[str, Any]:
+    return {"tables": query.tables_overview(get_settings(), principal=principal(), health=health)}
 
 
 @app.get("/tables/<name>", responses={**COMMON, **_error_responses(404)})
-def get_table(name: str) -> dict[str, Any]:
+def get_table(
+    name: str,
+    as_of: Annotated[str | None, Query(description="Snapshot id or ISO-8601 time; default current.")] = None,
+) -> dict[str, Any]:
     app.append_context(target=name)
-    return query.describe_table(get_settings(), name, principal=principal())
+    return query.describe_table(get_settings(), name, principal=principal(), as_of=as_of)
+
+
+@app.get("/activity", responses=COMMON)
+def get_activity(
+    bucket: Annotated[str, Query(description="hour or day.")] = "day",
+) -> dict[str, Any]:
+    from lakehouse.maintenance import recorded_runs  # only here: it loads the table services
+
+    activity = history.activity(get_settings(), bucket, principal=principal())
+    return {**activity, "runs": recorded_runs(get_settings())}
 
 
 @app.get("/tables/<name>/snapshots", responses={**COMMON, **_error_responses(404)})
@@ -190,6 +231,16 @@ def get_quarantine(
     body = quarantine.list_quarantine(get_settings(), dataset, source, limit, principal=principal())
     app.append_context(rows=len(body["rows"]))
     return body
+
+
+@app.post("/quarantine/<dataset>/replay", responses={**COMMON, **_error_responses(404)})
+def post_replay(
+    dataset: str,
+    source: Annotated[str | None, Query(description="Only rows of this upload (key or s3:// URI).")] = None,
+) -> dict[str, Any]:
+    app.append_context(target=f"{dataset}__quarantine")
+    report = quarantine.replay(get_settings(), dataset, source, principal=principal())
+    return report.to_dict()
 
 
 @app.get("/timeseries/<table>", responses={**COMMON, **_error_responses(404)})
@@ -267,6 +318,6 @@ def openapi() -> Response[str]:
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        return app.resolve(event, context)
+        return app.resolve(_json_as_sent(event), context)
     finally:
         audit.flush_quietly(get_settings(), logger)

@@ -22,6 +22,7 @@ from lakehouse.errors import RateLimited
 from lakehouse.ingest import api
 
 router = Router()
+RAW_BODY_PREFIX = "/ingest/"  # bodies here are CSV or NDJSON, kept as sent (not read as JSON)
 _limiter: api.RateLimiter | None = None
 
 

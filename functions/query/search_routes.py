@@ -72,3 +72,18 @@ def post_search(request: Annotated[SearchRequest, Body()]) -> dict[str, Any]:
     )
     router.append_context(rows=len(result.rows))
     return result.to_dict()
+
+
+@router.get("/vectors", responses=COMMON)
+def get_vectors() -> dict[str, Any]:
+    from lakehouse.query.search import vector_datasets
+
+    return {"datasets": vector_datasets(get_settings(), principal=caller(router))}
+
+
+@router.get("/vectors/<dataset>", responses={**COMMON, **error_responses(404)})
+def get_vector_status(dataset: str) -> dict[str, Any]:
+    from lakehouse.query.search import vector_status
+
+    router.append_context(target=dataset)
+    return vector_status(get_settings(), dataset, principal=caller(router))

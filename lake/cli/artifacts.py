@@ -7,10 +7,12 @@ import base64
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lakehouse.artifacts.model import DATA_TYPES
-from lakehouse.config import Settings
+
+if TYPE_CHECKING:
+    from lakehouse.config import Settings
 
 COLUMNS = ["id", "path", "data_type", "version", "size", "updated_at"]
 
@@ -62,8 +64,18 @@ def _show(body: dict[str, Any], args: argparse.Namespace) -> None:
         sys.stdout.flush()
 
 
-def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
-    from lake.cli.output import check, client_for, out, render_table
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``: nested figures as table rows."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    flat: dict[str, Any] = {}
+    for key, inner in value.items():
+        flat.update(_flat(inner, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def cmd_artifacts(args: argparse.Namespace, settings: Settings | None) -> int:
+    from lake.cli.output import check, client_for, out, plural, render_table
 
     client = client_for(args)
     action = args.artifacts_command
@@ -86,7 +98,7 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
             out(json.dumps(body, indent=2))
         else:
             out(render_table(COLUMNS, [[a[c] for c in COLUMNS] for a in body["artifacts"]]))
-            out(f"({body['count']} artifacts)")
+            out(f"({plural(body['count'], 'artifact')})")
     elif action == "search":
         body = check(client.artifact_search(args.query, args.type, args.subpath, args.k))
         if args.json:
@@ -100,7 +112,7 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
             ]
             out(render_table(cols, rows))
             warning = f"; {body['warning']}" if body["warning"] else ""
-            out(f"({len(rows)} hits, {body['mode']} search{warning})")
+            out(f"({plural(len(rows), 'hit')}, {body['mode']} search{warning})")
     elif action == "update":
         content = _read(args.file, args.binary)
         body = check(client.artifact_update(args.id, content, _metadata(args), args.content_type))
@@ -108,7 +120,8 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
         out(json.dumps(body, indent=2) if args.json else summary)
     elif action == "delete":
         body = check(client.artifact_delete(args.id))
-        out(f"deleted {body['path']} ({body['id']}, version {body['version']})")
+        said = f"deleted {body['path']} ({body['id']}, version {body['version']})"
+        out(json.dumps(body) if args.json else said)
     elif action == "history":
         body = check(client.artifact_history(args.id))
         if args.json:
@@ -117,18 +130,23 @@ def cmd_artifacts(args: argparse.Namespace, settings: Settings) -> int:
             cols = ["version", "op", "updated_at", "size", "sha256", "snapshot_id"]
             out(render_table(cols, [[v[c] for c in cols] for v in body["versions"]]))
     else:  # stats
-        out(json.dumps(check(client.artifact_stats()), indent=2))
+        stats = check(client.artifact_stats())
+        if args.json:
+            out(json.dumps(stats, indent=2))
+        else:
+            out(render_table(["field", "value"], sorted(_flat(stats).items())))
     return 0
 
 
 def add_parser(sub: Any) -> None:
     """Register ``lake artifacts`` on the ``lake`` command's sub-parsers."""
+    from lake.cli.output import JSON_HELP, remote_options
     s = sub.add_parser("artifacts", help="store, find and version schemas, macros, docs, configs, logs")
     asub = s.add_subparsers(dest="artifacts_command", required=True)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = asub.add_parser(name, help=help)
-        p.add_argument("--url", help="query API base URL (default: call the function in process)")
+        remote_options(p)
         p.set_defaults(func=cmd_artifacts)
         return p
 
@@ -137,7 +155,7 @@ def add_parser(sub: Any) -> None:
         p.add_argument("--metadata-json", help="metadata as a JSON object")
         p.add_argument("--content-type", help="MIME type of the content")
         p.add_argument("--binary", action="store_true", help="store the file as bytes even if it is text")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = command("store", "store a file as a new artifact at SUBPATH/NAME")
     p.add_argument("name")
@@ -150,31 +168,33 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--version", type=int, help="a version from its history")
     p.add_argument("--as-of", help="Iceberg snapshot id or ISO-8601 time")
     p.add_argument("--out", help="write the content to this file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p = command("get-path", "print the content of the artifact at SUBPATH/NAME")
     p.add_argument("path")
     p.add_argument("--as-of", help="Iceberg snapshot id or ISO-8601 time")
     p.add_argument("--out", help="write the content to this file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p = command("list", "list artifacts in a folder and below")
     p.add_argument("--type", choices=DATA_TYPES)
     p.add_argument("--subpath", default="")
     p.add_argument("--no-recursive", action="store_true", help="only the folder itself")
     p.add_argument("--as-of", help="Iceberg snapshot id or ISO-8601 time")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p = command("search", "find artifacts by words and by meaning")
     p.add_argument("query")
     p.add_argument("--type", choices=DATA_TYPES)
     p.add_argument("--subpath", default="")
     p.add_argument("-k", type=int, default=10, help="hits to return (default 10)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p = command("update", "a new version: new content (FILE) and/or metadata")
     p.add_argument("id")
     p.add_argument("file", nargs="?", help="the new content ('-': standard input)")
     metadata(p)
     p = command("delete", "delete an artifact (its history stays)")
     p.add_argument("id")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p = command("history", "every version of an artifact")
     p.add_argument("id")
-    p.add_argument("--json", action="store_true")
-    command("stats", "counts by type, bytes, versions, last update")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p = command("stats", "counts by type, bytes, versions, last update")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)

@@ -60,13 +60,15 @@ def summary(report: TakeoutReport) -> list[str]:
         return [f"{report.source}: queued for the Takeout function (from member {start})"]
     if report.queued:
         return [f"{report.source}: {report.queued} member ranges queued for the Takeout function"]
+    from lake.cli.output import plural, rate
+
     if report.duplicate:
         return [f"{report.source}: already ingested; nothing added"]
     lines = [
         f"{report.source}: {report.members} members ({report.members_parsed} parsed, "
         f"{report.members_stored} kept as blobs only, {report.members_quarantined} quarantined), "
-        f"{report.rows:,} rows in {report.seconds}s ({report.rows_per_second:,.0f} rows/s), "
-        f"{len(report.ranges)} range(s)"
+        f"{plural(report.rows, 'row')} in {report.seconds}s{rate(report.rows_per_second)}, "
+        f"{plural(len(report.ranges), 'range')}"
     ]
     for table, counts in sorted(report.products.items()):
         lines.append(

@@ -63,7 +63,7 @@ import yaml
 
 from lake.local.events import LambdaContext
 from lake.local.stack import read_state
-from lakehouse.config import get_settings, load_settings
+from lakehouse.config import Settings, get_settings, load_settings
 from lakehouse.errors import FunctionNotFound, TemplateInvalid
 
 log = logging.getLogger(__name__)
@@ -689,3 +689,82 @@ def invoke(
                 log.warning(
                     "%s ran %.1f s, longer than its Timeout of %d s", logical_id, elapsed, spec.timeout
                 )
+
+
+def local_event(settings: Settings, event: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """A sample event fitted to the local stack, and a note per change.
+
+    The samples of ``infra/events/`` name objects by a version id from AWS. Locally that version
+    does not exist: the event is pointed at the object's current version (so a second delivery
+    of the same object is a duplicate, as on AWS, instead of a new ingest). An object that does
+    not exist at all is a terminal error naming it.
+    """
+    from botocore.exceptions import ClientError
+
+    from lakehouse.errors import TerminalError
+    from lakehouse.storage import s3_client
+
+    event = json.loads(json.dumps(event))
+    notes: list[str] = []
+    s3 = s3_client(settings)
+
+    def current(bucket: str, key: str, version: str | None) -> dict[str, Any]:
+        try:
+            if version:
+                try:
+                    return dict(s3.head_object(Bucket=bucket, Key=key, VersionId=version))
+                except ClientError:
+                    pass  # not this version here: the current one, below
+            head = dict(s3.head_object(Bucket=bucket, Key=key))
+        except ClientError as e:
+            raise TerminalError(
+                f"the event names s3://{bucket}/{key}, which the local stack does not hold: upload it "
+                f"first (`lake put`, or `make demo` for the samples)"
+            ) from e
+        if version and head.get("VersionId") != version:
+            notes.append(f"s3://{bucket}/{key}: version {version} is not in the local stack; using the "
+                         f"current version {head.get('VersionId')}")
+        return head
+
+    for record in event.get("Records") or []:
+        if isinstance(record, dict) and record.get("eventSource") == "aws:s3":
+            obj = record["s3"]["object"]
+            bucket = record["s3"]["bucket"]["name"]
+            head = current(bucket, obj["key"], obj.get("versionId"))
+            obj.update(
+                size=int(head["ContentLength"]), eTag=head["ETag"].strip('"'), versionId=head.get("VersionId")
+            )
+        elif isinstance(record, dict) and record.get("eventSource") == "aws:sqs":
+            try:
+                body = json.loads(record.get("body") or "")
+            except ValueError:
+                continue  # not a message Lake sends: the function says what is wrong with it
+            if isinstance(body, dict) and {"bucket", "key"} <= body.keys():
+                head = current(body["bucket"], body["key"], body.get("version"))
+                body["version"] = head.get("VersionId") or head["ETag"].strip('"')
+                _fit_member_range(settings, body, notes)
+                record["body"] = json.dumps(body)
+    return event, notes
+
+
+def _fit_member_range(settings: Settings, message: dict[str, Any], notes: list[str]) -> None:
+    """Point a sample's zip member range at the range of the local archive that holds its first
+    member: a range is an identity (``#members=start-end``), and one the ingest of that archive
+    never made would ingest its members a second time."""
+    from lakehouse.storage import open_object
+    from lakehouse.takeout.archive import ZipArchive, archive_kind, plan_ranges
+
+    bucket, key = str(message["bucket"]), str(message["key"])
+    start, end = int(message.get("start", 0)), int(message.get("end", -1))
+    if archive_kind(key) != "zip" or end < 0:
+        return  # a tar continuation goes on from its last committed chunk by itself
+    archive = ZipArchive(lambda: open_object(settings, bucket, key, buffer_size=4 << 20), f"s3://{bucket}/{key}")
+    try:
+        members = [m for m in archive.members if not m.is_dir]
+    finally:
+        archive.close()
+    ranges = plan_ranges(members, settings.takeout_range_bytes)
+    fitting = next((r for r in ranges if r[0] <= start < r[1]), None)
+    if fitting is not None and fitting != (start, end):
+        notes.append(f"s3://{bucket}/{key}: members {start}-{end} are range {fitting[0]}-{fitting[1]} here")
+        message["start"], message["end"] = fitting

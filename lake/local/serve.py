@@ -62,6 +62,12 @@ def deliver(
         raise
 
 
+# A Lambda execution environment handles one request at a time, and the query function keeps
+# per-request state in its module-level resolver (Powertools' ``app.context``): concurrent
+# requests (the console sends several at once) must not interleave inside it.
+_ONE_AT_A_TIME = threading.Lock()
+
+
 class _Api(BaseHTTPRequestHandler):
     server_version = "lake"
 
@@ -80,7 +86,8 @@ class _Api(BaseHTTPRequestHandler):
             dict(self.headers.items()),
             self.client_address[0],
         )
-        result = lambda_handler(event, cast(Any, LambdaContext("lake-query", timeout_seconds=60)))
+        with _ONE_AT_A_TIME:
+            result = lambda_handler(event, cast(Any, LambdaContext("lake-query", timeout_seconds=60)))
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
         self.send_response(int(result.get("statusCode", 200)))

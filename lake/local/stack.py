@@ -150,6 +150,41 @@ def down(settings: Settings, timeout: float = 10.0) -> bool:
     return True
 
 
+def contents(settings: Settings) -> dict[str, int]:
+    """What the running stack holds: tables in its catalog, uploads in the landing bucket and
+    objects in the warehouse (what ``lake down`` discards when the store is in memory)."""
+    import sqlite3
+
+    import boto3
+
+    state = require(settings)
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=state["endpoint"],
+        region_name=state["region"],
+        aws_access_key_id=state["access_key_id"],
+        aws_secret_access_key=state["secret_access_key"],
+    )
+
+    def count(bucket: str) -> int:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        return sum(page.get("KeyCount", 0) for page in pages)
+
+    tables = 0
+    catalog = Path(state["home"]) / CATALOG_FILE
+    if catalog.exists():
+        with sqlite3.connect(catalog) as db:
+            try:
+                tables = int(db.execute("SELECT count(*) FROM iceberg_tables").fetchone()[0])
+            except sqlite3.Error:
+                tables = 0  # no table was ever created
+    return {
+        "tables": tables,
+        "uploads": count(state["landing_bucket"]),
+        "objects": count(state["warehouse_bucket"]),
+    }
+
+
 def require(settings: Settings) -> dict[str, Any]:
     """The running stack's state, or a clear error telling the user to start it."""
     state = read_state(settings.home.resolve())

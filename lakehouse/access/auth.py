@@ -6,7 +6,8 @@ in ``s3://<warehouse>/_lake/api-keys.json``. A request sends ``Authorization: Be
 
 ``LAKE_AUTH`` says who authenticates: ``keys`` (Lake checks API keys; ``lake serve`` uses this by
 default), ``iam`` (the function URL's AWS_IAM auth already did; the caller's ARN is recorded),
-or ``none`` (in-process calls on the operator's own machine: full access).
+``oidc`` (OpenID Connect ID tokens, :func:`oidc_principal`; API keys are still accepted), or
+``none`` (in-process calls on the operator's own machine: full access).
 """
 
 from __future__ import annotations
@@ -94,6 +95,43 @@ def revoke_key(settings: Settings, key_id: str) -> dict[str, Any]:
     return {k: v for k, v in found.items() if k != "sha256"}
 
 
+def scope_of(values: list[str]) -> Scope | None:
+    """The highest Lake scope among claim values (``read``, ``lake-read``, ``lake/read``, ...)."""
+    found = [v[5:] if v[:4] == "lake" and v[4:5] in ("-", "/", ":", "_") else v for v in values]
+    ranked = [SCOPES.index(v) for v in found if v in SCOPES]
+    return SCOPES[max(ranked)] if ranked else None
+
+
+def oidc_principal(settings: Settings, token: str) -> Principal:
+    """The principal of an OIDC ID token (``LAKE_AUTH=oidc``): ``oidc:<sub>``, its scope from
+    ``LAKE_OIDC_SCOPE_CLAIM`` and its tenant from ``LAKE_OIDC_TENANT_CLAIM``.
+
+    A token without a Lake scope is refused; with a tenant claim configured, only an admin token
+    may lack it (and then spans every tenant).
+    """
+    from lakehouse.access import oidc  # PyJWT and cryptography only where tokens are used
+
+    if not settings.oidc_issuer or not settings.oidc_audience:
+        raise TerminalError("LAKE_AUTH=oidc needs LAKE_OIDC_ISSUER and LAKE_OIDC_AUDIENCE")
+    verifier = oidc.verifier(
+        settings.oidc_issuer,
+        settings.oidc_audience,
+        tuple(settings.oidc_algorithms),
+        settings.oidc_jwks_ttl_seconds,
+    )
+    claims = verifier.verify(token)
+    scope = scope_of(oidc.claim_values(claims, settings.oidc_scope_claim))
+    if scope is None:
+        raise Forbidden(f"the token's {settings.oidc_scope_claim!r} claim names no Lake scope")
+    tenant = None
+    if settings.oidc_tenant_claim:
+        tenants = oidc.claim_values(claims, settings.oidc_tenant_claim)
+        if len(tenants) > 1 or (not tenants and scope != "admin"):
+            raise Forbidden(f"the token needs exactly one {settings.oidc_tenant_claim!r} claim")
+        tenant = tenants[0] if tenants else None
+    return Principal(f"oidc:{claims['sub']}", scope, tenant)
+
+
 def authenticate(settings: Settings, headers: dict[str, str], iam_arn: str | None = None) -> Principal:
     """The principal of a request, per ``LAKE_AUTH``."""
     if settings.auth == "none":
@@ -102,6 +140,8 @@ def authenticate(settings: Settings, headers: dict[str, str], iam_arn: str | Non
         return Principal(iam_arn or "iam", "admin")
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     scheme, _, token = value.partition(" ")
+    if settings.auth == "oidc" and scheme.lower() == "bearer" and not token.startswith("lake_"):
+        return oidc_principal(settings, token)
     if scheme.lower() != "bearer" or not token.startswith("lake_"):
         raise Unauthorized("a key is required")
     key_id = token.split("_")[1] if token.count("_") >= 2 else ""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,7 +28,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lakehouse.contracts import pii
-from lakehouse.contracts.model import DUCKDB_TYPES, NUMERIC, RAW, ROW, Contract
+from lakehouse.contracts.model import RAW, ROW, Column, Contract
+from lakehouse.contracts.types import DataType, ident, literal, parse_type
 from lakehouse.errors import ContractInvalid
 
 if TYPE_CHECKING:
@@ -55,14 +57,17 @@ class Checked:
     pii: Counter[str] = field(default_factory=Counter)  # detected kind -> accepted rows holding it
 
 
-def ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: object) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
+__all__ = [
+    "ERRORS",
+    "ERROR_TYPE",
+    "Checked",
+    "Validator",
+    "build_sql",
+    "cast_expr",
+    "conform",
+    "ident",
+    "literal",
+]
 
 
 def _error(column: str | None, rule: str, reason_sql: str) -> str:
@@ -80,25 +85,129 @@ def _rule(condition: str, column: str, rule: str, value: str, why: str) -> str:
     return f"CASE WHEN {condition} THEN {_error(column, rule, _shown(value) + ' || ' + literal(why))} END"
 
 
-def cast_expr(src: str, kind: str) -> str:
-    """SQL casting ``src`` to a contract type, NULL where the value does not fit.
+_UUID_GROUPS = "^(.{8})(.{4})(.{4})(.{4})(.{12})$"
+_UUID_DASHED = "\\1-\\2-\\3-\\4-\\5"
+
+
+def _is_text(source: pa.DataType | None) -> bool:
+    return source is None or pa.types.is_string(source) or pa.types.is_large_string(source)
+
+
+def cast_expr(src: str, kind: DataType | str, source: pa.DataType | None = None) -> str:
+    """SQL casting ``src`` (of Arrow type ``source``; None: text) to a contract type, NULL where
+    the value does not fit.
 
     Integers must be integral: DuckDB's own cast would round '3.7' to 4, so the value must
     equal itself read as a double (a string-to-DECIMAL comparison does the same ~100× slower).
-    Dates must be dates, not timestamps cut to their day.
+    Dates must be dates, not timestamps cut to their day. Decimals are read from text (a binary
+    float goes through its shortest decimal spelling, so 0.1 stays 0.1); binary from base64 text;
+    nested types from JSON text or from the file's own nested values.
     """
-    target = DUCKDB_TYPES[kind]
-    if kind in ("int", "long"):
+    kind = parse_type(kind) if isinstance(kind, str) else kind
+    target = kind.duckdb()
+    if kind.kind in ("int", "long"):
         return (
             f"CASE WHEN TRY_CAST({src} AS DOUBLE) = TRY_CAST({src} AS {target}) "
             f"THEN TRY_CAST({src} AS {target}) END"
         )
-    if kind == "date":
+    if kind.kind == "date":
         return (
             f"CASE WHEN TRY_CAST({src} AS TIMESTAMP) = TRY_CAST({src} AS DATE) "
             f"THEN TRY_CAST({src} AS DATE) END"
         )
+    if kind.kind == "decimal" and source is not None and pa.types.is_floating(source):
+        return f"TRY_CAST(CAST({src} AS VARCHAR) AS {target})"
+    if kind.kind == "binary" and _is_text(source):
+        return f"try(from_base64({src}))"
+    if kind.kind == "uuid" and source is not None and pa.types.is_fixed_size_binary(source):
+        dashed = f"regexp_replace(hex({src}), {literal(_UUID_GROUPS)}, {literal(_UUID_DASHED)})"
+        return f"TRY_CAST({dashed} AS UUID)"
+    if kind.nested and _is_text(source):
+        return f"TRY_CAST(TRY_CAST({src} AS JSON) AS {target})"
     return f"TRY_CAST({src} AS {target})"
+
+
+def _decimal_digits(src: str, kind: DataType, source: pa.DataType | None) -> str:
+    """The value read with every digit a decimal(38, …) can hold beside the integer digits."""
+    wide = f"DECIMAL(38,{38 - (kind.precision - kind.scale)})"
+    text = f"CAST({src} AS VARCHAR)" if source is not None and pa.types.is_floating(source) else src
+    return f"TRY_CAST({text} AS {wide})"
+
+
+def _nested_rules(name: str, src: str, kind: DataType, source: pa.DataType | None) -> list[str]:
+    """Failures inside a nested value: a struct field, list element or map value that does not fit
+    its type (the cast leaves it NULL, so the source is compared with the typed value)."""
+    typed = ident(name)
+    checks: list[str] = []
+    json = _is_text(source)
+    if json:
+        src = f"CASE WHEN json_valid({src}) THEN {src} END"
+    if kind.kind == "struct":
+        for path, leaf in _leaves(kind):
+            if json:
+                present = f"json_extract_string({src}, {literal(_json_path(path))}) IS NOT NULL"
+            else:
+                if source is None or not _arrow_has(source, path):
+                    continue
+                present = f"{_struct_get(src, path)} IS NOT NULL"
+            checks.append(
+                f"CASE WHEN {present} AND {_struct_get(typed, path)} IS NULL THEN "
+                f"{_error(name + '.' + '.'.join(path), 'type', literal('not a valid ' + str(leaf)))} END"
+            )
+        return checks
+    if kind.kind in ("list", "map"):
+        if json:
+            wanted = "$[*]" if kind.kind == "list" else "$.*"
+            given = f"len(list_filter(json_extract({src}, {literal(wanted)}), x -> json_type(x) <> 'NULL'))"
+        else:
+            given = f"list_count({src})" if kind.kind == "list" else f"list_count(map_values({src}))"
+        have = f"list_count({typed})" if kind.kind == "list" else f"list_count(map_values({typed}))"
+        what = "an element" if kind.kind == "list" else "a value"
+        why = literal(f"{what} is not a valid {kind.element}")
+        checks.append(
+            f"CASE WHEN {typed} IS NOT NULL AND {given} <> {have} THEN {_error(name, 'type', why)} END"
+        )
+    return checks
+
+
+def _leaves(kind: DataType, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], DataType]]:
+    out: list[tuple[tuple[str, ...], DataType]] = []
+    for field_name, field_type in kind.fields:
+        path = (*prefix, field_name)
+        if field_type.kind == "struct":
+            out += _leaves(field_type, path)
+        else:
+            out.append((path, field_type))
+    return out
+
+
+def _json_path(path: tuple[str, ...]) -> str:
+    return "$" + "".join('."' + p.replace('"', '\\"') + '"' for p in path)
+
+
+def _struct_get(expr: str, path: tuple[str, ...]) -> str:
+    return f"({expr})" + "".join(f"[{literal(p)}]" for p in path)
+
+
+def _arrow_has(source: pa.DataType, path: tuple[str, ...]) -> bool:
+    current = source
+    for part in path:
+        if not pa.types.is_struct(current) or current.get_field_index(part) < 0:
+            return False
+        current = current.field(part).type
+    return True
+
+
+def _required_fields(name: str, col: Column) -> list[str]:
+    typed = ident(name)
+    out = []
+    for path in col.required_fields or []:
+        parts = tuple(path.split("."))
+        out.append(
+            f"CASE WHEN {typed} IS NOT NULL AND {_struct_get(typed, parts)} IS NULL THEN "
+            f"{_error(name + '.' + path, 'required', literal('missing value'))} END"
+        )
+    return out
 
 
 def detect_columns(contract: Contract) -> list[str]:
@@ -113,9 +222,9 @@ def unique_columns(contract: Contract) -> list[str]:
     return [n for n, c in contract.columns.items() if c.unique]
 
 
-def _time_literal(value: str | dt.datetime, kind: str) -> str:
+def _time_literal(value: str | dt.datetime, kind: DataType) -> str:
     text = value.isoformat() if isinstance(value, dt.datetime) else value
-    return f"CAST(TIMESTAMPTZ {literal(text)} AS {DUCKDB_TYPES[kind]})"
+    return f"CAST(TIMESTAMPTZ {literal(text)} AS {kind.duckdb()})"
 
 
 def build_sql(
@@ -126,6 +235,7 @@ def build_sql(
     salt: str | None = None,
     extras: list[str] | None = None,
     seen_tables: bool = False,
+    input_types: dict[str, pa.DataType] | None = None,
 ) -> str:
     """The validation statement over a registered relation ``batch``.
 
@@ -136,7 +246,9 @@ def build_sql(
         salt: the PII hash key (needed when a column is hashed).
         extras: file columns outside the contract that are kept (``evolution: add_columns``).
         seen_tables: compare ``unique`` columns with ``__lake_seen_<i>`` tables of earlier values.
+        input_types: the batch's Arrow types (None: every column is text).
     """
+    types = input_types or {}
     present = set(input_columns)
     originals = [c for c in input_columns if c not in (ROW, RAW)]
     renamed = {c: f"{_IN}{i}" for i, c in enumerate(originals)}
@@ -152,7 +264,7 @@ def build_sql(
     checks: list[str] = []
     for name, col in contract.columns.items():
         src = ident(renamed[name]) if name in present else "NULL"
-        l2.append(f"{cast_expr(src, col.type)} AS {ident(name)}")
+        l2.append(f"{cast_expr(src, col.data_type, types.get(name))} AS {ident(name)}")
     for i, name in enumerate(unique_columns(contract)):
         l2.append(f"row_number() OVER (PARTITION BY {ident(name)} ORDER BY {ident(ROW)}) AS {_DUP}{i}")
 
@@ -164,19 +276,36 @@ def build_sql(
             checks.append(f"CASE WHEN {src} IS NULL THEN {_error(name, 'required', why)} END")
         if name not in present:
             continue
-        checks.append(
-            _rule(f"{src} IS NOT NULL AND {typed} IS NULL", name, "type", src, f" is not a valid {col.type}")
-        )
-        if col.type in NUMERIC and col.min is not None:
+        kind = col.data_type
+        why = f" is not a valid {col.type}"
+        if kind.kind == "decimal":
+            digits = kind.precision - kind.scale
+            why = f" is not a number of at most {digits} digits before the point ({col.type})"
+        checks.append(_rule(f"{src} IS NOT NULL AND {typed} IS NULL", name, "type", src, why))
+        if kind.kind == "decimal":
+            checks.append(
+                _rule(
+                    f"{typed} IS NOT NULL AND "
+                    f"{_decimal_digits(src, kind, types.get(name))} IS DISTINCT FROM {typed}",
+                    name,
+                    "scale",
+                    src,
+                    f" has more than {kind.scale} digits after the point ({col.type})",
+                )
+            )
+        if kind.nested:
+            checks += _nested_rules(name, src, kind, types.get(name))
+        checks += _required_fields(name, col)
+        if kind.numeric and col.min is not None:
             checks.append(
                 _rule(f"{typed} < {col.min!r}", name, "min", typed, f" is below the minimum {col.min:g}")
             )
-        if col.type in NUMERIC and col.max is not None:
+        if kind.numeric and col.max is not None:
             checks.append(
                 _rule(f"{typed} > {col.max!r}", name, "max", typed, f" is above the maximum {col.max:g}")
             )
         if col.enum is not None:
-            target = DUCKDB_TYPES[col.type]
+            target = kind.duckdb()
             allowed = ", ".join(f"TRY_CAST({literal(v)} AS {target})" for v in col.enum)
             listed = ", ".join(str(v) for v in col.enum)
             checks.append(
@@ -205,7 +334,7 @@ def build_sql(
         if col.not_future:
             checks.append(
                 _rule(
-                    f"{typed} > {_time_literal(now, col.type)}",
+                    f"{typed} > {_time_literal(now, kind)}",
                     name,
                     "not_future",
                     typed,
@@ -215,7 +344,7 @@ def build_sql(
         if col.not_before is not None:
             checks.append(
                 _rule(
-                    f"{typed} < {_time_literal(col.not_before, col.type)}",
+                    f"{typed} < {_time_literal(col.not_before, kind)}",
                     name,
                     "not_before",
                     typed,
@@ -247,9 +376,9 @@ def build_sql(
     flags: dict[str, list[str]] = {}
     for i, name in enumerate(detect_columns(contract)):
         flags[name] = []
-        for kind in pii.DETECTORS:
-            flag = f"{_PII}{i}_{kind}"
-            l3.append(f"{pii.flag_expr(ident(name), kind)} AS {flag}")
+        for finding in pii.DETECTORS:
+            flag = f"{_PII}{i}_{finding}"
+            l3.append(f"{pii.flag_expr(ident(name), finding)} AS {flag}")
             flags[name].append(flag)
 
     l4 = [ident(ROW)]
@@ -260,6 +389,8 @@ def build_sql(
             value = pii.column_expr(value, col.pii, salt)
         elif name in flags:
             value = pii.detected_expr(value, flags[name], contract.pii_default, salt)
+        if col.data_type.kind == "uuid":  # the table holds the 16 bytes (Arrow's uuid type)
+            value = f"unhex(replace(CAST({value} AS VARCHAR), '-', ''))"
         l4.append(f"{value} AS {ident(name)}")
     l4 += [f"{ident('__lake_x_' + c)} AS {ident(c)}" for c in extras]
     l4.append(ERRORS)
@@ -283,35 +414,25 @@ def build_sql(
     )
 
 
-def compile_checks(contract: Contract) -> None:
-    """Bind every SQL check against an empty typed row: unknown columns or bad SQL fail here."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute("SET enable_external_access = false")
-    try:
-        cols = ", ".join(f"{ident(n)} {DUCKDB_TYPES[c.type]}" for n, c in contract.columns.items())
-        con.execute(f"CREATE TABLE row_ ({cols})")
-        for check in contract.checks:
-            statements = duckdb.extract_statements(f"SELECT CAST(({check.sql}) AS BOOLEAN) FROM row_")
-            if len(statements) != 1:
-                raise ContractInvalid(f"check {check.name}: one SQL expression expected")
-            try:
-                con.execute(f"SELECT CAST(({check.sql}) AS BOOLEAN) FROM row_")
-            except duckdb.Error as e:
-                raise ValueError(f"check {check.name}: {e}") from e
-    except duckdb.ParserException as e:
-        raise ValueError(f"a check is not valid SQL: {e}") from e
-    finally:
-        con.close()
-
-
-def _conform(data: pa.Table, target: pa.Schema) -> pa.Table:
-    """``data`` with the target's columns in its order (missing ones null), cast to its types."""
+def conform(data: pa.Table, target: pa.Schema) -> pa.Table:
+    """``data`` with the target's columns in its order (missing ones null), cast to its types
+    (UUIDs DuckDB returned as text become their 16 bytes)."""
     columns = []
     for f in target:
-        columns.append(data[f.name] if f.name in data.column_names else pa.nulls(data.num_rows, f.type))
+        column = data[f.name] if f.name in data.column_names else pa.nulls(data.num_rows, f.type)
+        text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+        if _is_uuid(f.type) and (text or pa.types.is_string_view(column.type)):
+            column = pa.array(
+                [None if v is None else uuid.UUID(str(v)).bytes for v in column.to_pylist()], pa.binary(16)
+            )
+        columns.append(column)
     return pa.Table.from_arrays(columns, names=target.names).cast(target)
+
+
+def _is_uuid(kind: pa.DataType) -> bool:
+    return getattr(kind, "extension_name", None) == "arrow.uuid" or (
+        pa.types.is_fixed_size_binary(kind) and kind.byte_width == 16
+    )
 
 
 class Validator:
@@ -346,16 +467,17 @@ class Validator:
     def check(self, batch: pa.RecordBatch | pa.Table) -> Checked:
         import duckdb
 
-        names = tuple(batch.schema.names)
+        names = tuple(f"{f.name}:{f.type}" for f in batch.schema)
         sql = self._sql.get(names)
         if sql is None:
             sql = build_sql(
                 self.contract,
-                list(names),
+                list(batch.schema.names),
                 now=self.now,
                 salt=self.salt,
                 extras=self.extras,
                 seen_tables=bool(self._uniques),
+                input_types={f.name: f.type for f in batch.schema},
             )
             self._sql[names] = sql
         self.con.register("batch", batch)
@@ -369,7 +491,7 @@ class Validator:
             self._remember(out)
         ok = pc.equal(pc.list_value_length(out[ERRORS]), 0)
         good = out.filter(ok)
-        accepted = _conform(good, self.target)
+        accepted = conform(good, self.target)
         rejected = out.filter(pc.invert(ok)).select([ROW, ERRORS, RAW])
         failures: Counter[str] = Counter()
         if rejected.num_rows:

@@ -2,8 +2,10 @@
 
 * A contract version that adds columns adds them to the table (nullable: Iceberg cannot add a
   required column to existing rows; ``required`` is enforced by validation instead).
-* A column whose contract type widens safely (``int`` → ``long``, ``float`` → ``double``) is
-  widened in place; any other type change is refused with the column named.
+* A column whose contract type widens safely (``int`` → ``long``, ``float`` → ``double``,
+  ``decimal(p,s)`` → ``decimal(P,s)`` with P > p) is widened in place; a struct column gains
+  the fields a new contract version adds to it; any other type change is refused with the
+  column named.
 * ``evolution: add_columns`` adds the columns of an upload the contract does not name (nullable,
   typed from the file: strings for CSV and JSON, the Parquet type for Parquet); ``strict``
   refuses such an upload; ``ignore`` (the default) drops those columns.
@@ -19,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lakehouse.config import Settings
-from lakehouse.contracts.model import RAW, ROW, ROW_ID, Contract, _iceberg_type
+from lakehouse.contracts.model import RAW, ROW, ROW_ID, Contract
+from lakehouse.contracts.types import DataType, from_iceberg
 from lakehouse.errors import CommitConflict, SchemaEvolutionRefused
 
 if TYPE_CHECKING:
@@ -32,11 +35,15 @@ SAFE_WIDENINGS = {("int", "long"), ("float", "double")}
 
 @dataclass(frozen=True)
 class Change:
-    """One schema change: ``add``, ``widen`` or ``optional``."""
+    """One schema change: ``add``, ``widen`` or ``optional`` of a column or (dotted) struct field."""
 
     kind: str
     column: str
     type: Any = None
+
+    @property
+    def path(self) -> tuple[str, ...]:
+        return tuple(self.column.split("."))
 
 
 def iceberg_type_of(field: pa.Field) -> IcebergType:
@@ -58,46 +65,73 @@ def iceberg_type_of(field: pa.Field) -> IcebergType:
         return t.DateType()
     if pa.types.is_timestamp(kind):
         return t.TimestamptzType() if kind.tz else t.TimestampType()
+    if pa.types.is_decimal(kind):
+        return t.DecimalType(kind.precision, kind.scale)
+    if pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+        return t.BinaryType()
+    if pa.types.is_time(kind):
+        return t.TimeType()
     raise SchemaEvolutionRefused(f"column {field.name!r} has type {kind}, which evolution cannot add")
 
 
-def _compare(name: str, have: IcebergType, want: IcebergType, origin: str) -> Change | None:
-    if have == want:
-        return None
-    if (str(have), str(want)) in SAFE_WIDENINGS:
-        return Change("widen", name, want)
+def _widens(have: DataType, want: DataType) -> bool:
+    if (have.kind, want.kind) in SAFE_WIDENINGS:
+        return True
+    return (
+        have.kind == want.kind == "decimal" and want.scale == have.scale and want.precision > have.precision
+    )
+
+
+def _compare(name: str, have: IcebergType, want: DataType, origin: str) -> list[Change]:
+    try:
+        held = from_iceberg(have)
+    except ValueError:
+        held = None
+    if held == want:
+        return []
+    if held is not None and held.kind == want.kind == "struct":
+        changes: list[Change] = []
+        for field_name, field_type in want.fields:
+            old = held.child(field_name)
+            path = f"{name}.{field_name}"
+            if old is None:
+                changes.append(Change("add", path, field_type.iceberg()))
+            else:
+                inner = next(f for f in have.fields if f.name == field_name).field_type  # type: ignore[attr-defined]
+                changes += _compare(path, inner, field_type, origin)
+        return changes  # fields the contract no longer names stay (nullable) in the table
+    if held is not None and _widens(held, want):
+        return [Change("widen", name, want.iceberg())]
     raise SchemaEvolutionRefused(
-        f"column {name!r}: the table holds {have}, {origin} {want}; only int→long and float→double "
-        "widen safely"
+        f"column {name!r}: the table holds {have}, {origin} {want}; only int→long, float→double, "
+        "a larger decimal precision (same scale) and new struct fields evolve safely"
     )
 
 
 def plan(schema: Schema, contract: Contract, extras: dict[str, IcebergType] | None = None) -> list[Change]:
     """The changes that make ``schema`` hold the contract's columns and the upload's ``extras``."""
+    from pyiceberg.types import StringType
+
     changes: list[Change] = []
     stored = contract.stored_columns()
     names = {f.name: f for f in schema.fields}
     for name in stored:
-        want: IcebergType = _iceberg_type(contract.columns[name].type)
+        want = contract.columns[name].data_type
         have = names.get(name)
         if have is None:
-            changes.append(Change("add", name, want))
+            changes.append(Change("add", name, want.iceberg()))
             continue
-        change = _compare(name, have.field_type, want, "the contract asks for")
-        if change:
-            changes.append(change)
+        changes += _compare(name, have.field_type, want, "the contract asks for")
         if have.required and not contract.is_required(name):
             changes.append(Change("optional", name))
-    for name, want in (extras or {}).items():
+    for name, kind in (extras or {}).items():
         have = names.get(name)
         if have is None:
-            changes.append(Change("add", name, want))
+            changes.append(Change("add", name, kind))
         else:
-            change = _compare(name, have.field_type, want, "the upload has")
-            if change:
-                changes.append(change)
+            changes += _compare(name, have.field_type, from_iceberg(kind), "the upload has")
     if contract.vectors is not None and ROW_ID not in names:
-        changes.append(Change("add", ROW_ID, _iceberg_type("string")))
+        changes.append(Change("add", ROW_ID, StringType()))
     for name, f in names.items():
         if name not in stored and f.required:
             changes.append(Change("optional", name))  # no longer in the contract: new rows leave it null
@@ -136,11 +170,11 @@ def evolve(
             with table.update_schema() as update:
                 for change in changes:
                     if change.kind == "add":
-                        update.add_column(change.column, change.type)
+                        update.add_column(change.path, change.type)
                     elif change.kind == "widen":
-                        update.update_column(change.column, field_type=change.type)
+                        update.update_column(change.path, field_type=change.type)
                     else:
-                        update.make_column_optional(change.column)
+                        update.make_column_optional(change.path)
             return changes
         except CommitFailedException as e:
             if attempt == settings.commit_retries:

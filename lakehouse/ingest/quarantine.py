@@ -24,6 +24,7 @@ from lakehouse.config import Settings
 from lakehouse.contracts.model import ROW, load_contract
 from lakehouse.contracts.validate import Validator, ident, literal, validation_connection
 from lakehouse.errors import CommitConflict
+from lakehouse.ingest.evolution import evolve
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.tables.write import (
     QUARANTINE_SUFFIX,
@@ -163,14 +164,27 @@ def _commit_removal(
     raise AssertionError("unreachable")
 
 
-def replay(settings: Settings, dataset: str, source: str | None = None) -> ReplayReport:
-    """Re-validate quarantined rows against the current contract and move the ones that pass."""
+def replay(
+    settings: Settings, dataset: str, source: str | None = None, principal: Any = None
+) -> ReplayReport:
+    """Re-validate quarantined rows against the current contract and move the ones that pass.
+
+    Over the API (``principal`` given) it needs a ``write`` key that is bound to no tenant.
+    """
     from pyiceberg.expressions import AlwaysTrue, EqualTo
     from pyiceberg.io.pyarrow import ArrowScan
 
 
+    if principal is not None:
+        from lakehouse.errors import Forbidden
+
+        principal.require("write")
+        if principal.tenant is not None:
+            raise Forbidden("the quarantine holds raw records of every tenant; a tenant key cannot replay it")
+
     contract = load_contract(settings, dataset)
     main, quarantine = ensure_tables(get_catalog(settings), settings, contract)
+    evolve(main, contract, settings)  # the fixed contract may relax `required` or add columns
     quarantine.refresh()
     qsnap = quarantine.current_snapshot()
     report = ReplayReport(dataset, 0, 0, 0, 0, None, None, contract.version)

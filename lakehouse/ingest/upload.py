@@ -38,6 +38,7 @@ from lakehouse.tables.committer import (
     stage,
     wait_committed,
 )
+from lakehouse.tables.layout import evolve_layout, write_order
 from lakehouse.tables.ledger import Entry, Ledger, SourceId
 from lakehouse.tables.write import (
     SourceRef,
@@ -205,6 +206,7 @@ def ingest_object(
     tally = _Tally()
     limit_write_workers(settings.write_workers)
     tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
+    evolve_layout(main, contract, settings)
     fmt = detect_format(key)
     vec = None
     if contract.vectors is not None:
@@ -242,11 +244,7 @@ def ingest_object(
                         now=now,
                         extras=list(extras),
                     )
-                    good = (
-                        MergeWrite(main, contract, con)
-                        if contract.primary_key
-                        else StreamedWrite(main)
-                    )
+                    good = table_writer(main, contract, con)
                 assert good is not None
                 tally.rows_read += batch.num_rows
                 screened = None
@@ -284,7 +282,7 @@ def ingest_object(
             if listener is not None:
                 listener.update(bytes_read, tally.rows_read)
         if good is None:
-            good = MergeWrite(main, contract, con) if contract.primary_key else StagedWrite(main)
+            good = table_writer(main, contract, con)
         if isinstance(good, StagedWrite):
             good.flush()
         bad.flush()
@@ -296,7 +294,7 @@ def ingest_object(
             "lake.rows.quarantined": str(bad.rows),
             **quality_properties(tally.rows_read, bad.rows, tally.failures, tally.pii),
         }
-        if vec is None and isinstance(good, StagedWrite):
+        if vec is None and isinstance(good, StagedWrite) and not good.replace:
             held = ledger.lookup_content(source.key, content_hash)
             if held is not None and held.state != "claimed" and held.version != source.version:
                 discard(good)
@@ -462,10 +460,30 @@ def _record(ledger: Ledger, source: SourceRef, content_hash: str, report: Ingest
         )
 
 
+def table_writer(
+    table: Table, contract: Contract, con: duckdb.DuckDBPyConnection
+) -> StagedWrite | MergeWrite:
+    """The writer of the contract's ``write_mode``: a merge by primary key (upsert, or replace
+    keeping one row per key), else plain data files (append, or replace)."""
+    if contract.primary_key and contract.mode in ("upsert", "replace"):
+        return MergeWrite(table, contract, con, replace=contract.mode == "replace")
+    if contract.mode == "replace" or write_order(table):
+        return StagedWrite(table, replace=contract.mode == "replace")
+    return StreamedWrite(table)  # appends without a write order stream one file per partition
+
+
 def _enforce_on_error(
     contract: Contract, source: SourceRef, tally: _Tally, bad_rows: int, staged: list[Any]
 ) -> None:
     """``on_error: reject_file``: refuse the whole object when too many rows failed."""
+    if contract.mode == "replace" and tally.rows_read and bad_rows == tally.rows_read:
+        for write in staged:
+            if isinstance(write, StagedWrite):
+                discard(write)
+        raise FileRejected(
+            f"{source.uri}: none of its {tally.rows_read} rows passed the contract; write_mode: replace "
+            "would empty the table, so nothing was committed"
+        )
     if contract.on_error != "reject_file" or not tally.rows_read:
         return
     fraction = bad_rows / tally.rows_read

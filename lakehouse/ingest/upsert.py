@@ -12,6 +12,9 @@ merged copy-on-write:
 3. One ``overwrite`` snapshot removes the rewritten files and adds their replacements and
    the new rows; its summary carries the source (the idempotency ledger) and the counts.
 
+Without an event time the incoming row always wins. With ``write_mode: replace`` the winners
+become the whole table: the overwrite removes every live file.
+
 A commit that loses to a concurrent writer is planned again from the new table state.
 """
 
@@ -69,6 +72,7 @@ class MergeWrite:
     rows: int = 0
     stats: MergeStats = field(default_factory=MergeStats)
     files: list[DataFile] = field(default_factory=list)
+    replace: bool = False
     _created: bool = False
 
     def write(self, data: pa.Table, rows: pa.Array) -> None:
@@ -96,12 +100,21 @@ class MergeWrite:
     def _on(self, left: str, right: str) -> str:
         return " AND ".join(f"{left}.{ident(k)} = {right}.{ident(k)}" for k in self._keys())
 
+    def _et(self, alias: str = "") -> str:
+        """The event-time column (a constant NULL without one: every incoming row is newest)."""
+        et = self.contract.event_time
+        return "NULL::BOOLEAN" if et is None else f"{alias + '.' if alias else ''}{ident(et)}"
+
+    def _newer(self, old: str, new: str) -> str:
+        """SQL: the existing row (event time ``old``) is newer than the incoming one (``new``)."""
+        return "false" if self.contract.event_time is None else f"{old} > {new}"
+
     def _winners(self) -> int:
         keys = ", ".join(ident(k) for k in self._keys())
-        et = ident(self.contract.event_time)
+        by_time = "" if self.contract.event_time is None else f"{self._et()} DESC NULLS LAST, "
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE {WINNERS} AS SELECT * EXCLUDE (__lake_rank) FROM ("
-            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {et} DESC NULLS LAST, "
+            f"SELECT *, row_number() OVER (PARTITION BY {keys} ORDER BY {by_time}"
             f"{ident(ROW)} DESC) AS __lake_rank FROM {INCOMING}) WHERE __lake_rank = 1"
         )
         return int(self.con.execute(f"SELECT count(*) FROM {WINNERS}").fetchone()[0])  # type: ignore[index]
@@ -137,6 +150,13 @@ class MergeWrite:
                 out.append(task)
         return out
 
+    def _no_matches(self) -> None:
+        """An empty ``MATCHED`` (key, existing event time)."""
+        self.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {MATCHED} AS SELECT {', '.join(ident(k) for k in self._keys())}, "
+            f"{self._et()} AS __lake_old_et FROM {WINNERS} LIMIT 0"
+        )
+
     def _plan(self) -> tuple[list[FileScanTask], int]:
         """Find the files holding incoming keys; fills ``MATCHED`` (key, existing event time)."""
         from pyiceberg.expressions import AlwaysTrue
@@ -144,15 +164,12 @@ class MergeWrite:
 
         keys = self._keys()
         et = self.contract.event_time
-        self.con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {MATCHED} AS SELECT {', '.join(ident(k) for k in keys)}, "
-            f"{ident(et)} AS __lake_old_et FROM {WINNERS} LIMIT 0"
-        )
+        self._no_matches()
         tasks = list(self.table.scan().plan_files()) if self.table.current_snapshot() else []
         candidates = self._candidates(tasks)
         self.stats.files_scanned = len(candidates)
         self.stats.files_skipped = len(tasks) - len(candidates)
-        projected = self.table.schema().select(*keys, et)
+        projected = self.table.schema().select(*keys, *([et] if et else []))
         scan = ArrowScan(self.table.metadata, self.table.io, projected, AlwaysTrue())
         affected: list[FileScanTask] = []
         cols = ", ".join(f"k.{ident(k)}" for k in keys)
@@ -162,8 +179,8 @@ class MergeWrite:
             try:
                 self.con.execute(
                     f"CREATE OR REPLACE TEMP TABLE __lake_hits AS SELECT {cols}, "
-                    f"k.{ident(et)} AS __lake_old_et, "
-                    f"w.{ident(et)} < k.{ident(et)} AS __lake_kept FROM __lake_keys k "
+                    f"{self._et('k')} AS __lake_old_et, "
+                    f"{self._newer(self._et('k'), self._et('w'))} AS __lake_kept FROM __lake_keys k "
                     f"JOIN {WINNERS} w ON {self._on('k', 'w')}"
                 )
                 self.con.execute(f"INSERT INTO {MATCHED} SELECT * EXCLUDE (__lake_kept) FROM __lake_hits")
@@ -179,7 +196,7 @@ class MergeWrite:
         self.con.execute(
             f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT {', '.join('m.' + ident(k) for k in keys)} "
             f"FROM {MATCHED} m JOIN {WINNERS} w ON {self._on('m', 'w')} "
-            f"WHERE w.{ident(et)} >= m.__lake_old_et"
+            f"WHERE NOT ({self._newer('m.__lake_old_et', self._et('w'))})"
         )
         return affected, int(total)
 
@@ -188,7 +205,7 @@ class MergeWrite:
         from pyiceberg.expressions import AlwaysTrue
         from pyiceberg.io.pyarrow import ArrowScan
 
-        from lakehouse.contracts.validate import _conform
+        from lakehouse.contracts.validate import conform
 
         scan = ArrowScan(self.table.metadata, self.table.io, self.table.schema(), AlwaysTrue())
         for task in affected:
@@ -201,19 +218,18 @@ class MergeWrite:
                     ).to_arrow_table()
                 finally:
                     self.con.unregister("__lake_old")
-                staged.write(_conform(kept, target))
+                staged.write(conform(kept, target))
 
     def _inserts(self, staged: StagedWrite, target: pa.Schema, batch_rows: int) -> int:
-        from lakehouse.contracts.validate import _conform
+        from lakehouse.contracts.validate import conform
 
-        et = ident(self.contract.event_time)
         reader = self.con.execute(
             f"SELECT w.* EXCLUDE ({ident(ROW)}) FROM {WINNERS} w WHERE NOT EXISTS (SELECT 1 FROM {MATCHED} m "
-            f"WHERE {self._on('m', 'w')} AND m.__lake_old_et > w.{et})"
+            f"WHERE {self._on('m', 'w')} AND {self._newer('m.__lake_old_et', self._et('w'))})"
         ).to_arrow_reader(batch_rows)
         written = 0
         for batch in reader:
-            staged.write(_conform(pa.Table.from_batches([batch]), target))
+            staged.write(conform(pa.Table.from_batches([batch]), target))
             written += batch.num_rows
         return written
 
@@ -231,14 +247,21 @@ class MergeWrite:
             target = self.table.schema().as_arrow()
             staged = StagedWrite(self.table)
             affected: list[FileScanTask] = []
-            if winners:
+            if self.replace:  # the winners become the whole table
+                affected = list(self.table.scan().plan_files()) if self.table.current_snapshot() else []
+                if winners:
+                    self._no_matches()
+                    self.stats.rows_inserted = self._inserts(staged, target, settings.batch_rows)
+                self.stats.rows_superseded = self.rows - winners
+                self.stats.files_rewritten = len(affected)
+            elif winners:
                 affected, matched = self._plan()
                 self._rewrite(affected, staged, target)
                 inserted_or_updated = self._inserts(staged, target, settings.batch_rows)
                 stale = int(
                     self.con.execute(
                         f"SELECT count(*) FROM {MATCHED} m JOIN {WINNERS} w ON {self._on('m', 'w')} "
-                        f"WHERE m.__lake_old_et > w.{ident(self.contract.event_time)}"
+                        f"WHERE {self._newer('m.__lake_old_et', self._et('w'))}"
                     ).fetchone()[0]  # type: ignore[index]
                 )
                 self.stats.rows_updated = matched - stale

@@ -362,10 +362,26 @@ def _snapshots(
     return {f"{settings.namespace}.{name}": resolve_snapshot(table, as_of) for name, table in tables.items()}
 
 
+def _quality_score(table: Table) -> float | None:
+    """The quality score of the newest ingest in the current history (``lake.quality.score``)."""
+    from pyiceberg.table.snapshots import ancestors_of
+
+    for snap in ancestors_of(table.current_snapshot(), table.metadata):
+        score = snap.summary.get("lake.quality.score") if snap.summary else None
+        if score is not None:
+            return float(score)
+    return None
+
+
+def _iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+
+
 def tables_overview(
-    settings: Settings, catalog: Catalog | None = None, principal: Principal = LOCAL
+    settings: Settings, catalog: Catalog | None = None, principal: Principal = LOCAL, health: bool = False
 ) -> list[dict[str, Any]]:
-    """Every table the principal may read: name, current snapshot, rows and files."""
+    """Every table the principal may read: name, current snapshot, rows, files, last commit and
+    quality score; with ``health``, also its small data files (read from the manifests)."""
     catalog = catalog or get_catalog(settings)
     out: list[dict[str, Any]] = []
     for qualified in list_tables(catalog, settings):
@@ -379,17 +395,38 @@ def tables_overview(
         table = catalog.load_table(qualified)
         snap = table.current_snapshot()
         summary = snap.summary if snap and snap.summary else None
-        out.append(
-            {
-                "name": qualified,
-                "current_snapshot_id": snap.snapshot_id if snap else None,
-                "rows": int(summary.get("total-records", 0)) if summary else 0,
-                "files": int(summary.get("total-data-files", 0)) if summary else 0,
-                "bytes": int(summary.get("total-files-size", 0)) if summary else 0,
-                "snapshots": len(table.metadata.snapshots),
-            }
-        )
+        entry: dict[str, Any] = {
+            "name": qualified,
+            "current_snapshot_id": snap.snapshot_id if snap else None,
+            "rows": int(summary.get("total-records", 0)) if summary else 0,
+            "files": int(summary.get("total-data-files", 0)) if summary else 0,
+            "bytes": int(summary.get("total-files-size", 0)) if summary else 0,
+            "snapshots": len(table.metadata.snapshots),
+            "last_commit": _iso(snap.timestamp_ms) if snap else None,
+            "quality_score": _quality_score(table),
+        }
+        if health:
+            entry.update(small_files(table, settings))
+        out.append(entry)
     return out
+
+
+def small_files(table: Table, settings: Settings, snapshot_id: int | None = None) -> dict[str, Any]:
+    """How many data files are below the table's small-file size (compaction's threshold)."""
+    from lakehouse.tables.compaction import CompactionOptions
+
+    below = CompactionOptions.for_table(table, settings).small_below
+    sizes = (
+        table.inspect.files(snapshot_id).column("file_size_in_bytes").to_pylist()
+        if (snapshot_id or table.current_snapshot()) is not None
+        else []
+    )
+    small = sum(1 for size in sizes if size < below)
+    return {
+        "small_file_bytes": below,
+        "small_files": small,
+        "small_file_share": round(small / len(sizes), 4) if sizes else 0.0,
+    }
 
 
 def describe_table(
@@ -398,8 +435,10 @@ def describe_table(
     catalog: Catalog | None = None,
     max_files: int = 1000,
     principal: Principal = LOCAL,
+    as_of: int | str | None = None,
 ) -> dict[str, Any]:
-    """Schema, partition spec, properties, snapshots, files and row count of one table.
+    """Schema, partition spec, properties, snapshots, files and row count of one table, at its
+    current snapshot or ``as_of`` one (an id or an ISO-8601 time; ``snapshot_id`` says which).
 
     Row counts and files span every tenant, so a tenant-bound key is refused.
     """
@@ -408,12 +447,18 @@ def describe_table(
     row_filter(settings, principal, name.split(".", 1)[-1])
     catalog = catalog or get_catalog(settings)
     table = load_table(catalog, settings, name)
-    schema = table.schema()
-    snap = table.current_snapshot()
+    current = table.current_snapshot()
+    snapshot_id = resolve_snapshot(table, as_of)
+    snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else None
+    schema = (
+        table.schemas().get(snap.schema_id, table.schema())
+        if snap and snap.schema_id is not None
+        else (table.schema())
+    )
     summary = snap.summary if snap and snap.summary else None
     files: list[dict[str, Any]] = []
     if snap is not None:
-        inspected = table.inspect.files().select(
+        inspected = table.inspect.files(snap.snapshot_id).select(
             ["file_path", "partition", "record_count", "file_size_in_bytes"]
         )
         for row in inspected.slice(0, max_files).to_pylist():
@@ -444,13 +489,16 @@ def describe_table(
             for p in table.spec().fields
         ],
         "properties": dict(table.properties),
-        "current_snapshot_id": snap.snapshot_id if snap else None,
+        "current_snapshot_id": current.snapshot_id if current else None,
+        "snapshot_id": snapshot_id,
+        "snapshot_time": _iso(snap.timestamp_ms) if snap else None,
         "rows": int(summary.get("total-records", 0)) if summary else 0,
+        "bytes": int(summary.get("total-files-size", 0)) if summary else 0,
         "snapshots": [
             {
                 "snapshot_id": s.snapshot_id,
                 "parent_id": s.parent_snapshot_id,
-                "timestamp": dt.datetime.fromtimestamp(s.timestamp_ms / 1000, dt.UTC).isoformat(),
+                "timestamp": _iso(s.timestamp_ms),
                 "operation": str(s.summary.operation.value) if s.summary else None,
                 "summary": dict(s.summary.additional_properties) if s.summary else {},
             }
@@ -458,6 +506,7 @@ def describe_table(
         ],
         "files": files,
         "file_count": int(summary.get("total-data-files", 0)) if summary else 0,
+        **(small_files(table, settings, snap.snapshot_id) if snap else {}),
     }
 
 

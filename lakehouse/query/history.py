@@ -291,3 +291,88 @@ def _snapshot_arg(value: int | str, what: str) -> int:
     if not text.lstrip("-").isdigit():
         raise BadRequest(f"{what}={value!r} is not a snapshot id")
     return int(text)
+
+
+# --- activity: ingests, quality and maintenance over time ------------------------------------
+
+BUCKETS = {"hour": 3_600_000, "day": 86_400_000}
+
+
+def _int(props: dict[str, str], key: str) -> int:
+    return int(props.get(key, 0) or 0)
+
+
+def activity(
+    settings: Settings,
+    bucket: str = "day",
+    catalog: Catalog | None = None,
+    principal: Principal = LOCAL,
+) -> dict[str, Any]:
+    """``GET /activity``: per dataset and hour (or day), the rows ingested and quarantined and the
+    quality score (good rows / rows read), from the ingests' snapshot summaries; the maintenance
+    snapshots (compaction, retention) with what they rewrote or dropped. (The maintenance runs
+    themselves: :func:`lakehouse.maintenance.recorded_runs`.)
+
+    Counts span every tenant, so a tenant-bound key is refused.
+    """
+    from lakehouse.catalog import list_tables
+    from lakehouse.query.engine import row_filter
+    from lakehouse.tables.write import QUARANTINE_SUFFIX
+
+    if bucket not in BUCKETS:
+        raise BadRequest(f"bucket must be one of {', '.join(BUCKETS)}")
+    if principal.tenant is not None:
+        raise Forbidden("activity spans every tenant; a tenant key cannot read it")
+    width = BUCKETS[bucket]
+    catalog = catalog or get_catalog(settings)
+    series: dict[tuple[str, int], dict[str, int]] = {}
+    events: list[dict[str, Any]] = []
+    for qualified in list_tables(catalog, settings):
+        name = qualified.split(".", 1)[1]
+        try:
+            row_filter(settings, principal, name)
+        except Forbidden:
+            continue
+        table = catalog.load_table(qualified)
+        for snap in table.metadata.snapshots:
+            props = dict(snap.summary.additional_properties) if snap.summary else {}
+            if "lake.rows.accepted" in props and not name.endswith(QUARANTINE_SUFFIX):
+                point = series.setdefault((name, snap.timestamp_ms // width * width), {})
+                for key, column in (
+                    ("lake.rows.accepted", "rows_accepted"),
+                    ("lake.rows.quarantined", "rows_quarantined"),
+                ):
+                    point[column] = point.get(column, 0) + _int(props, key)
+                point["ingests"] = point.get("ingests", 0) + 1
+            operation = _operation(snap)
+            if operation == "compaction" or "lake.retention.cutoff" in props:
+                rewritten = _int(props, "lake.compaction.bytes-rewritten")
+                written = _int(props, "lake.compaction.bytes-written")
+                events.append(
+                    {
+                        "table": qualified,
+                        "timestamp": _iso(snap.timestamp_ms),
+                        "snapshot_id": snap.snapshot_id,
+                        "job": "compact" if operation == "compaction" else "retention",
+                        "files_removed": _int(props, "deleted-data-files"),
+                        "files_added": _int(props, "added-data-files"),
+                        "rows_removed": _int(props, "deleted-records") if operation != "compaction" else 0,
+                        "bytes_released": (rewritten - written)
+                        if operation == "compaction"
+                        else _int(props, "removed-files-size"),
+                    }
+                )
+    points = []
+    for (dataset, start), point in sorted(series.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        accepted, quarantined = point.get("rows_accepted", 0), point.get("rows_quarantined", 0)
+        read = accepted + quarantined
+        points.append(
+            {
+                "dataset": dataset,
+                "bucket_start": _iso(start),
+                **point,
+                "rows_quarantined": quarantined,
+                "quality_score": round(accepted / read, 6) if read else None,
+            }
+        )
+    return {"bucket": bucket, "series": points, "maintenance": sorted(events, key=lambda e: e["timestamp"])}

@@ -24,6 +24,7 @@ from lakehouse.contracts.model import ROW_ID, Contract, VectorConfig, load_contr
 from lakehouse.contracts.validate import ident
 from lakehouse.errors import (
     BadRequest,
+    Forbidden,
     ForbiddenSQL,
     QueryFailed,
     QueryLimitExceeded,
@@ -364,3 +365,92 @@ def vector_hits_table(
             )
         )
     return pa.concat_tables(parts)
+
+
+def vector_datasets(settings: Settings, principal: Principal = LOCAL) -> list[dict[str, Any]]:
+    """``GET /vectors``: the datasets with vectors (and a table) the principal may read, and the
+    search modes the console can offer for each (a ``supplied`` embedder cannot embed a query)."""
+    from lakehouse.catalog import get_catalog, list_tables
+    from lakehouse.contracts.model import list_contracts
+    from lakehouse.query.engine import row_filter
+
+    tables = set(list_tables(get_catalog(settings), settings))
+    out = []
+    for contract in list_contracts(settings):
+        if contract.vectors is None or f"{settings.namespace}.{contract.name}" not in tables:
+            continue
+        try:
+            row_filter(settings, principal, contract.name)
+        except Forbidden:
+            continue
+        config = contract.vectors
+        if config.embedder == "supplied":  # no embedder: the page cannot make a query vector
+            modes = ["text"] if config.text else []
+        else:
+            modes = ["vector", "text", "hybrid"] if config.text else ["vector"]
+        out.append(
+            {
+                "dataset": contract.name,
+                "text": config.text,
+                "embedder": config.embedder,
+                "metric": config.metric,
+                "modes": modes,
+            }
+        )
+    return out
+
+
+def vector_status(settings: Settings, dataset: str, principal: Principal = LOCAL) -> dict[str, Any]:
+    """``GET /vectors/{dataset}``: the Lance version of the current snapshot, its rows, and how
+    many of them each index covers (rows not yet indexed are searched exactly, by brute force).
+
+    Counts span every tenant, so a tenant-bound key is refused.
+    """
+    from lakehouse.catalog import get_catalog, load_table
+    from lakehouse.query.engine import resolve_snapshot, row_filter
+    from lakehouse.vectors import ann
+    from lakehouse.vectors.store import lance_version_at, local_copy
+
+    if principal.tenant is not None:
+        raise Forbidden("index coverage spans every tenant; a tenant key cannot read it")
+    config = _config(load_contract(settings, dataset))
+    row_filter(settings, principal, dataset)
+    table = load_table(get_catalog(settings), settings, dataset)
+    snapshot_id = resolve_snapshot(table, None)
+    version = lance_version_at(table, snapshot_id)
+    body: dict[str, Any] = {
+        "dataset": dataset,
+        "snapshot_id": snapshot_id,
+        "lance_version": version,
+        "rows": 0,
+        "indexes": [],
+    }
+    lance = local_copy(settings, dataset) if version is not None else None
+    if lance is None or version is None:
+        return body
+    if version < lance.version:
+        lance.checkout(version)
+    body["rows"] = lance.count_rows()
+    resident = ann.resident(settings, dataset, lance, config.metric)
+    body["indexes"].append(
+        {
+            "name": "vector (HNSW)",
+            "column": "vector",
+            "index_version": resident.index_version,
+            "indexed_rows": resident.rows - len(resident.tail_ids),
+            "unindexed_rows": len(resident.tail_ids),
+        }
+    )
+    for index in lance.list_indices():
+        stats = lance.index_stats(index.name)
+        if stats is not None:
+            body["indexes"].append(
+                {
+                    "name": f"{index.name} ({stats.index_type})",
+                    "column": ", ".join(index.columns),
+                    "index_version": None,
+                    "indexed_rows": stats.num_indexed_rows,
+                    "unindexed_rows": stats.num_unindexed_rows,
+                }
+            )
+    return body

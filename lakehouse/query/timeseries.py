@@ -49,6 +49,8 @@ def table_info(settings: Settings, name: str, catalog: Catalog | None = None) ->
     schema: Schema = table.schema()
     columns = {f.name: str(f.field_type) for f in schema.fields}
     event_time = table.properties.get("lake.event-time")
+    if event_time == "":  # the contract declares none (a reference table)
+        return TableInfo(bare, columns, None)
     if event_time not in columns:
         event_time = next((c for c, t in columns.items() if t.startswith("timestamp")), None)
     return TableInfo(bare, columns, event_time)
@@ -78,7 +80,9 @@ def time_filter(info: TableInfo, start: str | None, end: str | None) -> list[str
     if lo and hi and lo >= hi:
         raise BadRequest(f"from ({lo.isoformat()}) must be before to ({hi.isoformat()})")
     if (lo or hi) and info.event_time is None:
-        raise BadRequest(f"{info.name} has no timestamp column to filter by time")
+        raise BadRequest(
+            f"{info.name} has no event time (its contract names no event_time): from/to cannot filter it"
+        )
     conds = []
     if lo:
         conds.append(f"{ident(info.event_time or '')} >= TIMESTAMPTZ {literal(lo.isoformat())}")
@@ -103,7 +107,10 @@ def rollup_sql(
     if bucket not in BUCKETS:
         raise BadRequest(f"bucket {bucket!r} is not one of {', '.join(BUCKETS)}")
     if info.event_time is None:
-        raise BadRequest(f"{info.name} has no timestamp column to bucket by")
+        raise BadRequest(
+            f"{info.name} has no event time (its contract names no event_time): there is no time to "
+            "bucket by; query it with POST /sql"
+        )
     if column_name:
         column(info, column_name, "column")
         if agg in ("avg", "sum") and not info.columns[column_name].startswith(NUMERIC_TYPES):

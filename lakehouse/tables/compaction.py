@@ -9,6 +9,13 @@ new files replace the old ones in one snapshot that changes no rows. A concurren
 never lost: pyiceberg rebases the replace onto it; if a replaced file was removed concurrently
 (retention, another compaction) the partition is skipped and its new files are deleted.
 
+A table with a write order (``sort_order`` or ``cluster_by: zorder(...)`` in its contract,
+:mod:`lakehouse.tables.layout`) also selects every file no sorted rewrite wrote yet, whatever
+its size, and rewrites each partition's selected files as one sorted run: the rows go through
+DuckDB (spilling to disk past ``LAKE_INGEST_MEMORY_LIMIT``), come out in the table's order and
+are cut into target-sized files, so each file holds a narrow range of the sort keys (a small
+box of the z-ordered columns) and its column statistics prune scans.
+
 Per-table overrides (table properties): ``lake.compaction.target-file-size-bytes``,
 ``lake.compaction.min-files``, ``lake.compaction.small-file-fraction``.
 """
@@ -21,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
+from lakehouse.tables.layout import WriteOrder, order_by, write_order
 from lakehouse.tables.write import DataFileWriter, backoff, commit_replace, read_files
 
 if TYPE_CHECKING:
@@ -34,6 +42,7 @@ OPERATION = "lake.operation"
 ROW_GROUP_ROWS = 131_072
 ROW_GROUP_BYTES = 64 * 2**20
 READ_AHEAD_BYTES = 256 * 2**20
+SORTED_SUFFIX = "sorted"  # data files written in the table's order by a sorted rewrite
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ def plan(table: Table, options: CompactionOptions) -> list[PartitionPlan]:
         return []
     spec = table.spec()
     schema = table.schema()
+    ordered = bool(write_order(table))
     groups: dict[tuple[int, Any], list[DataFile]] = {}
     partitions: dict[tuple[int, Any], Any] = {}
     with_deletes: set[tuple[int, Any]] = set()
@@ -130,7 +140,10 @@ def plan(table: Table, options: CompactionOptions) -> list[PartitionPlan]:
         partitions[key] = data_file.partition
         if task.delete_files:
             with_deletes.add(key)  # merge-on-read deletes: not rewritten here
-        if data_file.spec_id != spec.spec_id or data_file.file_size_in_bytes >= options.small_below:
+        unsorted = ordered and not data_file.file_path.endswith(f"-{SORTED_SUFFIX}.parquet")
+        if data_file.spec_id != spec.spec_id or (
+            data_file.file_size_in_bytes >= options.small_below and not unsorted
+        ):
             continue
         groups.setdefault(key, []).append(data_file)
     plans = []
@@ -138,7 +151,8 @@ def plan(table: Table, options: CompactionOptions) -> list[PartitionPlan]:
         if key in with_deletes or len(files) < options.min_files:
             continue
         files.sort(key=lambda f: f.file_path)
-        bins = pack(files, options.target_bytes)
+        # A sorted rewrite takes every selected file as one run (cut into target-sized files).
+        bins = [files] if ordered else pack(files, options.target_bytes)
         if bins:
             path = spec.partition_to_path(partitions[key], schema) if spec.fields else ""
             plans.append(PartitionPlan(key[0], partitions[key], path, bins))
@@ -166,12 +180,76 @@ def _rewrite_bin(table: Table, part: PartitionPlan, files: list[DataFile]) -> Da
     return writer.close()
 
 
+def _rewrite_sorted(
+    table: Table, part: PartitionPlan, order: WriteOrder, target_bytes: int, settings: Settings
+) -> list[DataFile]:
+    """Rewrite every file of ``part`` as one run in the table's write order, cut into files of
+    about ``target_bytes``."""
+    import pyarrow as pa
+    from pyiceberg.types import UUIDType
+
+    from lakehouse.contracts.types import ident
+    from lakehouse.contracts.validate import validation_connection
+
+    files = part.files
+    rows_in = sum(f.record_count for f in files)
+    bytes_in = sum(f.file_size_in_bytes for f in files)
+    per_file = max(1, int(target_bytes * rows_in / max(1, bytes_in)))
+    target = table.schema().as_arrow()
+    # DuckDB hands UUIDs back as text: the table holds their 16 bytes.
+    select = ", ".join(
+        f"unhex(replace(CAST({ident(f.name)} AS VARCHAR), '-', '')) AS {ident(f.name)}"
+        if isinstance(f.field_type, UUIDType)
+        else ident(f.name)
+        for f in table.schema().fields
+    )
+    con = validation_connection(settings)
+    written: list[DataFile] = []
+    try:
+        created = False
+        for batch in read_files(table, files, prefetch=2):
+            con.register("__lake_batch", batch)
+            if created:
+                con.execute("INSERT INTO __lake_run SELECT * FROM __lake_batch")
+            else:
+                con.execute("CREATE TEMP TABLE __lake_run AS SELECT * FROM __lake_batch")
+                created = True
+            con.unregister("__lake_batch")
+        if not created:
+            return []
+        clause = order_by(con, "__lake_run", order, target)
+        ordered = con.execute(f"SELECT {select} FROM __lake_run ORDER BY {clause}")
+        reader = ordered.to_arrow_reader(ROW_GROUP_ROWS)
+        writer: DataFileWriter | None = None
+        for chunk in reader:
+            data = pa.Table.from_batches([chunk]).cast(target)
+            while data.num_rows:
+                if writer is None:
+                    writer = DataFileWriter(table, part.partition, part.spec_id, SORTED_SUFFIX)
+                room = per_file - writer.rows
+                writer.write_table(data.slice(0, room))
+                data = data.slice(room)
+                if writer.rows >= per_file:
+                    written.append(writer.close())
+                    writer = None
+        if writer is not None:
+            written.append(writer.close())
+    except BaseException:
+        for data_file in written:
+            table.io.delete(data_file.file_path)
+        raise
+    finally:
+        con.close()
+    return written
+
+
 def compact_partition(
     table: Table,
     part: PartitionPlan,
     commit_attempts: int = 1,
     sleep: Callable[[float], None] = time.sleep,
     deadline: float | None = None,
+    settings: Settings | None = None,
 ) -> tuple[int, list[DataFile]]:
     """Rewrite one partition and commit the replacement; returns (snapshot id, new files).
 
@@ -185,9 +263,14 @@ def compact_partition(
     from pyiceberg.exceptions import CommitFailedException, ValidationException
 
     written: list[DataFile] = []
+    order = write_order(table)
     try:
-        for files in part.bins:
-            written.append(_rewrite_bin(table, part, files))
+        if order and settings is not None:
+            target = CompactionOptions.for_table(table, settings).target_bytes
+            written = _rewrite_sorted(table, part, order, target, settings)
+        else:
+            for files in part.bins:
+                written.append(_rewrite_bin(table, part, files))
         removed = part.files
         summary = {
             OPERATION: "compaction",
@@ -197,6 +280,9 @@ def compact_partition(
             "lake.compaction.bytes-rewritten": str(sum(f.file_size_in_bytes for f in removed)),
             "lake.compaction.bytes-written": str(sum(f.file_size_in_bytes for f in written)),
         }
+        if order:
+            keys = ",".join(order.zorder or [k[0] for k in order.keys])
+            summary["lake.compaction.order"] = f"zorder({keys})" if order.zorder else keys
         for attempt in range(commit_attempts):
             try:
                 snapshot_id = commit_replace(table, removed, written, summary)
@@ -265,7 +351,7 @@ def compact_table(
                 break
             try:
                 snapshot_id, written = compact_partition(
-                    table, current, settings.commit_retries + 1, deadline=deadline
+                    table, current, settings.commit_retries + 1, deadline=deadline, settings=settings
                 )
             except ValidationException as e:
                 result.skipped.append(f"{current.path}: {e}")

@@ -135,16 +135,23 @@ def quarantine_schema() -> Schema:
 OWN_RETRIES = {"commit.retry.num-retries": "0"}
 
 
-def create_table(catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str]) -> Table:
+def create_table(
+    catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str], sort_order: Any = None
+) -> Table:
     """Load the table, or create it (a concurrent creator winning the race is fine)."""
     from pyiceberg.exceptions import CommitFailedException, NoSuchTableError, TableAlreadyExistsError
+    from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 
     try:
         table = catalog.load_table(ident)
     except NoSuchTableError:
         try:
             return catalog.create_table(
-                ident, schema=schema, partition_spec=spec, properties={**props, **OWN_RETRIES}
+                ident,
+                schema=schema,
+                partition_spec=spec,
+                sort_order=sort_order or UNSORTED_SORT_ORDER,
+                properties={**props, **OWN_RETRIES},
             )
         except TableAlreadyExistsError:  # a concurrent ingest created it first
             table = catalog.load_table(ident)
@@ -171,6 +178,7 @@ def ensure_tables(catalog: Catalog, settings: Settings, contract: Contract) -> t
         schema,
         contract.partition_spec(schema),
         contract.table_properties(),
+        contract.iceberg_sort_order(schema),
     )
     qschema = quarantine_schema()
     qspec = PartitionSpec(
@@ -220,24 +228,32 @@ def limit_write_workers(workers: int) -> None:
 
 @dataclass
 class StagedWrite:
-    """Data files written for one table, not yet visible until :meth:`commit`."""
+    """Data files written for one table, not yet visible until :meth:`commit`.
+
+    With ``replace`` the commit is one ``overwrite`` snapshot in which the staged files become
+    the whole table (``write_mode: replace``).
+    """
 
     table: Table
     files: list[DataFile] = field(default_factory=list)
     rows: int = 0
+    replace: bool = False
     _uuid: uuid.UUID = field(default_factory=uuid.uuid4)
     _counter: itertools.count[int] = field(default_factory=itertools.count)
 
     def write(self, data: pa.Table) -> None:
-        """Write ``data`` as Parquet data files (one or more per partition)."""
+        """Write ``data`` as Parquet data files (one or more per partition), each in the table's
+        write order (sort order or z-order)."""
         from pyiceberg.io.pyarrow import _dataframe_to_data_files
+
+        from lakehouse.tables.layout import sort_rows, write_order
 
         if data.num_rows == 0:
             return
         self.files.extend(
             _dataframe_to_data_files(
                 table_metadata=self.table.metadata,
-                df=data,
+                df=sort_rows(data, write_order(self.table)),
                 io=self.table.io,
                 write_uuid=self._uuid,
                 counter=self._counter,
@@ -261,7 +277,7 @@ class StagedWrite:
         concurrent writers are retried with jittered exponential backoff; when the retries
         run out a transient :class:`CommitConflict` is raised.
         """
-        from pyiceberg.exceptions import CommitFailedException
+        from pyiceberg.exceptions import CommitFailedException, ValidationException
 
         self.flush()
         summary = {SOURCE_URI: source.uri, SOURCE_VERSION: source.version, **properties}
@@ -272,10 +288,23 @@ class StagedWrite:
                 return done, True
             try:
                 with self.table.transaction() as tx:
-                    with tx.update_snapshot(snapshot_properties=summary).fast_append() as append:
-                        for data_file in self.files:
-                            append.append_data_file(data_file)
-            except CommitFailedException as e:
+                    update = tx.update_snapshot(snapshot_properties=summary)
+                    if self.replace:
+                        live = (
+                            [t.file for t in self.table.scan().plan_files()]
+                            if self.table.current_snapshot()
+                            else []
+                        )
+                        with update.overwrite() as overwrite:
+                            for data_file in live:
+                                overwrite.delete_data_file(data_file)
+                            for data_file in self.files:
+                                overwrite.append_data_file(data_file)
+                    else:
+                        with update.fast_append() as append:
+                            for data_file in self.files:
+                                append.append_data_file(data_file)
+            except (CommitFailedException, ValidationException) as e:
                 if attempt == settings.commit_retries:
                     raise CommitConflict(
                         f"{self.table.name()}: commit of {source.uri} lost to concurrent writers "
@@ -344,7 +373,7 @@ class DataFileWriter:
     ``DataFile`` (with column statistics) for a commit. Nothing is visible until committed.
     """
 
-    def __init__(self, table: Table, partition: Any, spec_id: int, kind: str = "compacted") -> None:
+    def __init__(self, table: Table, partition: Any, spec_id: int, suffix: str = "compacted") -> None:
         from pyiceberg.io.pyarrow import FileFormatFactory
         from pyiceberg.manifest import FileFormat
         from pyiceberg.table import TableProperties
@@ -357,7 +386,7 @@ class DataFileWriter:
         self._partition = partition
         self._spec_id = spec_id
         self._model = FileFormatFactory.get(FileFormat.PARQUET)
-        name = f"{uuid.uuid4()}-{kind}.parquet"
+        name = f"{uuid.uuid4()}-{suffix}.parquet"
         partitioned = bool(table.specs()[spec_id].fields)
         key = cast(Any, _PartitionPath(table, partition, spec_id)) if partitioned else None
         self.path = table.location_provider().new_data_location(data_file_name=name, partition_key=key)
@@ -450,7 +479,7 @@ class StreamedWrite(StagedWrite):
                 if len(self._writers) >= self.max_open:
                     oldest = next(iter(self._writers))
                     self.files.append(self._writers.pop(oldest).close())
-                writer = DataFileWriter(self.table, partition, spec.spec_id, kind="data")
+                writer = DataFileWriter(self.table, partition, spec.spec_id, suffix="data")
             writer.write_table(part)
             if writer.rows >= self.rows_per_file:
                 self.files.append(writer.close())

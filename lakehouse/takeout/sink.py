@@ -220,7 +220,6 @@ class ProductSink:
             pending.rows = []  # the batch holds them now: let the dicts go before the next step
             cursor = self.con.cursor()
             try:
-                cursor.execute("SET TimeZone = 'UTC'")  # a cursor has settings of its own
                 checked = check_batch(cursor, batch, self.contract, self.target)
             finally:
                 cursor.close()

@@ -326,6 +326,11 @@ def _is_model(folder: Path) -> bool:
     return (folder / STATIC_STAMP).is_file() and (folder / "model.safetensors").is_file()
 
 
+def static_ready(settings: Settings) -> bool:
+    """Whether the static model is distilled already (its first use is then quick)."""
+    return _is_model(static_dir(settings))
+
+
 @contextlib.contextmanager
 def _distil_lock(folder: Path) -> Iterator[None]:
     """One distillation at a time per models folder (other processes wait, then reuse it)."""
@@ -355,6 +360,12 @@ def _load_static(settings: Settings) -> Embedder:
     if not _is_model(folder):
         with _distil_lock(folder):
             if not _is_model(folder):
+                # A first use that takes minutes says so (a warning: shown by the CLI by default).
+                log.warning(
+                    "preparing the static embedder once: distilling it from MiniLM into %s (about 20 s "
+                    "on a quiet 2-core machine, a few minutes under load)",
+                    folder,
+                )
                 distil_static(folder)
     start = time.perf_counter()
     embedder = StaticEmbedder(StaticModel.from_pretrained(folder, force_download=False))

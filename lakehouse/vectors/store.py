@@ -482,17 +482,13 @@ def _stored(settings: Settings, dataset: str) -> bool:
 
 def vectors_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
     """Maintenance job ``vectors``: :func:`upkeep` for every dataset with vectors."""
-    from lakehouse.contracts.model import load_contract
+    from lakehouse.contracts.model import loadable_contracts
 
     now = options.now or dt.datetime.now(dt.UTC)
     keep = options.snapshot_retention or dt.timedelta(days=settings.snapshot_retention_days)
-    results: list[dict[str, Any]] = []
-    paths = sorted(settings.contracts_dir.glob("*.yaml")) if settings.contracts_dir.is_dir() else []
-    for path in paths:
-        try:
-            contract = load_contract(settings, path.stem)
-        except LakeError:
-            continue  # a broken contract is reported where it is used: its uploads fail with the reason
+    contracts, broken = loadable_contracts(settings)
+    results: list[dict[str, Any]] = [p for p in broken if options.tables is None]  # reported, skipped
+    for contract in contracts:
         if contract.vectors is None:
             continue
         if options.tables is not None and f"{settings.namespace}.{contract.name}" not in options.tables:

@@ -1,0 +1,143 @@
+"""The README, walked top to bottom: every shell example (curl and `lake`), every complete
+command written inline, the SQL and the Python example run against the session's stack and its
+`lake serve`; every contract and rollup example loads. A README example that stops working
+fails here."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from lake.local.serve import deliver
+from lakehouse.config import Settings
+from lakehouse.contracts.model import parse_contract
+from lakehouse.storage import s3_client
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+README = (ROOT / "README.md").read_text()
+BLOCKS = [(m.group(1), m.group(2)) for m in re.finditer(r"```(\w+)\n(.*?)```", README, re.S)]
+# Blocks that set up or deploy rather than use Lake: `make demo`/`make test` are what this suite
+# runs under, and `sam build`/`sam deploy` need Docker and an AWS account.
+NOT_HERE = ("make ", "sam ")
+# Inline commands that are complete and only read (the ones that change every table, like
+# `lake maintain`, would change other tests' tables; their behaviour is tested on its own).
+READS = ("search", "snapshots", "sql", "tables", "describe", "rollup", "keys list", "status")
+
+
+def shell_blocks() -> list[str]:
+    return [body for kind, body in BLOCKS if kind == "sh" and not body.startswith(NOT_HERE)]
+
+
+def inline_commands() -> list[str]:
+    spans = re.findall(r"`(?:\.venv/bin/)?lake ([^`]+)`", README)
+    complete = {s for s in spans if not re.search(r"[\[\]|<>]|\.\.\.|\b[A-Z]{2,}\b|\$\(", s)}
+    return sorted(s for s in complete if s.startswith(READS) and " " in s)
+
+
+@pytest.fixture(scope="module")
+def walk(
+    stack: dict[str, Any], serve_url: str, make_key: Callable[..., str], tmp_path_factory: Any
+) -> dict[str, Any]:
+    """The demo's samples in the stack, a key, and a `lake` on PATH (the README's `.venv/bin/lake`)."""
+    from lakehouse.config import load_settings
+
+    settings: Settings = load_settings()
+    for dataset, ext in (("sensor_readings", "csv"), ("support_tickets", "ndjson")):
+        name = f"{dataset}.{ext}"
+        key = f"{dataset}/{name}"
+        s3_client(settings).upload_file(str(ROOT / "infra" / "samples" / name), settings.landing_bucket, key)
+        deliver(settings, settings.landing_bucket, key)
+    bin_dir = tmp_path_factory.mktemp("bin")
+    shim = bin_dir / "lake"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m lake.cli.main "$@"\n')
+    shim.chmod(0o755)
+    path = f"{bin_dir}:{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "KEY": make_key("admin"), "URL": serve_url}
+    return {"env": env, "host": serve_url.removeprefix("http://")}
+
+
+def run(walk: dict[str, Any], script: str) -> str:
+    script = script.replace(".venv/bin/lake", "lake").replace("localhost:8080", walk["host"])
+    done = subprocess.run(
+        ["bash", "-e", "-o", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=walk["env"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{script}\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+    return done.stdout
+
+
+@pytest.mark.parametrize("block", shell_blocks(), ids=lambda b: b.split()[0] + ":" + b.split("\n")[0][-30:])
+def test_every_shell_example_runs(walk: dict[str, Any], block: str) -> None:
+    out = run(walk, block)
+    for line in out.splitlines():  # a curl answer is a JSON body: never an error
+        if line.startswith("{"):
+            assert '"error"' not in line, line
+
+
+def test_the_walkthrough_covers_the_readme() -> None:
+    assert len(shell_blocks()) >= 4 and len(inline_commands()) >= 3
+    skipped = [body for kind, body in BLOCKS if kind == "sh" and body.startswith(NOT_HERE)]
+    assert len(skipped) == 2  # `make demo`/`make test`, `sam build`/`sam deploy`: nothing else
+
+
+@pytest.mark.parametrize("command", inline_commands())
+def test_every_inline_command_runs(walk: dict[str, Any], command: str) -> None:
+    run(walk, f"lake {command}")
+
+
+def test_the_sql_example_runs(walk: dict[str, Any]) -> None:
+    (sql,) = [body for kind, body in BLOCKS if kind == "sql"]
+    out = json.loads(run(walk, f"lake sql {shlex.quote(sql)} --json"))
+    assert out["columns"] == ["opened_at", "body", "score"] and out["rows"]
+
+
+def test_the_python_example_runs(walk: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """In this process: the models the walk loaded are loaded already."""
+    import asyncio
+
+    (code,) = [body for kind, body in BLOCKS if kind == "python"]
+    namespace: dict[str, Any] = {"schema_text": '{"type": "record", "name": "orders", "fields": []}'}
+    exec(compile("async def example():\n" + textwrap.indent(code, "    "), "README.md", "exec"), namespace)
+    asyncio.run(namespace["example"]())
+    assert "artifacts" in capsys.readouterr().out  # get_stats() printed
+
+
+def test_every_contract_and_rollup_example_loads() -> None:
+    from lakehouse.query.rollups import RollupDef
+
+    examples = [yaml.safe_load(body) for kind, body in BLOCKS if kind == "yaml"]
+    contracts = [e for e in examples if "columns" in e and "name" in e]
+    assert {c["name"] for c in contracts} == {"sensor_readings", "support_tickets"}
+    for example in contracts:
+        parse_contract(yaml.safe_dump(example), "README")
+    (rollup,) = [e for e in examples if "agg" in e]
+    RollupDef.model_validate(rollup)
+    # The partial examples (column rules, checks, on_error, evolution, PII), each in a contract
+    # with the columns they name.
+    base = {"ts": "timestamp", "started_at": "timestamp", "ended_at": "timestamp", "discount": "double",
+            "price": "double"}
+    partial = [e for e in examples if "name" not in e]
+    assert len(partial) == 5
+    for example in partial:
+        columns = {name: {"type": kind} for name, kind in base.items()} | example.get("columns", {})
+        columns["ts"] = {"type": "timestamp", "required": True}
+        contract = {"name": "example", "event_time": "ts", **example, "columns": columns}
+        parse_contract(yaml.safe_dump(contract), f"README example {sorted(example)}")
