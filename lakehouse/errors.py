@@ -213,3 +213,11 @@ class PayloadTooLarge(TerminalError):
     """A request body is larger than the endpoint takes."""
 
     http_status = 413
+
+
+class ScaleUnavailable(TerminalError):
+    """A scale command (backfill, ``sql --engine daft``, vector jobs) needs the ``lake[scale]`` extra."""
+
+
+class BackfillRefused(TerminalError):
+    """A backfill cannot run for this dataset or prefix (nothing was written)."""
