@@ -221,3 +221,8 @@ class ScaleUnavailable(TerminalError):
 
 class BackfillRefused(TerminalError):
     """A backfill cannot run for this dataset or prefix (nothing was written)."""
+
+
+class RayStartFailed(TransientError):
+    """A local Ray did not come up (on a loaded machine its processes can miss Ray's start-up
+    deadlines); run the job again, or point ``--ray-address`` at a running cluster."""

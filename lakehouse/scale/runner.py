@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from lakehouse.config import Settings
-from lakehouse.errors import ScaleUnavailable
+from lakehouse.errors import RayStartFailed, ScaleUnavailable
 
 Runner = Literal["native", "ray"]
+START_ATTEMPTS = 3  # a loaded machine can make Ray's raylet miss its start-up deadline
 INSTALL_HINT = "install the scale extra: pip install 'lake[scale]' (or `make install`)"
 
 
@@ -64,12 +65,23 @@ def local_ray(settings: Settings) -> Iterator[str]:
     home = ray_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     with _environment({"HOME": str(home), "RAY_TMPDIR": str(home)}):
-        context = ray.init(
-            num_cpus=settings.ray_cpus,
-            include_dashboard=False,
-            _temp_dir=str(home),
-            log_to_driver=False,
-        )
+        context = None
+        for attempt in range(START_ATTEMPTS):
+            try:
+                context = ray.init(
+                    num_cpus=settings.ray_cpus,
+                    include_dashboard=False,
+                    _temp_dir=str(home),
+                    log_to_driver=False,
+                )
+                break
+            except Exception as e:  # Ray raises a bare Exception when its node misses its deadline
+                ray.shutdown()
+                if attempt + 1 == START_ATTEMPTS:
+                    raise RayStartFailed(
+                        f"a local Ray did not start after {START_ATTEMPTS} tries: {e}"
+                    ) from e
+        assert context is not None
         try:
             yield str(context.address_info["gcs_address"])
         finally:
