@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +104,6 @@ def register(settings: Settings) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
-def ray_cluster(stack: dict[str, Any]) -> Iterator[str]:
-    """One local Ray for the module, started and stopped by Lake's runner code."""
-    from lakehouse.scale.runner import local_ray, ray_home
-
-    settings = load_settings()
-    with local_ray(settings) as address:
-        yield address
-    home = ray_home(settings)
-    assert (home / ".ray" / "auth_token").exists()  # Ray's token went under LAKE_HOME, not ~/.ray
-    assert any(p.name.startswith("session_") for p in home.iterdir())
-
-
 def test_backfill_native_equals_function_ingests_and_reruns_add_nothing(
     settings: Settings, baseline: tuple[str, list[list[Any]], list[list[Any]]]
 ) -> None:
@@ -191,16 +177,25 @@ def version_of(settings: Settings, name: str, i: int) -> str:
     return str(head["VersionId"])
 
 
+@pytest.mark.xdist_group("ray")
 def test_backfill_on_local_ray_equals_function_ingests(
-    settings: Settings, baseline: tuple[str, list[list[Any]], list[list[Any]]], ray_cluster: str
+    settings: Settings, baseline: tuple[str, list[list[Any]], list[list[Any]]], ray_cluster: dict[str, str]
 ) -> None:
+    from lakehouse.scale.runner import ray_home
+
     _, rows, bad = baseline
     name = register(settings)
     put_objects(settings, name)
-    report = backfill(name, "--runner", "ray", "--ray-address", ray_cluster)
+    env = {"RAY_AUTH_TOKEN_PATH": ray_cluster["RAY_AUTH_TOKEN_PATH"]}
+    report = backfill(name, "--runner", "ray", "--ray-address", ray_cluster["address"], env=env)
     assert report["runner"].startswith("ray") and report["objects_loaded"] == OBJECTS
     assert table_rows(settings, name) == rows
     assert quarantine_rows(settings, name) == bad
+    home = ray_home(settings)  # Ray's session files and token went under LAKE_HOME
+    assert Path(ray_cluster["RAY_AUTH_TOKEN_PATH"]).is_file() and Path(
+        ray_cluster["RAY_AUTH_TOKEN_PATH"]
+    ).is_relative_to(home)
+    assert any(p.name.startswith("session_") for p in home.iterdir())
 
 
 @pytest.mark.parametrize(

@@ -283,6 +283,18 @@ def _sink(driver: Driver) -> Any:
     from daft.recordbatch import MicroPartition
 
     class LakeCommitSink(DataSink[ObjectResult]):
+        """Daft ships the sink to the workers with the plan and calls ``finalize()`` on the
+        driver's own instance: only that one holds the driver (catalog, ledger: not picklable)."""
+
+        def __init__(self, driver: Driver) -> None:
+            self.driver: Driver | None = driver
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {}  # write() needs nothing of the driver
+
+        def __setstate__(self, state: dict[str, Any]) -> None:
+            self.driver = None
+
         def name(self) -> str:
             return "Lake commit"
 
@@ -300,10 +312,11 @@ def _sink(driver: Driver) -> Any:
                     )
 
         def finalize(self, write_results: list[WriteResult[ObjectResult]]) -> MicroPartition:
-            statuses = driver.commit([w.result for w in write_results])
+            assert self.driver is not None, "finalize() runs on the driver"
+            statuses = self.driver.commit([w.result for w in write_results])
             return MicroPartition.from_pydict({"key": list(statuses), "status": list(statuses.values())})
 
-    return LakeCommitSink()
+    return LakeCommitSink(driver)
 
 
 # --- driver --------------------------------------------------------------------------------

@@ -64,8 +64,10 @@ def local_ray(settings: Settings) -> Iterator[str]:
         raise ScaleUnavailable(f"--runner ray needs Ray: {INSTALL_HINT}") from e
     home = ray_home(settings)
     home.mkdir(parents=True, exist_ok=True)
+    context = None
+    # Ray's processes inherit the environment at start: HOME (its token file, ~/.ray) and
+    # RAY_TMPDIR point under LAKE_HOME only while they start; the token is read then.
     with _environment({"HOME": str(home), "RAY_TMPDIR": str(home)}):
-        context = None
         for attempt in range(START_ATTEMPTS):
             try:
                 context = ray.init(
@@ -81,11 +83,17 @@ def local_ray(settings: Settings) -> Iterator[str]:
                     raise RayStartFailed(
                         f"a local Ray did not start after {START_ATTEMPTS} tries: {e}"
                     ) from e
-        assert context is not None
-        try:
-            yield str(context.address_info["gcs_address"])
-        finally:
-            ray.shutdown()
+    assert context is not None
+    try:
+        yield str(context.address_info["gcs_address"])
+    finally:
+        ray.shutdown()
+
+
+def token_path(settings: Settings) -> Path:
+    """The token file of the local Ray :func:`local_ray` starts (for drivers that connect to it:
+    ``RAY_AUTH_TOKEN_PATH``)."""
+    return ray_home(settings) / ".ray" / "auth_token"
 
 
 @contextmanager
