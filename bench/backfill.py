@@ -99,7 +99,7 @@ def phase(name: str, settings: Settings, objects: int, ray_address: str | None =
             rows += report.rows_read
         result["rows"] = rows
     else:
-        from lakehouse.scale.backfill import backfill
+        from lakehouse.scale.backfill import backfill as run_backfill
 
         peaks: dict[int, float] = {}
         stop = threading.Event()
@@ -113,13 +113,13 @@ def phase(name: str, settings: Settings, objects: int, ray_address: str | None =
         if name == "ray":
             sampler.start()
         try:
-            report = backfill(
+            done = run_backfill(
                 settings, dataset, uri, runner=name, ray_address=ray_address if name == "ray" else None
             )
         finally:
             stop.set()
-        result["rows"] = report.rows_read
-        result["runner"] = report.runner
+        result["rows"] = done.rows_read
+        result["runner"] = done.runner
         if peaks:
             result["ray_worker_peak_rss_mib"] = round(max(peaks.values()), 1)
             result["ray_workers"] = len(peaks)
@@ -171,7 +171,7 @@ def run_bench(rows: int, objects: int, ray_address: str | None = None) -> dict[s
                     s3.upload_file(str(path), settings.landing_bucket, f"{dataset}/part-{i}.csv")
                 path.unlink()
             results = {
-                name: spawn(name, stack_settings.home, contracts, objects, work / f"{name}.json")
+                name: spawn(name, stack_settings.home, contracts, objects, work / f"{name}.json", ray_address)
                 for name in PHASES
             }
             held = {name: table_rows(settings, DATASETS[name]) for name in PHASES}

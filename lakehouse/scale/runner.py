@@ -85,7 +85,7 @@ def local_ray(settings: Settings) -> Iterator[str]:
                     ) from e
     assert context is not None
     try:
-        yield str(context.address_info["gcs_address"])
+        yield str(context.address_info["gcs_address"])  # type: ignore[attr-defined]
     finally:
         ray.shutdown()
 
