@@ -242,3 +242,47 @@ def test_sql_on_daft_keeps_the_gate_and_writes_parquet_out(
     assert pq.read_table(out.removeprefix("s3://"), filesystem=arrow_filesystem(settings)).num_rows == len(
         baseline[1]
     )
+
+
+TICKETS = """
+name: {name}
+event_time: opened_at
+columns:
+  opened_at: {type: timestamp, required: true}
+  ticket_id: {type: string, required: true}
+  body:      {type: string, required: true}
+vectors:
+  text: body
+  embedder: static
+"""
+
+
+def test_reembed_writes_a_new_lance_version_that_searches_read_at_the_new_snapshot(
+    settings: Settings, upload: Any
+) -> None:
+    from lakehouse.errors import VectorsNotConfigured
+    from lakehouse.query.search import search
+    from lakehouse.scale.reembed import reembed
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    (settings.contracts_dir / f"{name}.yaml").write_text(TICKETS.replace("{name}", name))
+    bodies = ["screen cracked after a fall", "parcel never arrived", "refund for a broken kettle"]
+    lines = [
+        json.dumps({"opened_at": f"2026-01-0{i + 1}T09:00:00Z", "ticket_id": f"T-{i}", "body": b})
+        for i, b in enumerate(bodies)
+    ]
+    first = upload(name, "tickets.ndjson", ("\n".join(lines) + "\n").encode())
+    with pytest.raises(VectorsNotConfigured):
+        reembed(settings, name, "minilm")  # not the contract's embedder: searches would not match
+
+    done = reembed(settings, name)
+    assert done["vectors_written"] == len(bodies) and done["lance_version"] > first["lance_version"]
+    assert done["read_snapshot_id"] == first["snapshot_id"] and done["snapshot_id"] != first["snapshot_id"]
+    assert table_rows_count(settings, name) == len(bodies)  # a snapshot with no data change
+    hits = search(settings, name, text="my parcel did not arrive", k=1)
+    assert hits.lance_version == done["lance_version"] and hits.snapshot_id == done["snapshot_id"]
+    assert hits.rows[0][hits.columns.index("ticket_id")] == "T-1"
+
+
+def table_rows_count(settings: Settings, name: str) -> int:
+    return int(run_sql(settings, f"SELECT count(*) FROM lake.{name}").rows[0][0])
