@@ -70,6 +70,7 @@ def backfill(dataset: str, *extra: str, env: dict[str, str] | None = None) -> di
     done = lake("backfill", dataset, f"s3://{settings.landing_bucket}/{dataset}/", "--json", *extra, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     report: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    report["stderr"] = done.stderr  # the progress bar
     return report
 
 
@@ -118,6 +119,11 @@ def test_backfill_native_equals_function_ingests_and_reruns_add_nothing(
 
     report = backfill(name)
     assert report["objects_loaded"] == OBJECTS and report["objects_failed"] == 0
+    assert f"{OBJECTS}/{OBJECTS} objects" in report["stderr"] and "rows/s" in report["stderr"]
+    bucket, key = report["manifest"].removeprefix("s3://").split("/", 1)
+    manifest = json.loads(s3_client(settings).get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert [o["key"] for o in manifest["objects"]] == [f"{name}/part-{i}.csv" for i in range(OBJECTS)]
+    assert all(o["version"] and o["size"] > 0 for o in manifest["objects"])
     assert report["rows_quarantined"] == len(bad) and report["rows_accepted"] == len(rows)
     assert table_rows(settings, name) == rows
     assert quarantine_rows(settings, name) == bad
