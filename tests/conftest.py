@@ -67,18 +67,6 @@ def stack(lake_env: Path) -> Iterator[dict[str, Any]]:
     localstack.down(load_settings())
 
 
-@pytest.fixture(scope="session")
-def ray_cluster(stack: dict[str, Any]) -> Iterator[dict[str, str]]:
-    """One local Ray (2 CPUs) for the session, started and stopped by Lake's runner code; what a
-    `lake … --runner ray` process needs to join it. Its tests share the xdist group "ray", so one
-    worker runs them all and Ray starts once."""
-    from lakehouse.scale.runner import local_ray, token_path
-
-    settings = load_settings()
-    with local_ray(settings) as address:
-        yield {"address": address, "RAY_AUTH_TOKEN_PATH": str(token_path(settings))}
-
-
 @pytest.fixture()
 def settings(stack: dict[str, Any]) -> Settings:
     get_settings.cache_clear()

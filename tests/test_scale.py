@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,17 @@ def version_of(settings: Settings, name: str, i: int) -> str:
     return str(head["VersionId"])
 
 
-@pytest.mark.xdist_group("ray")
+@pytest.fixture(scope="module")
+def ray_cluster(stack: dict[str, Any]) -> Iterator[dict[str, str]]:
+    """The suite's one local Ray (2 CPUs), started and stopped by Lake's runner code; what a
+    `lake … --runner ray` process needs to join it."""
+    from lakehouse.scale.runner import local_ray, token_path
+
+    settings = load_settings()
+    with local_ray(settings) as address:
+        yield {"address": address, "RAY_AUTH_TOKEN_PATH": str(token_path(settings))}
+
+
 def test_backfill_on_local_ray_equals_function_ingests(
     settings: Settings, baseline: tuple[str, list[list[Any]], list[list[Any]]], ray_cluster: dict[str, str]
 ) -> None:

@@ -11,7 +11,9 @@ Daft fixes its runner once per process, so one process runs jobs on one runner.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,7 @@ from lakehouse.config import Settings
 from lakehouse.errors import RayStartFailed, ScaleUnavailable
 
 Runner = Literal["native", "ray"]
+SOCKET_ROOM = 40  # 107 bytes of a Unix socket path minus Ray's session/sockets/plasma_store names
 START_ATTEMPTS = 3  # a loaded machine can make Ray's raylet miss its start-up deadline
 INSTALL_HINT = "install the scale extra: pip install 'lake[scale]' (or `make install`)"
 
@@ -64,6 +67,7 @@ def local_ray(settings: Settings) -> Iterator[str]:
         raise ScaleUnavailable(f"--runner ray needs Ray: {INSTALL_HINT}") from e
     home = ray_home(settings)
     home.mkdir(parents=True, exist_ok=True)
+    root = _socket_root(home)
     context = None
     # Ray's processes inherit the environment at start: HOME (its token file, ~/.ray) and
     # RAY_TMPDIR point under LAKE_HOME only while they start; the token is read then.
@@ -73,7 +77,7 @@ def local_ray(settings: Settings) -> Iterator[str]:
                 context = ray.init(
                     num_cpus=settings.ray_cpus,
                     include_dashboard=False,
-                    _temp_dir=str(home),
+                    _temp_dir=str(root),
                     log_to_driver=False,
                 )
                 break
@@ -88,6 +92,24 @@ def local_ray(settings: Settings) -> Iterator[str]:
         yield str(context.address_info["gcs_address"])  # type: ignore[attr-defined]
     finally:
         ray.shutdown()
+
+
+def _socket_root(home: Path) -> Path:
+    """Where Ray's session goes: ``home``, or a short link to it in the system temp folder.
+
+    Ray names sockets ``<root>/session_<time>_<pid>/sockets/plasma_store`` and a Unix socket path
+    has at most 107 bytes; a deep ``LAKE_HOME`` gets ``<tmp>/lake-ray-<hash>`` pointing at
+    ``LAKE_HOME/ray``, so the files still live under ``LAKE_HOME``.
+    """
+    if len(str(home)) <= SOCKET_ROOM:
+        return home
+    link = Path(tempfile.gettempdir()) / f"lake-ray-{hashlib.sha256(str(home).encode()).hexdigest()[:12]}"
+    try:
+        link.symlink_to(home, target_is_directory=True)
+    except FileExistsError:
+        if not (link.is_symlink() and link.resolve() == home.resolve()):
+            raise ScaleUnavailable(f"{link} exists and is not Lake's link to {home}") from None
+    return link
 
 
 def token_path(settings: Settings) -> Path:
