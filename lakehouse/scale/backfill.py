@@ -215,7 +215,8 @@ class Job:
 
     def run(self, obj: Listed) -> ObjectResult:
         """Read, validate and write one object (no commit)."""
-        from lakehouse.ingest.upload import connect_duckdb, enforce_on_error, write_object
+        from lakehouse.contracts.validate import validation_connection
+        from lakehouse.ingest.upload import enforce_on_error, write_object
         from lakehouse.tables.write import QUARANTINE_SUFFIX, limit_write_workers
 
         started = time.perf_counter()
@@ -225,7 +226,7 @@ class Job:
         main = self.table(self.main, contract.name)
         quarantine = self.table(self.quarantine, f"{contract.name}{QUARANTINE_SUFFIX}")
         limit_write_workers(settings.write_workers)
-        con = connect_duckdb(settings)
+        con = validation_connection(settings)
         try:
             written = write_object(
                 settings, contract, main, quarantine, source, con, evolve_step=_refuse_evolution
