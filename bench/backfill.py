@@ -216,7 +216,8 @@ def render(r: dict[str, Any]) -> str:
         )
     if "ray" in p:
         lines.append(
-            f"  backfill, Ray ({p['ray']['runner']}): {p['ray']['rows_per_second']:>12,.0f} rows/s  "
+            f"  backfill, {'local Ray (2 CPUs)' if 'local' in p['ray']['runner'] else 'Ray cluster':19s}"
+            f"{p['ray']['rows_per_second']:>12,.0f} rows/s  "
             f"{r['ray_vs_function']:.2f}x  driver {p['ray']['peak_rss_mib']:,.0f} MiB, largest worker "
             f"{p['ray'].get('ray_worker_peak_rss_mib', 0):,.0f} MiB"
         )
