@@ -3,6 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The `scale` extra of pyproject.toml (same pins; tests/test_scale_packaging.py checks they match).
+# Daft goes in without its dependencies: it declares pyarrow<26, which would downgrade Lake's
+# pyarrow; everything it needs is already installed or named here.
+DAFT_PIN := 'daft==0.7.26'
+SCALE_PINS := 'ray[data]==2.60.0' 'daft-lance==0.6.0' 'tqdm<4.68' 'packaging'
 
 .PHONY: demo test install lint bench clean
 
@@ -13,6 +18,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev,local,embed]'
+	$(BIN)/pip install --quiet --no-compile --no-deps $(DAFT_PIN)
+	$(BIN)/pip install --quiet --no-compile $(SCALE_PINS)
 	$(BIN)/python -m compileall -q lakehouse functions lake
 	touch $(STAMP)
 

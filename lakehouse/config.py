@@ -196,6 +196,14 @@ class Settings(BaseSettings):
         10.0, gt=0, description="POST /ingest requests per second one API key may make (burst: 2x)."
     )
 
+    # --- scale: backfills, `lake sql --engine daft` and vector jobs on Daft (issue 17) ---
+    scale_workers: int = Field(
+        2, ge=1, description="Objects a backfill (or rows a vector job) processes at once per runner."
+    )
+    ray_cpus: int = Field(
+        2, ge=1, description="CPUs of the local Ray that `--runner ray` without an address starts."
+    )
+
     @property
     def catalog_name(self) -> str:
         return "lake"

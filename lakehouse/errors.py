@@ -217,3 +217,16 @@ class PayloadTooLarge(TerminalError):
     """A request body is larger than the endpoint takes."""
 
     http_status = 413
+
+
+class ScaleUnavailable(TerminalError):
+    """A scale command (backfill, ``sql --engine daft``, vector jobs) needs the ``lake[scale]`` extra."""
+
+
+class BackfillRefused(TerminalError):
+    """A backfill cannot run for this dataset or prefix (nothing was written)."""
+
+
+class RayStartFailed(TransientError):
+    """A local Ray did not come up (on a loaded machine its processes can miss Ray's start-up
+    deadlines); run the job again, or point ``--ray-address`` at a running cluster."""

@@ -241,7 +241,19 @@ def cmd_sql(args: argparse.Namespace, settings: Settings | None) -> int:
     as_of: int | str | None = args.as_of
     if isinstance(as_of, str) and as_of.isdigit():
         as_of = int(as_of)
-    body = check(client_for(args).sql(args.query, as_of, args.explain))
+    if args.engine == "daft":
+        from lake.cli.scale import sql_body
+
+        if as_of is not None or args.explain or args.url:
+            raise SystemExit("error: --as-of, --explain and --url are for the query function (duckdb)")
+        from lakehouse.config import load_settings
+
+        body = sql_body(args, settings or load_settings())
+        if body.get("out"):
+            out(f"wrote {body['row_count']} rows to {body['out']} ({body['elapsed_ms']} ms)")
+            return 0
+    else:
+        body = check(client_for(args).sql(args.query, as_of, args.explain))
     if args.format == "json":
         out(json.dumps(body))
     elif args.format == "csv":
@@ -714,6 +726,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", dest="format", action="store_const", const="json", help="same as --format json")
     s.add_argument("--explain", action="store_true", help="print DuckDB's analysed plan too")
     remote_options(s)
+    from lake.cli.scale import add_sql_args
+
+    add_sql_args(s)
     s.set_defaults(func=cmd_sql)
 
     s = sub.add_parser("search", help="search a dataset by meaning, words or both (POST /search)")
@@ -836,6 +851,9 @@ def build_parser() -> argparse.ArgumentParser:
     from lake.cli.artifacts import add_parser as add_artifacts_parser
 
     add_artifacts_parser(sub)
+    from lake.cli.scale import add_parser as add_scale_parser
+
+    add_scale_parser(sub)
     _everywhere(p)
     return p
 

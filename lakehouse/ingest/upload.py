@@ -15,6 +15,7 @@ import functools
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -26,7 +27,7 @@ from lakehouse.contracts.model import RAW, ROW, Contract, load_contract
 from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, Validator, validation_connection
 from lakehouse.errors import BadObjectKey, FileRejected, TerminalError, UnreadableFile
 from lakehouse.ingest import progress
-from lakehouse.ingest.evolution import evolve, extra_columns
+from lakehouse.ingest.evolution import Change, evolve, extra_columns
 from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 from lakehouse.ingest.upsert import MergeWrite
 from lakehouse.storage import ObjectReader, open_object
@@ -55,8 +56,10 @@ if TYPE_CHECKING:
     import duckdb
     from pyiceberg.catalog import Catalog
     from pyiceberg.table import Table
+    from pyiceberg.types import IcebergType
 
     from lakehouse.takeout import TakeoutReport
+    from lakehouse.vectors.store import VectorStage
 
 
 @dataclass
@@ -148,6 +151,138 @@ class _Tally:
     changes: list[str] = field(default_factory=list)
 
 
+EvolveStep = Callable[["Table", Contract, Settings, "dict[str, IcebergType] | None"], "list[Change]"]
+
+
+@dataclass
+class WrittenObject:
+    """The data files one object version became, not committed yet (see :func:`write_object`)."""
+
+    good: StagedWrite | MergeWrite
+    bad: StagedWrite
+    tally: _Tally
+    bytes_read: int
+    content_hash: str
+
+    def report(self, contract: Contract, source: SourceRef, started: float) -> IngestReport:
+        """The ingest report of the object, before its commit."""
+        good, bad = self.good, self.bad
+        report = _report(
+            contract, source, good.table, self.tally, good.rows, bad.rows, len(good.files) + len(bad.files),
+            None, None, False, started,
+        )
+        report.bytes_read = self.bytes_read
+        report.content_hash = self.content_hash
+        return report
+
+    def properties(self, contract: Contract) -> dict[str, str]:
+        """The snapshot summary properties of the object's commit."""
+        return {
+            "lake.dataset": contract.name,
+            "lake.contract.version": str(contract.version),
+            "lake.rows.accepted": str(self.good.rows),
+            "lake.rows.quarantined": str(self.bad.rows),
+            **quality_properties(self.tally.rows_read, self.bad.rows, self.tally.failures, self.tally.pii),
+        }
+
+
+def write_object(
+    settings: Settings,
+    contract: Contract,
+    main: Table,
+    quarantine: Table,
+    source: SourceRef,
+    con: duckdb.DuckDBPyConnection,
+    vec: VectorStage | None = None,
+    evolve_step: EvolveStep = evolve,
+) -> WrittenObject:
+    """Read one object version, validate it and write its rows as data files (no commit).
+
+    The reader, validator and writers of every ingest: the ingest function runs it and commits
+    the result; a backfill runs it on workers (with tables built from shipped metadata) and
+    commits on the driver. ``evolve_step`` applies the schema changes an upload's extra columns
+    ask for (``evolution: add_columns``); a worker passes one that refuses to commit.
+    """
+    tally = _Tally()
+    fmt = detect_format(source.key)
+    # Evolution needs every column of the file; otherwise read only the contract's.
+    wanted = (
+        None
+        if contract.evolution != "ignore"
+        else list(contract.columns) + (vec.wanted_fields if vec else [])
+    )
+    qtarget = quarantine.schema().as_arrow()
+    bad = StagedWrite(quarantine)
+    good: StagedWrite | MergeWrite | None = None
+    validator: Validator | None = None
+    malformed: list[MalformedRow] = []
+    now = dt.datetime.now(dt.UTC)
+    listener = progress.current()
+    try:
+        with open_object(
+            settings, source.bucket, source.key, version_id=source.version_id, etag=source.etag
+        ) as f:
+            for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed):
+                if validator is None:
+                    extras = extra_columns(contract, batch.schema)
+                    tally.changes += [
+                        f"{c.kind} {c.column}" for c in evolve_step(main, contract, settings, extras)
+                    ]
+                    validator = Validator(
+                        con,
+                        contract,
+                        main.schema().as_arrow(),
+                        salt=settings.pii_salt,
+                        now=now,
+                        extras=list(extras),
+                    )
+                    good = table_writer(main, contract, con)
+                assert good is not None
+                tally.rows_read += batch.num_rows
+                screened = None
+                if vec is not None:
+                    batch, screened = vec.screen(con, batch)
+                checked = validator.check(batch)
+                tally.failures.update(checked.failures)
+                tally.pii.update(checked.pii)
+                accepted = checked.accepted
+                if vec is not None:
+                    accepted = vec.add(accepted, checked.accepted_rows, batch)
+                if isinstance(good, MergeWrite):
+                    good.write(accepted, checked.accepted_rows)
+                else:
+                    good.write(accepted)
+                rejected = checked.rejected
+                if screened is not None:
+                    rejected = pa.concat_tables([rejected, screened.cast(rejected.schema)])
+                    tally.failures["vector"] += screened.num_rows
+                if malformed:
+                    rejected = pa.concat_tables([rejected, _malformed_table(malformed)])
+                    tally.failures["parse"] += len(malformed)
+                    tally.rows_read += len(malformed)
+                    malformed.clear()
+                if rejected.num_rows:
+                    bad.write(quarantine_rows(con, rejected, source, contract, now, qtarget))
+                if listener is not None:
+                    listener.update(f.tell(), tally.rows_read)
+            if malformed:
+                bad.write(quarantine_rows(con, _malformed_table(malformed), source, contract, now, qtarget))
+                tally.failures["parse"] += len(malformed)
+                tally.rows_read += len(malformed)
+            bytes_read = f.tell()
+            content_hash = cast(ObjectReader, f.raw).content_hash()
+            if listener is not None:
+                listener.update(bytes_read, tally.rows_read)
+    except FileNotFoundError as e:
+        raise UnreadableFile(f"{source.uri} does not exist") from e
+    if good is None:
+        good = table_writer(main, contract, con)
+    if isinstance(good, StagedWrite):
+        good.flush()
+    bad.flush()
+    return WrittenObject(good, bad, tally, bytes_read, content_hash)
+
+
 def ingest_object(
     settings: Settings,
     bucket: str,
@@ -203,109 +338,29 @@ def ingest_object(
             started,
         )
 
-    tally = _Tally()
     limit_write_workers(settings.write_workers)
-    tally.changes += [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
+    changes = [f"{c.kind} {c.column}" for c in evolve(main, contract, settings)]
     evolve_layout(main, contract, settings)
-    fmt = detect_format(key)
     vec = None
     if contract.vectors is not None:
         from lakehouse.vectors.store import VectorStage
 
         vec = VectorStage(settings, contract, source)
-    # Evolution needs every column of the file; otherwise read only the contract's.
-    wanted = (
-        None
-        if contract.evolution != "ignore"
-        else list(contract.columns) + (vec.wanted_fields if vec else [])
-    )
-    qtarget = quarantine.schema().as_arrow()
-    bad = StagedWrite(quarantine)
-    good: StagedWrite | MergeWrite | None = None
-    validator: Validator | None = None
-    malformed: list[MalformedRow] = []
-    now = dt.datetime.now(dt.UTC)
-    listener = progress.current()
     con = validation_connection(settings)
-    path = f"{bucket}/{key}"
     try:
-        with open_object(settings, bucket, key, version_id=source.version_id, etag=source.etag) as f:
-            for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed):
-                if validator is None:
-                    extras = extra_columns(contract, batch.schema)
-                    tally.changes += [
-                        f"{c.kind} {c.column}" for c in evolve(main, contract, settings, extras)
-                    ]
-                    validator = Validator(
-                        con,
-                        contract,
-                        main.schema().as_arrow(),
-                        salt=settings.pii_salt,
-                        now=now,
-                        extras=list(extras),
-                    )
-                    good = table_writer(main, contract, con)
-                assert good is not None
-                tally.rows_read += batch.num_rows
-                screened = None
-                if vec is not None:
-                    batch, screened = vec.screen(con, batch)
-                checked = validator.check(batch)
-                tally.failures.update(checked.failures)
-                tally.pii.update(checked.pii)
-                accepted = checked.accepted
-                if vec is not None:
-                    accepted = vec.add(accepted, checked.accepted_rows, batch)
-                if isinstance(good, MergeWrite):
-                    good.write(accepted, checked.accepted_rows)
-                else:
-                    good.write(accepted)
-                rejected = checked.rejected
-                if screened is not None:
-                    rejected = pa.concat_tables([rejected, screened.cast(rejected.schema)])
-                    tally.failures["vector"] += screened.num_rows
-                if malformed:
-                    rejected = pa.concat_tables([rejected, _malformed_table(malformed)])
-                    tally.failures["parse"] += len(malformed)
-                    tally.rows_read += len(malformed)
-                    malformed.clear()
-                if rejected.num_rows:
-                    bad.write(quarantine_rows(con, rejected, source, contract, now, qtarget))
-                if listener is not None:
-                    listener.update(f.tell(), tally.rows_read)
-            if malformed:
-                bad.write(quarantine_rows(con, _malformed_table(malformed), source, contract, now, qtarget))
-                tally.failures["parse"] += len(malformed)
-                tally.rows_read += len(malformed)
-            bytes_read = f.tell()
-            content_hash = cast(ObjectReader, f.raw).content_hash()
-            if listener is not None:
-                listener.update(bytes_read, tally.rows_read)
-        if good is None:
-            good = table_writer(main, contract, con)
-        if isinstance(good, StagedWrite):
-            good.flush()
-        bad.flush()
-        _enforce_on_error(contract, source, tally, bad.rows, [good, bad])
-        props = {
-            "lake.dataset": dataset,
-            "lake.contract.version": str(contract.version),
-            "lake.rows.accepted": str(good.rows),
-            "lake.rows.quarantined": str(bad.rows),
-            **quality_properties(tally.rows_read, bad.rows, tally.failures, tally.pii),
-        }
+        written = write_object(settings, contract, main, quarantine, source, con, vec=vec)
+        good, bad, tally = written.good, written.bad, written.tally
+        tally.changes[:0] = changes
+        bytes_read, content_hash = written.bytes_read, written.content_hash
+        enforce_on_error(contract, source, tally, bad.rows, [good, bad])
+        props = written.properties(contract)
         if vec is None and isinstance(good, StagedWrite) and not good.replace:
             held = ledger.lookup_content(source.key, content_hash)
             if held is not None and held.state != "claimed" and held.version != source.version:
                 discard(good)
                 discard(bad)
                 return _duplicate(contract.name, source, settings, held, started)
-            report = _report(
-                contract, source, main, tally, good.rows, bad.rows, len(good.files) + len(bad.files),
-                None, None, False, started,
-            )
-            report.bytes_read = bytes_read
-            report.content_hash = content_hash
+            report = written.report(contract, source, started)
             return _stage(settings, catalog, report, source, content_hash, good, bad, props, mode, started)
         # Vectors first: without them there is no table commit (the event is retried).
         vector_props = vec.commit() if vec is not None else {}
@@ -314,7 +369,7 @@ def ingest_object(
         commit_good = functools.partial(good.commit, source, {**props, **vector_props}, settings)
         snap, duplicate = vec.settle(commit_good) if vec is not None else commit_good()
     except FileNotFoundError as e:
-        raise UnreadableFile(f"s3://{path} does not exist") from e
+        raise UnreadableFile(f"{source.uri} does not exist") from e
     finally:
         con.close()
         if vec is not None:
@@ -346,6 +401,30 @@ def ingest_object(
     return report
 
 
+def commit_request(
+    report: IngestReport,
+    source: SourceRef,
+    content_hash: str,
+    good: StagedWrite,
+    bad: StagedWrite,
+    props: dict[str, str],
+) -> CommitRequest:
+    """The committer's request for one written object version (its data files and report)."""
+    return CommitRequest(
+        dataset=report.dataset,
+        bucket=source.bucket,
+        key=source.key,
+        version=source.version,
+        content_hash=content_hash,
+        main_files=[encode_file(good.table, f) for f in good.files],
+        quarantine_files=[encode_file(bad.table, f) for f in bad.files],
+        report=report.to_dict(),
+        properties={
+            k: v for k, v in props.items() if k.startswith(("lake.quality.", "lake.pii.", "lake.contract"))
+        },
+    )
+
+
 def _stage(
     settings: Settings,
     catalog: Catalog,
@@ -364,19 +443,8 @@ def _stage(
     whose files were committed reports ``duplicate`` False, the other True.
     """
     attempt = uuid.uuid4().hex
-    request = CommitRequest(
-        dataset=report.dataset,
-        bucket=source.bucket,
-        key=source.key,
-        version=source.version,
-        content_hash=content_hash,
-        main_files=[encode_file(good.table, f) for f in good.files],
-        quarantine_files=[encode_file(bad.table, f) for f in bad.files],
-        report={**report.to_dict(), "attempt": attempt},
-        properties={
-            k: v for k, v in props.items() if k.startswith(("lake.quality.", "lake.pii.", "lake.contract"))
-        },
-    )
+    request = commit_request(report, source, content_hash, good, bad, props)
+    request.report["attempt"] = attempt
     stage(settings, request)
     if mode == "queue":
         notify(settings, report.dataset)
@@ -472,7 +540,7 @@ def table_writer(
     return StreamedWrite(table)  # appends without a write order stream one file per partition
 
 
-def _enforce_on_error(
+def enforce_on_error(
     contract: Contract, source: SourceRef, tally: _Tally, bad_rows: int, staged: list[Any]
 ) -> None:
     """``on_error: reject_file``: refuse the whole object when too many rows failed."""
