@@ -298,11 +298,11 @@ def build_sql(
         checks += _required_fields(name, col)
         if kind.numeric and col.min is not None:
             checks.append(
-                _rule(f"{typed} < {col.min!r}", name, "min", typed, f" is below the minimum {col.min:g}")
+                _rule(f"{typed} < {col.min!r}", name, "min", src, f" is below the minimum {col.min:g}")
             )
         if kind.numeric and col.max is not None:
             checks.append(
-                _rule(f"{typed} > {col.max!r}", name, "max", typed, f" is above the maximum {col.max:g}")
+                _rule(f"{typed} > {col.max!r}", name, "max", src, f" is above the maximum {col.max:g}")
             )
         if col.enum is not None:
             target = kind.duckdb()
