@@ -1,17 +1,26 @@
 """The audit trail: who did what, when, to what, how many rows, and how it ended.
 
-Every ingest, query, maintenance run and key change records a row. The rows of one invocation
-are written together, when the function finishes, as one Parquet object in a spool
-(:func:`flush`); the maintenance job ``audit`` folds the spool into the Iceberg table
-``<namespace>.audit`` (partitioned by month). Queries of ``<namespace>.audit`` read the table
-and the spool not yet folded, so every row is visible at once. Only admin keys can read it.
+Every ingest, query, maintenance run and key change records a row. Rows are written in
+batches as one Parquet object in a spool (:func:`flush`); the maintenance job ``audit`` folds
+the spool into the Iceberg table ``<namespace>.audit`` (partitioned by month). Queries of
+``<namespace>.audit`` read the table, the spool not yet folded and the rows of their own process
+not yet spooled. Only admin keys can read it.
+
+The query function does not wait for the spool: :func:`flush_soon` hands the rows to a
+background writer that writes within ``LAKE_AUDIT_FLUSH_SECONDS`` (and at exit), so no answer
+waits for an object-store PUT. Each row is also logged as a structured line at once (on AWS,
+CloudWatch keeps it even if the instance is recycled before its batch is written).
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import hashlib
+import json
+import logging
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +38,9 @@ SPOOL_PREFIX = "_lake/audit-spool/"
 FOLDED = "lake.audit.folded"
 _pending: list[dict[str, Any]] = []
 _lock = threading.Lock()
+_log = logging.getLogger("lake.audit")
+_writer: threading.Thread | None = None
+_wake = threading.Event()
 
 
 def audit_schema() -> Schema:
@@ -74,11 +86,19 @@ def record(
     }
     with _lock:
         _pending.append(row)
+    if _log.isEnabledFor(logging.INFO):
+        _log.info(json.dumps({"audit": row}, default=str))
 
 
 def pending() -> int:
     with _lock:
         return len(_pending)
+
+
+def pending_rows() -> list[dict[str, Any]]:
+    """This process's rows not yet written to the spool (queries of the audit table show them)."""
+    with _lock:
+        return list(_pending)
 
 
 def flush(settings: Settings) -> int:
@@ -206,3 +226,29 @@ def flush_quietly(settings: Settings, logger: Any) -> None:
         with _lock:
             _pending[:0] = [r for r in saved if r not in _pending]
         logger.warning("audit flush failed; rows kept for the next flush", extra={"error": repr(e)})
+
+
+def flush_soon(settings: Settings, logger: Any) -> None:
+    """Have the queued rows written within ``LAKE_AUDIT_FLUSH_SECONDS`` by a background writer
+    (0: now, in this call); the caller's answer does not wait for the store."""
+    global _writer
+    if settings.audit_flush_seconds <= 0:
+        flush_quietly(settings, logger)
+        return
+    with _lock:
+        if _writer is None or not _writer.is_alive():
+            _writer = threading.Thread(
+                target=_write_batches, args=(settings, logger), name="lake-audit", daemon=True
+            )
+            _writer.start()
+            atexit.register(flush_quietly, settings, logger)
+    _wake.set()
+
+
+def _write_batches(settings: Settings, logger: Any) -> None:
+    while True:
+        _wake.wait()
+        time.sleep(settings.audit_flush_seconds)  # gather the requests of the next moment in one object
+        _wake.clear()
+        if pending():
+            flush_quietly(settings, logger)
