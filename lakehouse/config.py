@@ -172,7 +172,11 @@ class Settings(BaseSettings):
     audit_flush_seconds: float = Field(
         1.0, ge=0, description="Audit rows are written to the spool at most this long after a request."
     )
-    max_request_bytes: int = Field(1 << 20, ge=1024, description="Largest request body accepted.")
+    max_request_bytes: int = Field(
+        8 << 20,
+        ge=1024,
+        description="Largest request body accepted (above every route's own limit).",
+    )
     max_concurrent_requests: int = Field(
         16, ge=1, description="`lake serve`: requests answered at once; more get 503 with Retry-After."
     )

@@ -15,6 +15,7 @@ CloudWatch keeps it even if the instance is recycled before its batch is written
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -241,8 +242,15 @@ def flush_soon(settings: Settings, logger: Any) -> None:
                 target=_write_batches, args=(settings, logger), name="lake-audit", daemon=True
             )
             _writer.start()
-            atexit.register(flush_quietly, settings, logger)
+            atexit.register(_flush_at_exit, settings)
     _wake.set()
+
+
+def _flush_at_exit(settings: Settings) -> None:
+    # At exit the store may be gone with the process that served it; each row was also logged
+    # as a structured line when it was recorded.
+    with contextlib.suppress(Exception):
+        flush(settings)
 
 
 def _write_batches(settings: Settings, logger: Any) -> None:

@@ -21,7 +21,6 @@ import importlib
 import os
 import re
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -210,12 +209,9 @@ def _audit_rows(settings: Settings, catalog: Catalog, stats: ScanStats) -> tuple
     return pa.concat_tables([p.cast(schema) for p in parts]), snapshot_id
 
 
-def _deadline_timer(con: duckdb.DuckDBPyConnection, settings: Settings, started: float) -> threading.Timer:
-    """Interrupts the connection when the request's time limit (counted from its start) is up."""
-    left = settings.query_timeout_seconds - (time.perf_counter() - started)
-    if left <= 0:
-        raise _too_slow(settings)
-    return threading.Timer(left, con.interrupt)
+def _left(settings: Settings, started: float) -> float:
+    """Seconds left of the request's time limit, counted from its start."""
+    return settings.query_timeout_seconds - (time.perf_counter() - started)
 
 
 def _too_slow(settings: Settings) -> QueryLimitExceeded:
@@ -225,11 +221,16 @@ def _too_slow(settings: Settings) -> QueryLimitExceeded:
 _PATHS = re.compile(r"(?:s3a?|file|https?|gs|az)://\S+|/[\w.-]+(?:/[\w.=-]+)+")
 
 
-def result_depth(typ: pa.DataType) -> int:
-    """How deep a result type nests (a list of lists is 2)."""
-    if typ.num_fields == 0:
+def type_depth(typ: Any, limit: int) -> int:
+    """How deep a DuckDB result type nests (a list of lists is 2), counted up to ``limit + 1``."""
+    children = (
+        getattr(typ, "children", None) if typ.id in ("list", "array", "struct", "map", "union") else None
+    )
+    if not children or limit < 0:
         return 0
-    return 1 + max(result_depth(typ.field(i).type) for i in range(typ.num_fields))
+    inner = [c[1] if isinstance(c, tuple) else c for c in children]
+    inner = [c for c in inner if hasattr(c, "id")]
+    return 1 + max((type_depth(c, limit - 1) for c in inner), default=0)
 
 
 def run_sql(
@@ -299,16 +300,24 @@ def run_sql(
                 "__lake_vector_hits",
                 vector_hits_table(settings, statement.searches, as_of, principal, catalog),
             )
-        timer = _deadline_timer(con.con, settings, started)
-        timer.start()
         try:
             if explain:
-                explained = con.con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
+                explained = con.run(
+                    lambda: con.con.execute(f"EXPLAIN ANALYZE {sql}").fetchall(), _left(settings, started)
+                )
                 plan = _PATHS.sub("<path>", "\n".join(str(r[-1]) for r in explained))
                 with stats.lock:  # the stats describe the answer's own run
                     stats.files_read = stats.bytes_from_cache = stats.bytes_from_store = 0
-            data = con.select(sql).limit(settings.query_max_rows + 1).to_arrow_table()
-        except duckdb.InterruptException as e:
+            relation = con.select(sql)
+            depth = max((type_depth(t, settings.query_max_nesting) for t in relation.types), default=0)
+            if depth > settings.query_max_nesting:
+                raise QueryLimitExceeded(
+                    f"result values nest {depth} deep or more; the limit is {settings.query_max_nesting} "
+                    "(query_max_nesting)"
+                )
+            limited = relation.limit(settings.query_max_rows + 1)
+            data = con.run(limited.to_arrow_table, _left(settings, started))
+        except (TimeoutError, duckdb.InterruptException) as e:
             raise _too_slow(settings) from e
         except duckdb.PermissionException as e:
             raise ForbiddenSQL("queries read Lake tables only") from e
@@ -316,15 +325,8 @@ def run_sql(
             raise QueryFailed(str(e).strip()) from e
         except (pa.ArrowException, OSError) as e:
             raise QueryFailed(f"reading the table failed: {e}") from e
-        finally:
-            timer.cancel()
     if time.perf_counter() - started > settings.query_timeout_seconds:
         raise _too_slow(settings)
-    depth = max((result_depth(t) for t in data.schema.types), default=0)
-    if depth > settings.query_max_nesting:
-        raise QueryLimitExceeded(
-            f"result values nest {depth} deep; the limit is {settings.query_max_nesting} (query_max_nesting)"
-        )
     truncated = data.num_rows > settings.query_max_rows
     if truncated:
         data = data.slice(0, settings.query_max_rows)

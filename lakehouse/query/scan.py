@@ -24,10 +24,10 @@ from __future__ import annotations
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 
@@ -37,6 +37,8 @@ from lakehouse.config import Settings
 from lakehouse.duck import AsOf, epoch_ms, ident, literal, parse_as_of
 from lakehouse.errors import ContractNotFound, Forbidden, SnapshotNotFound, TableNotFound
 from lakehouse.query.files import CachedFiles, ScanStats, file_cache
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import duckdb
@@ -344,6 +346,7 @@ class Session:
     namespace: str
     views: list[str]
     registered: list[str]
+    abandoned: bool = False
 
     def register(self, name: str, rows: Any) -> None:
         self.con.register(name, rows)
@@ -377,6 +380,35 @@ class Session:
             raise ForbiddenSQL("only one SELECT statement is allowed")
         return self.con.sql(statements[0].query)
 
+    def run(self, work: Callable[[], T], seconds: float) -> T:
+        """``work()`` on this connection, given at most ``seconds``: past them the connection is
+        interrupted and :class:`TimeoutError` raised at once, whether or not DuckDB has stopped
+        yet (a connection still busy is closed when it stops, never lent again)."""
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["value"] = work()
+            except BaseException as e:  # noqa: BLE001 - handed to the caller below
+                box["error"] = e
+            finally:
+                done.set()
+                if self.abandoned:
+                    self.con.close()
+
+        worker = threading.Thread(target=target, name="lake-query", daemon=True)
+        worker.start()
+        if not done.wait(max(seconds, 0.0)):
+            self.abandoned = True
+            self.con.interrupt()
+            if not done.is_set():
+                raise TimeoutError(f"the query ran past {seconds:g}s")
+            self.abandoned = False
+        if "error" in box:
+            raise box["error"]
+        return cast(T, box["value"])
+
     def _clear(self) -> None:
         for view in reversed(self.views):
             if view.startswith("MACRO TABLE "):
@@ -397,15 +429,18 @@ def session(settings: Settings) -> Iterator[Session]:
     if con is None:
         con = _open(settings)
     state = Session(con, settings.namespace, [], [])
-    clean = False
     try:
         yield state
     finally:
-        try:
-            state._clear()
-            clean = True
-        except Exception:  # noqa: BLE001 - a connection that cannot be cleared is never lent again
-            con.close()
-        if clean:
-            with _pool_lock:
-                _pool.setdefault(key, []).append(con)
+        if not state.abandoned:  # one still running past its time limit is closed when it stops
+            _give_back(key, state)
+
+
+def _give_back(key: tuple[Any, ...], state: Session) -> None:
+    try:
+        state._clear()
+    except Exception:  # noqa: BLE001 - a connection that cannot be cleared is never lent again
+        state.con.close()
+        return
+    with _pool_lock:
+        _pool.setdefault(key, []).append(state.con)

@@ -11,7 +11,6 @@ returned. When the join leaves fewer than ``k`` rows, more candidates are fetche
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -326,11 +325,9 @@ def _join(
         )
         check_plan(con.con, sql)
         left = settings.query_timeout_seconds - (time.perf_counter() - started)
-        timer = threading.Timer(max(left, 0.0), con.con.interrupt)
-        timer.start()
         try:
-            return con.con.execute(sql).to_arrow_table()
-        except duckdb.InterruptException as e:
+            return con.run(lambda: con.select(sql).to_arrow_table(), left)
+        except (TimeoutError, duckdb.InterruptException) as e:
             raise QueryLimitExceeded(
                 f"the search ran past its time limit of {settings.query_timeout_seconds:g}s"
             ) from e
@@ -338,8 +335,6 @@ def _join(
             raise ForbiddenSQL("a search filter may use the dataset's own columns only") from e
         except duckdb.Error as e:
             raise QueryFailed(f"search filter: {str(e).strip()}") from e
-        finally:
-            timer.cancel()
 
 
 def vector_hits_table(
