@@ -25,6 +25,8 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -314,6 +316,7 @@ def _iceberg_filter(tenant: TenantFilter | None) -> Any:
 # --- DuckDB sessions --------------------------------------------------------------------------
 
 _pool: dict[tuple[Any, ...], list[duckdb.DuckDBPyConnection]] = {}
+_workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lake-query")
 _pool_lock = threading.Lock()
 
 
@@ -384,30 +387,20 @@ class Session:
         """``work()`` on this connection, given at most ``seconds``: past them the connection is
         interrupted and :class:`TimeoutError` raised at once, whether or not DuckDB has stopped
         yet (a connection still busy is closed when it stops, never lent again)."""
-        box: dict[str, Any] = {}
-        done = threading.Event()
-
-        def target() -> None:
+        def work_then_close() -> T:
             try:
-                box["value"] = work()
-            except BaseException as e:  # noqa: BLE001 - handed to the caller below
-                box["error"] = e
+                return work()
             finally:
-                done.set()
                 if self.abandoned:
                     self.con.close()
 
-        worker = threading.Thread(target=target, name="lake-query", daemon=True)
-        worker.start()
-        if not done.wait(max(seconds, 0.0)):
-            self.abandoned = True
+        future = _workers.submit(work_then_close)
+        try:
+            return future.result(timeout=max(seconds, 0.0))
+        except FutureTimeout:
+            self.abandoned = True  # never lent again; closed when it stops (or collected)
             self.con.interrupt()
-            if not done.is_set():
-                raise TimeoutError(f"the query ran past {seconds:g}s")
-            self.abandoned = False
-        if "error" in box:
-            raise box["error"]
-        return cast(T, box["value"])
+            raise TimeoutError(f"the query ran past {seconds:g}s") from None
 
     def _clear(self) -> None:
         for view in reversed(self.views):

@@ -22,6 +22,7 @@ the first line, not the only one.
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -113,6 +114,10 @@ ALLOWED_OPERATORS = frozenset(
 ALLOWED_SCANS = frozenset({"ARROW_SCAN", "ARROW_SCAN_DUMB", "RANGE", "GENERATE_SERIES", "UNNEST"})
 _OPERATOR_CHARS = frozenset("+-*/%^|&~!<>=@#?:.")
 _PATH_CHARS = frozenset("/\\:.*?")
+
+
+_parser: duckdb.DuckDBPyConnection | None = None  # one per process: it only parses
+_parser_lock = threading.Lock()
 
 
 @dataclass
@@ -237,11 +242,11 @@ def parse(sql: str, max_chars: int, max_nesting: int) -> Statement:
         raise ForbiddenSQL(f"exactly one statement is allowed, found {len(statements)}")
     if statements[0].type != duckdb.StatementType.SELECT:
         raise ForbiddenSQL(f"only SELECT queries are allowed, not {statements[0].type.name}")
-    con = duckdb.connect(config={"enable_external_access": False})
-    try:
-        text = con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
-    finally:
-        con.close()
+    with _parser_lock:
+        global _parser
+        if _parser is None:
+            _parser = duckdb.connect(config={"enable_external_access": False, "lock_configuration": True})
+        text = _parser.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]  # type: ignore[index]
     try:
         tree = json.loads(text)
     except RecursionError as e:
