@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -286,17 +287,26 @@ def tpch_phase(settings: Settings, home: Path, key: str, sf: float, repeat: int)
 
 
 def _same(lake: list[list[Any]], duck: list[tuple[Any, ...]]) -> bool:
-    def norm(value: Any) -> Any:
-        if isinstance(value, float):
-            return round(value, 4)
-        if hasattr(value, "isoformat"):
-            return value.isoformat()
-        try:
-            return round(float(value), 4)  # a HUGEINT or DECIMAL comes as text in JSON
-        except (TypeError, ValueError):
-            return value
+    """Equal rows; numbers equal to 1e-9 relative (sums of doubles depend on their order)."""
 
-    return [[norm(v) for v in row] for row in lake] == [[norm(v) for v in row] for row in duck]
+    def number(value: Any) -> float | None:
+        if isinstance(value, bool) or value is None:
+            return None
+        try:
+            return float(value)  # a HUGEINT or DECIMAL comes as text in JSON
+        except (TypeError, ValueError):
+            return None
+
+    def same(a: Any, b: Any) -> bool:
+        x, y = number(a), number(b)
+        if x is not None and y is not None:
+            return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        return str(a) == (b.isoformat() if hasattr(b, "isoformat") else str(b))
+
+    return len(lake) == len(duck) and all(
+        len(r) == len(d) and all(same(a, b) for a, b in zip(r, d, strict=True))
+        for r, d in zip(lake, duck, strict=True)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
