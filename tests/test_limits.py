@@ -49,7 +49,7 @@ def small_server(settings: Settings) -> Iterator[tuple[str, Settings]]:
     tight = settings.model_copy(
         update={"request_read_timeout": 0.5, "max_concurrent_requests": 1, "max_request_bytes": 4096}
     )
-    server = make_server(0, tight)
+    server = make_server(0, tight, stop_on_sigterm=False)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     host, port = server.server_address[:2]
@@ -157,3 +157,11 @@ def test_snapshot_ids_are_strings_too_and_accepted_in_either_form(
     changes = http_client.changes(name, str(sid)).body
     assert changes["from_snapshot_id_str"] == str(sid) and changes["row_count"] == 1
     assert http_client.sql("SELECT 1", as_of="not a time").status == 400
+
+
+def test_concurrent_requests_each_get_their_own_answer(http_client: LakeClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: http_client.sql(f"SELECT {i} AS n"), range(16)))
+    assert [a.body["rows"] for a in answers] == [[[i]] for i in range(16)]

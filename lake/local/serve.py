@@ -96,7 +96,8 @@ def _json(
 class QueryApp:
     """The query function's HTTP face on 127.0.0.1, as a WSGI application.
 
-    Before the function sees a request: its method is one the API has (else 405 with ``Allow``),
+    Requests go through the function one at a time, as through one Lambda instance. Before the
+    function sees a request: its method is one the API has (else 405 with ``Allow``),
     fewer than ``LAKE_MAX_CONCURRENT_REQUESTS`` requests are being answered (else 503 with
     ``Retry-After``), its ``Content-Length`` is a number within ``LAKE_MAX_REQUEST_BYTES`` (else
     400 / 413), its body arrives within ``LAKE_REQUEST_READ_TIMEOUT`` (else 408) and is UTF-8
@@ -106,6 +107,10 @@ class QueryApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.slots = threading.BoundedSemaphore(settings.max_concurrent_requests)
+        # The function's resolver keeps the current request on itself (as a Lambda instance may:
+        # it answers one invocation at a time), so requests enter it one by one; the others wait
+        # in their slot.
+        self.invoke = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
         method = str(environ.get("REQUEST_METHOD", ""))
@@ -203,7 +208,7 @@ class QueryApp:
         event = function_url_event(
             method, path, body, query, headers, str(environ.get("REMOTE_ADDR") or "127.0.0.1")
         )
-        with _ONE_AT_A_TIME:
+        with self.invoke:  # one invocation at a time, as on one Lambda instance
             result = lambda_handler(event, cast(Any, LambdaContext("lake-query", timeout_seconds=60)))
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
@@ -342,10 +347,22 @@ class Watcher(threading.Thread):
                 self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_server(port: int = 0, settings: Settings | None = None) -> BaseWSGIServer:
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # unwinds serve_forever: the audit rows not yet written are flushed at exit
+
+
+def make_server(
+    port: int = 0, settings: Settings | None = None, stop_on_sigterm: bool = True
+) -> BaseWSGIServer:
     """The HTTP server of the query API on 127.0.0.1 (``port`` 0 picks a free one): Werkzeug's
-    threaded WSGI server in front of :class:`QueryApp`."""
+    threaded WSGI server in front of :class:`QueryApp`. With ``stop_on_sigterm`` (from the main
+    thread) SIGTERM stops it as Ctrl-C does, so the process exits cleanly."""
+    import signal
+
     from lakehouse.config import get_settings
+
+    if stop_on_sigterm and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
 
     chosen = settings or get_settings()
 
