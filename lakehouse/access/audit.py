@@ -40,6 +40,7 @@ FOLDED = "lake.audit.folded"
 _pending: list[dict[str, Any]] = []
 _lock = threading.Lock()
 _log = logging.getLogger("lake.audit")
+_flushing = threading.Lock()
 _writer: threading.Thread | None = None
 _wake = threading.Event()
 
@@ -96,12 +97,6 @@ def pending() -> int:
         return len(_pending)
 
 
-def pending_rows() -> list[dict[str, Any]]:
-    """This process's rows not yet written to the spool (queries of the audit table show them)."""
-    with _lock:
-        return list(_pending)
-
-
 def flush(settings: Settings) -> int:
     """Write the queued rows as one Parquet object in the audit spool; returns how many.
 
@@ -115,19 +110,30 @@ def flush(settings: Settings) -> int:
 
     from lakehouse.storage import put_object
 
-    with _lock:
-        rows = list(_pending)
-        _pending.clear()
-    if not rows:
-        return 0
-    name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
-    data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer)
-    # Arrow's S3 client, which pyiceberg's file IO has set up already: a call that needs no boto3
-    # client of its own does not load botocore's S3 model for the trail.
-    put_object(settings, settings.warehouse_bucket, f"{SPOOL_PREFIX}{name}", buffer.getvalue())
+    with _flushing:  # one writer at a time; the rows stay queued (and visible) until written
+        with _lock:
+            rows = list(_pending)
+        if not rows:
+            return 0
+        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+        data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer)
+        # Arrow's S3 client, which pyiceberg's file IO has set up already: a call that needs no boto3
+        # client of its own does not load botocore's S3 model for the trail.
+        put_object(settings, settings.warehouse_bucket, f"{SPOOL_PREFIX}{name}", buffer.getvalue())
+        with _lock:
+            del _pending[: len(rows)]  # rows recorded meanwhile were appended after them
     return len(rows)
+
+
+def unfolded(settings: Settings) -> tuple[list[str], list[dict[str, Any]]]:
+    """The spool objects and this process's rows not yet written, seen at one moment (no row
+    is in both, none in neither)."""
+    with _flushing:
+        keys = spool_files(settings)
+        with _lock:
+            return keys, list(_pending)
 
 
 def spool_files(settings: Settings) -> list[str]:
@@ -218,14 +224,10 @@ def fold_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
 
 
 def flush_quietly(settings: Settings, logger: Any) -> None:
-    """Flush at the end of an invocation; on failure keep the rows queued for the next one."""
-    with _lock:
-        saved = list(_pending)
+    """Flush; on failure the rows stay queued for the next flush."""
     try:
         flush(settings)
     except Exception as e:  # noqa: BLE001 - the caller's answer stands; the trail is retried next time
-        with _lock:
-            _pending[:0] = [r for r in saved if r not in _pending]
         logger.warning("audit flush failed; rows kept for the next flush", extra={"error": repr(e)})
 
 

@@ -180,7 +180,7 @@ def _audit_rows(settings: Settings, catalog: Catalog, stats: ScanStats) -> tuple
     import pyarrow.dataset as pads
     from pyiceberg.exceptions import NoSuchTableError
 
-    from lakehouse.access.audit import SPOOL_PREFIX, audit_schema, folded_files, pending_rows, spool_files
+    from lakehouse.access.audit import SPOOL_PREFIX, audit_schema, folded_files, unfolded
     from lakehouse.storage import arrow_filesystem
 
     schema = audit_schema().as_arrow()
@@ -196,16 +196,13 @@ def _audit_rows(settings: Settings, catalog: Catalog, stats: ScanStats) -> tuple
         rows = table_rows(settings, table, snapshot_id, None, stats)
         parts.append(rows.to_table() if isinstance(rows, pads.Dataset) else rows)
         done = folded_files(table)
-    pending = [
-        f"{settings.warehouse_bucket}/{k}"
-        for k in spool_files(settings)
-        if k.removeprefix(SPOOL_PREFIX) not in done
-    ]
+    keys, queued = unfolded(settings)
+    pending = [f"{settings.warehouse_bucket}/{k}" for k in keys if k.removeprefix(SPOOL_PREFIX) not in done]
     if pending:
         parts.append(
             pads.dataset(pending, format="parquet", filesystem=arrow_filesystem(settings)).to_table()
         )
-    parts.append(pa.Table.from_pylist(pending_rows(), schema=schema))
+    parts.append(pa.Table.from_pylist(queued, schema=schema))
     return pa.concat_tables([p.cast(schema) for p in parts]), snapshot_id
 
 
