@@ -154,6 +154,35 @@ class Settings(BaseSettings):
     takeout_queue_url: str | None = Field(
         None, description="SQS queue of member ranges (fan-out); unset: ranges run in process."
     )
+    # Query limits, the warm query path and the file cache (queries that cannot leak).
+    query_max_sql_chars: int = Field(100_000, ge=1, description="Longest SQL statement accepted.")
+    query_max_nesting: int = Field(
+        64, ge=4, description="Deepest bracket nesting of a statement or a result value (JSON bodies too)."
+    )
+    query_cache_bytes: int = Field(
+        512 << 20,
+        ge=0,
+        description="Bytes of immutable data files kept under LAKE_HOME/file-cache (LRU; 0: off).",
+    )
+    auth_cache_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="API keys are re-read at least this often: a revoked key works at most this long.",
+    )
+    audit_flush_seconds: float = Field(
+        1.0, ge=0, description="Audit rows are written to the spool at most this long after a request."
+    )
+    max_request_bytes: int = Field(
+        8 << 20,
+        ge=1024,
+        description="Largest request body accepted (above every route's own limit).",
+    )
+    max_concurrent_requests: int = Field(
+        16, ge=1, description="`lake serve`: requests answered at once; more get 503 with Retry-After."
+    )
+    request_read_timeout: float = Field(
+        30.0, gt=0, description="`lake serve`: seconds to wait for a request's bytes."
+    )
 
     # --- staged commits and the ledger (issue 14: writers stage, one committer per table) ---
     commit_mode: Literal["inline", "staged", "queue"] = Field(

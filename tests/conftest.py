@@ -102,7 +102,8 @@ def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
             stdout=stdout,
             stderr=stderr,
             cwd=ROOT,
-            env=dict(os.environ),
+            # Revocation is seen within a second (the default staleness bound is 10 s).
+            env={**os.environ, "LAKE_AUTH_CACHE_SECONDS": "1"},
         )
     deadline = time.monotonic() + 60
     while not out.read_text().strip():

@@ -77,9 +77,9 @@ def test_one_month_filter_reads_only_that_months_files(
     )
     assert response.status == 200, response.body
     assert response.body["rows"] == [[3]]
-    assert "Total Files Read: 1" in response.body["plan"]
+    assert response.body["stats"]["files_read"] == 1 and response.body["stats"]["files_planned"] == 14
     whole = client.sql(f"SELECT sum(temp_c) FROM lake.{name}", explain=True).body
-    assert "Total Files Read: 14" in whole["plan"]
+    assert whole["stats"]["files_read"] == 14
 
 
 def test_bad_rows_are_quarantined_with_row_column_and_reason(

@@ -17,7 +17,7 @@ import duckdb
 import pytest
 
 from lakehouse.config import Settings
-from lakehouse.contracts.types import literal
+from lakehouse.duck import literal
 from lakehouse.query.engine import extension_path
 
 pytestmark = pytest.mark.integration

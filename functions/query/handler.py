@@ -21,11 +21,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.observability import function_logger, function_metrics, function_tracer
 from functions.query import artifact_routes, console_routes, ingest_routes, search_routes
-from functions.query.common import COMMON, caller
+from functions.query.common import COMMON, caller, dumps, early_refusal
 from functions.query.common import error_responses as _error_responses
 from lakehouse.access import audit
 from lakehouse.access.auth import LOCAL, Principal, authenticate
 from lakehouse.config import get_settings
+from lakehouse.duck import with_id_strings
 from lakehouse.errors import LakeError, StoreUnavailable
 from lakehouse.ingest import quarantine
 from lakehouse.query import engine as query
@@ -34,7 +35,7 @@ from lakehouse.query import geo, history, timeseries
 logger = function_logger("lake-query")
 metrics = function_metrics("lake-query")
 tracer = function_tracer("lake-query")
-app = LambdaFunctionUrlResolver(enable_validation=True)
+app = LambdaFunctionUrlResolver(enable_validation=True, serializer=dumps)
 app.configure_openapi(
     title="Lake query API",
     version="1.0.0",
@@ -48,8 +49,10 @@ class SqlRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    sql: str = Field(min_length=1, max_length=100_000, description="One SELECT/WITH statement.")
-    as_of: int | str | None = Field(None, description="Snapshot id or ISO-8601 time.")
+    sql: str = Field(min_length=1, description="One SELECT/WITH statement (LAKE_QUERY_MAX_SQL_CHARS).")
+    as_of: int | str | None = Field(
+        None, description="Snapshot id (a number or a string of digits) or ISO-8601 time."
+    )
     explain: bool = Field(False, description="Also return DuckDB's analysed plan.")
 
 
@@ -58,11 +61,18 @@ class SqlResponse(BaseModel):
     types: list[str]
     rows: list[list[Any]]
     snapshots: dict[str, int | None]
+    snapshots_str: dict[str, str | None] = Field(
+        default_factory=dict, description="The same snapshot ids as strings (exact in JavaScript)."
+    )
     row_count: int
     truncated: bool
     elapsed_ms: float
     plan: str | None = None
     cached: bool = False
+    stats: dict[str, int] = Field(
+        default_factory=dict,
+        description="files_planned, files_read, bytes_from_cache, bytes_from_store of the scans.",
+    )
 
 
 def _error(status: int, error: str, message: str | None) -> Response[str]:
@@ -172,7 +182,7 @@ def post_sql(request: Annotated[SqlRequest, Body()]) -> dict[str, Any]:
     app.append_context(target=",".join(result.snapshots) or None, rows=len(result.rows))
     metrics.add_metric(name="QueryMs", unit=MetricUnit.Milliseconds, value=result.elapsed_ms)
     metrics.add_metric(name="RowsReturned", unit=MetricUnit.Count, value=len(result.rows))
-    return result.to_dict()
+    return with_id_strings(result.to_dict())
 
 
 @app.get("/tables", responses=COMMON)
@@ -190,7 +200,7 @@ def get_table(
     as_of: Annotated[str | None, Query(description="Snapshot id or ISO-8601 time; default current.")] = None,
 ) -> dict[str, Any]:
     app.append_context(target=name)
-    return query.describe_table(get_settings(), name, principal=principal(), as_of=as_of)
+    return with_id_strings(query.describe_table(get_settings(), name, principal=principal(), as_of=as_of))
 
 
 @app.get("/activity", responses=COMMON)
@@ -206,7 +216,7 @@ def get_activity(
 @app.get("/tables/<name>/snapshots", responses={**COMMON, **_error_responses(404)})
 def get_snapshots(name: str) -> dict[str, Any]:
     app.append_context(target=name)
-    return history.list_snapshots(get_settings(), name, principal=principal())
+    return with_id_strings(history.list_snapshots(get_settings(), name, principal=principal()))
 
 
 @app.get("/tables/<name>/changes", responses={**COMMON, **_error_responses(404)})
@@ -218,7 +228,7 @@ def get_changes(
     app.append_context(target=name)
     changes = history.changes(get_settings(), name, from_, to, principal=principal())
     app.append_context(rows=changes["row_count"])
-    return changes
+    return with_id_strings(changes)
 
 
 @app.get("/quarantine/<dataset>", responses={**COMMON, **_error_responses(404)})
@@ -259,7 +269,7 @@ def get_timeseries(
         get_settings(), table, column, agg, bucket, from_, to, group_by, explain, principal=principal()
     )
     app.append_context(rows=len(result.rows))
-    return result.to_dict()
+    return with_id_strings(result.to_dict())
 
 
 @app.get("/geo/<table>", responses={**COMMON, **_error_responses(404)})
@@ -289,7 +299,7 @@ def get_geo(
         principal=principal(),
     )
     app.append_context(rows=len(result.rows))
-    return result.to_dict()
+    return with_id_strings(result.to_dict())
 
 
 @app.get("/health/live")
@@ -317,7 +327,11 @@ def openapi() -> Response[str]:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    settings = get_settings()
+    refused = early_refusal(event, settings)  # before parsing deeply and before any key lookup
+    if refused is not None:
+        return refused
     try:
         return app.resolve(_json_as_sent(event), context)
     finally:
-        audit.flush_quietly(get_settings(), logger)
+        audit.flush_soon(settings, logger)

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from functions.query.common import COMMON, caller, error_responses
 from lakehouse.config import get_settings
+from lakehouse.duck import with_id_strings
+from lakehouse.query.sqlguard import MAX_K
 
 router = Router()
 
@@ -22,7 +24,7 @@ class SearchRequest(BaseModel):
     dataset: str = Field(min_length=1, max_length=128, description="A dataset whose contract has `vectors:`.")
     text: str | None = Field(None, min_length=1, max_length=10_000, description="What to search for.")
     vector: list[float] | None = Field(None, min_length=1, max_length=8192, description="A query vector.")
-    k: int = Field(10, ge=1, le=1000, description="Rows to return.")
+    k: int = Field(10, ge=1, le=MAX_K, description="Rows to return.")
     mode: Literal["vector", "text", "hybrid"] | None = Field(
         None,
         description="vector (meaning), text (words, BM25), hybrid (both, rank-fused). Default: hybrid "
@@ -31,7 +33,9 @@ class SearchRequest(BaseModel):
     filter: str | None = Field(
         None, min_length=1, max_length=10_000, description="SQL predicate on the table's columns."
     )
-    as_of: int | str | None = Field(None, description="Snapshot id or ISO-8601 time of the table.")
+    as_of: int | str | None = Field(
+        None, description="Snapshot id (a number or a string of digits) or ISO-8601 time of the table."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -42,6 +46,9 @@ class SearchResponse(BaseModel):
     dataset: str
     mode: str
     snapshot_id: int | None
+    snapshot_id_str: str | None = Field(
+        None, description="The snapshot id as a string (exact in JavaScript)."
+    )
     lance_version: int | None
     candidates: int
     elapsed_ms: float
@@ -71,7 +78,7 @@ def post_search(request: Annotated[SearchRequest, Body()]) -> dict[str, Any]:
         principal=caller(router),
     )
     router.append_context(rows=len(result.rows))
-    return result.to_dict()
+    return with_id_strings(result.to_dict())
 
 
 @router.get("/vectors", responses=COMMON)

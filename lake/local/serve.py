@@ -10,9 +10,13 @@ import base64
 import json
 import logging
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler
+from werkzeug.serving import make_server as werkzeug_server
 
 from lake.local.events import LambdaContext, function_url_event, s3_put_event
 from lakehouse.config import Settings
@@ -62,45 +66,160 @@ def deliver(
         raise
 
 
-# A Lambda execution environment handles one request at a time, and the query function keeps
-# per-request state in its module-level resolver (Powertools' ``app.context``): concurrent
-# requests (the console sends several at once) must not interleave inside it.
-_ONE_AT_A_TIME = threading.Lock()
+METHODS = ("GET", "POST", "PUT", "DELETE")
+DRAIN_BYTES = 64 << 20  # most bytes of a refused body read (and dropped) before answering
 
 
-class _Api(BaseHTTPRequestHandler):
-    server_version = "lake"
+def _drain(stream: Any, length: int) -> None:
+    try:
+        while length > 0 and (chunk := stream.read(min(length, 1 << 16))):
+            length -= len(chunk)
+    except (TimeoutError, OSError):
+        pass
 
-    def _handle(self) -> None:
+
+def _json(
+    start_response: Callable[..., Any],
+    status: int,
+    body: dict[str, Any],
+    headers: list[tuple[str, str]] | None = None,
+) -> list[bytes]:
+    data = json.dumps(body).encode()
+    reason = HTTPStatus(status).phrase
+    start_response(
+        f"{status} {reason}",
+        [("Content-Type", "application/json"), ("Content-Length", str(len(data))), *(headers or [])],
+    )
+    return [data]
+
+
+class QueryApp:
+    """The query function's HTTP face on 127.0.0.1, as a WSGI application.
+
+    Requests go through the function one at a time, as through one Lambda instance. Before the
+    function sees a request: its method is one the API has (else 405 with ``Allow``),
+    fewer than ``LAKE_MAX_CONCURRENT_REQUESTS`` requests are being answered (else 503 with
+    ``Retry-After``), its ``Content-Length`` is a number within ``LAKE_MAX_REQUEST_BYTES`` (else
+    400 / 413), its body arrives within ``LAKE_REQUEST_READ_TIMEOUT`` (else 408) and is UTF-8
+    (else 400). Every refusal is a JSON body naming the limit.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.slots = threading.BoundedSemaphore(settings.max_concurrent_requests)
+        # The function's resolver keeps the current request on itself (as a Lambda instance may:
+        # it answers one invocation at a time), so requests enter it one by one; the others wait
+        # in their slot.
+        self.invoke = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        method = str(environ.get("REQUEST_METHOD", ""))
+        if method not in METHODS:
+            return _json(
+                start_response,
+                405,
+                {
+                    "error": "MethodNotAllowed",
+                    "message": f"{method} is not supported; use {', '.join(METHODS)}",
+                },
+                [("Allow", ", ".join(METHODS))],
+            )
+        if not self.slots.acquire(blocking=False):
+            return _json(
+                start_response,
+                503,
+                {
+                    "error": "TooManyRequests",
+                    "message": f"{self.settings.max_concurrent_requests} requests are being answered "
+                    "(LAKE_MAX_CONCURRENT_REQUESTS); try again shortly",
+                },
+                [("Retry-After", "1")],
+            )
+        try:
+            return self._answer(environ, start_response, method)
+        finally:
+            self.slots.release()
+
+    def _body(self, environ: dict[str, Any]) -> bytes | tuple[int, dict[str, str]]:
+        limit = self.settings.max_request_bytes
+        declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+        chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+        if declared and not declared.isdigit():
+            return 400, {
+                "error": "BadRequest",
+                "message": f"Content-Length {declared[:40]!r} is not a byte count",
+            }
+        length = int(declared) if declared else 0
+        stream = environ["wsgi.input"]
+        if length > limit:
+            _drain(stream, min(length, DRAIN_BYTES))  # a client that sends before it reads gets its answer
+            return 413, {
+                "error": "RequestTooLarge",
+                "message": f"the body has {length} bytes; the limit is {limit} (LAKE_MAX_REQUEST_BYTES)",
+            }
+        try:
+            raw = stream.read(limit + 1) if chunked else (stream.read(length) if length else b"")
+        except TimeoutError:
+            return 408, {
+                "error": "RequestTimeout",
+                "message": f"the body did not arrive within {self.settings.request_read_timeout:g}s "
+                "(LAKE_REQUEST_READ_TIMEOUT)",
+            }
+        if len(raw) > limit:
+            return 413, {
+                "error": "RequestTooLarge",
+                "message": f"the body is over {limit} bytes (LAKE_MAX_REQUEST_BYTES)",
+            }
+        if len(raw) < length:
+            return 400, {
+                "error": "BadRequest",
+                "message": f"the body ended after {len(raw)} of {length} bytes",
+            }
+        return bytes(raw)
+
+    def _answer(
+        self, environ: dict[str, Any], start_response: Callable[..., Any], method: str
+    ) -> list[bytes]:
         from functions.query.handler import lambda_handler
 
-        parts = urlsplit(self.path)
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        body: Any = raw.decode("utf-8", errors="replace") if raw else None
+        raw = self._body(environ)
+        if isinstance(raw, tuple):
+            return _json(start_response, *raw)
+        try:
+            body = raw.decode("utf-8") if raw else None
+        except UnicodeDecodeError as e:
+            return _json(
+                start_response,
+                400,
+                {"error": "BadRequest", "message": f"the body is not UTF-8: {e.reason} at byte {e.start}"},
+            )
+        headers = {
+            key[5:].replace("_", "-").lower(): str(value)
+            for key, value in environ.items()
+            if key.startswith("HTTP_")
+        }
+        for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+            if environ.get(key):
+                headers[key.replace("_", "-").lower()] = str(environ[key])
+        # The path as sent (still percent-encoded), as the function URL passes it on.
+        raw_uri = str(environ.get("REQUEST_URI") or environ.get("RAW_URI") or "")
+        path = urlsplit(raw_uri).path or str(environ.get("PATH_INFO") or "/")
+        query = dict(parse_qsl(str(environ.get("QUERY_STRING") or ""), keep_blank_values=True))
         event = function_url_event(
-            self.command,
-            parts.path,
-            body,
-            dict(parse_qsl(parts.query)),
-            dict(self.headers.items()),
-            self.client_address[0],
+            method, path, body, query, headers, str(environ.get("REMOTE_ADDR") or "127.0.0.1")
         )
-        with _ONE_AT_A_TIME:
+        with self.invoke:  # one invocation at a time, as on one Lambda instance
             result = lambda_handler(event, cast(Any, LambdaContext("lake-query", timeout_seconds=60)))
         payload = result.get("body") or ""
         data = base64.b64decode(payload) if result.get("isBase64Encoded") else payload.encode()
-        self.send_response(int(result.get("statusCode", 200)))
-        for name, value in (result.get("headers") or {}).items():
-            self.send_header(name, value)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _handle  # noqa: N815 - http.server's naming
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
-        log.info("%s %s", self.address_string(), format % args)
+        status = int(result.get("statusCode", 200))
+        out = [
+            (name, str(value))
+            for name, value in (result.get("headers") or {}).items()
+            if name.lower() != "content-length"
+        ]
+        start_response(f"{status} {HTTPStatus(status).phrase}", [*out, ("Content-Length", str(len(data)))])
+        return [data]
 
 
 # --- the watcher, its writer pool and the committer (ingest side of `lake serve`) --------------
@@ -228,8 +347,30 @@ class Watcher(threading.Thread):
                 self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def make_server(port: int = 0) -> ThreadingHTTPServer:
-    """The HTTP server of the query API on 127.0.0.1 (``port`` 0 picks a free one)."""
-    server = ThreadingHTTPServer(("127.0.0.1", port), _Api)
-    server.daemon_threads = True
-    return server
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(0)  # unwinds serve_forever: the audit rows not yet written are flushed at exit
+
+
+def make_server(
+    port: int = 0, settings: Settings | None = None, stop_on_sigterm: bool = True
+) -> BaseWSGIServer:
+    """The HTTP server of the query API on 127.0.0.1 (``port`` 0 picks a free one): Werkzeug's
+    threaded WSGI server in front of :class:`QueryApp`. With ``stop_on_sigterm`` (from the main
+    thread) SIGTERM stops it as Ctrl-C does, so the process exits cleanly."""
+    import signal
+
+    from lakehouse.config import get_settings
+
+    if stop_on_sigterm and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _exit)
+
+    chosen = settings or get_settings()
+
+    class Handler(WSGIRequestHandler):
+        timeout = chosen.request_read_timeout  # socket timeout while reading a request
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            log.info("%s %s %s", self.address_string(), self.requestline, code)
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    return werkzeug_server("127.0.0.1", port, QueryApp(chosen), threaded=True, request_handler=Handler)

@@ -1,17 +1,27 @@
 """The audit trail: who did what, when, to what, how many rows, and how it ended.
 
-Every ingest, query, maintenance run and key change records a row. The rows of one invocation
-are written together, when the function finishes, as one Parquet object in a spool
-(:func:`flush`); the maintenance job ``audit`` folds the spool into the Iceberg table
-``<namespace>.audit`` (partitioned by month). Queries of ``<namespace>.audit`` read the table
-and the spool not yet folded, so every row is visible at once. Only admin keys can read it.
+Every ingest, query, maintenance run and key change records a row. Rows are written in
+batches as one Parquet object in a spool (:func:`flush`); the maintenance job ``audit`` folds
+the spool into the Iceberg table ``<namespace>.audit`` (partitioned by month). Queries of
+``<namespace>.audit`` read the table, the spool not yet folded and the rows of their own process
+not yet spooled. Only admin keys can read it.
+
+The query function does not wait for the spool: :func:`flush_soon` hands the rows to a
+background writer that writes within ``LAKE_AUDIT_FLUSH_SECONDS`` (and at exit), so no answer
+waits for an object-store PUT. Each row is also logged as a structured line at once (on AWS,
+CloudWatch keeps it even if the instance is recycled before its batch is written).
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import datetime as dt
 import hashlib
+import json
+import logging
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +39,10 @@ SPOOL_PREFIX = "_lake/audit-spool/"
 FOLDED = "lake.audit.folded"
 _pending: list[dict[str, Any]] = []
 _lock = threading.Lock()
+_log = logging.getLogger("lake.audit")
+_flushing = threading.Lock()
+_writer: threading.Thread | None = None
+_wake = threading.Event()
 
 
 def audit_schema() -> Schema:
@@ -74,6 +88,8 @@ def record(
     }
     with _lock:
         _pending.append(row)
+    if _log.isEnabledFor(logging.INFO):
+        _log.info(json.dumps({"audit": row}, default=str))
 
 
 def pending() -> int:
@@ -94,19 +110,30 @@ def flush(settings: Settings) -> int:
 
     from lakehouse.storage import put_object
 
-    with _lock:
-        rows = list(_pending)
-        _pending.clear()
-    if not rows:
-        return 0
-    name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
-    data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
-    buffer = io.BytesIO()
-    pq.write_table(data, buffer)
-    # Arrow's S3 client, which pyiceberg's file IO has set up already: a call that needs no boto3
-    # client of its own does not load botocore's S3 model for the trail.
-    put_object(settings, settings.warehouse_bucket, f"{SPOOL_PREFIX}{name}", buffer.getvalue())
+    with _flushing:  # one writer at a time; the rows stay queued (and visible) until written
+        with _lock:
+            rows = list(_pending)
+        if not rows:
+            return 0
+        name = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+        data = pa.Table.from_pylist(rows, schema=audit_schema().as_arrow())
+        buffer = io.BytesIO()
+        pq.write_table(data, buffer)
+        # Arrow's S3 client, which pyiceberg's file IO has set up already: a call that needs no boto3
+        # client of its own does not load botocore's S3 model for the trail.
+        put_object(settings, settings.warehouse_bucket, f"{SPOOL_PREFIX}{name}", buffer.getvalue())
+        with _lock:
+            del _pending[: len(rows)]  # rows recorded meanwhile were appended after them
     return len(rows)
+
+
+def unfolded(settings: Settings) -> tuple[list[str], list[dict[str, Any]]]:
+    """The spool objects and this process's rows not yet written, seen at one moment (no row
+    is in both, none in neither)."""
+    with _flushing:
+        keys = spool_files(settings)
+        with _lock:
+            return keys, list(_pending)
 
 
 def spool_files(settings: Settings) -> list[str]:
@@ -197,12 +224,41 @@ def fold_job(settings: Settings, options: Any) -> list[dict[str, Any]]:
 
 
 def flush_quietly(settings: Settings, logger: Any) -> None:
-    """Flush at the end of an invocation; on failure keep the rows queued for the next one."""
-    with _lock:
-        saved = list(_pending)
+    """Flush; on failure the rows stay queued for the next flush."""
     try:
         flush(settings)
     except Exception as e:  # noqa: BLE001 - the caller's answer stands; the trail is retried next time
-        with _lock:
-            _pending[:0] = [r for r in saved if r not in _pending]
         logger.warning("audit flush failed; rows kept for the next flush", extra={"error": repr(e)})
+
+
+def flush_soon(settings: Settings, logger: Any) -> None:
+    """Have the queued rows written within ``LAKE_AUDIT_FLUSH_SECONDS`` by a background writer
+    (0: now, in this call); the caller's answer does not wait for the store."""
+    global _writer
+    if settings.audit_flush_seconds <= 0:
+        flush_quietly(settings, logger)
+        return
+    with _lock:
+        if _writer is None or not _writer.is_alive():
+            _writer = threading.Thread(
+                target=_write_batches, args=(settings, logger), name="lake-audit", daemon=True
+            )
+            _writer.start()
+            atexit.register(_flush_at_exit, settings)
+    _wake.set()
+
+
+def _flush_at_exit(settings: Settings) -> None:
+    # At exit the store may be gone with the process that served it; each row was also logged
+    # as a structured line when it was recorded.
+    with contextlib.suppress(Exception):
+        flush(settings)
+
+
+def _write_batches(settings: Settings, logger: Any) -> None:
+    while True:
+        _wake.wait()
+        time.sleep(settings.audit_flush_seconds)  # gather the requests of the next moment in one object
+        _wake.clear()
+        if pending():
+            flush_quietly(settings, logger)

@@ -4,6 +4,10 @@ A key is ``lake_<id>_<secret>``; only its SHA-256 is stored (keys are 256-bit ra
 fast hash is enough), with its scope (``read`` < ``write`` < ``admin``) and an optional tenant,
 in ``s3://<warehouse>/_lake/api-keys.json``. A request sends ``Authorization: Bearer <key>``.
 
+Keys are kept per process for ``LAKE_AUTH_CACHE_SECONDS`` (default 10): a revoked key is refused
+at most that long after the revocation. A key id the cached document does not hold is always
+looked up again, so a new key works at once.
+
 ``LAKE_AUTH`` says who authenticates: ``keys`` (Lake checks API keys; ``lake serve`` uses this by
 default), ``iam`` (the function URL's AWS_IAM auth already did; the caller's ARN is recorded),
 ``oidc`` (OpenID Connect ID tokens, :func:`oidc_principal`; API keys are still accepted), or
@@ -16,6 +20,8 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -42,6 +48,29 @@ class Principal:
 
 
 LOCAL = Principal("local", "admin")
+
+
+_keys: dict[str, tuple[float, dict[str, dict[str, Any]]]] = {}  # bucket -> (read at, id -> record)
+_keys_lock = threading.Lock()
+
+
+def _record(settings: Settings, key_id: str) -> dict[str, Any] | None:
+    """The stored record of ``key_id``: from the process's copy while it is fresh enough."""
+    now = time.monotonic()
+    with _keys_lock:
+        cached = _keys.get(settings.warehouse_bucket)
+    if cached is not None and now - cached[0] < settings.auth_cache_seconds and key_id in cached[1]:
+        return cached[1][key_id]
+    doc, _ = read_json(settings, KEYS_DOC)
+    records = {r["id"]: r for r in (doc or {"keys": []})["keys"]}
+    with _keys_lock:
+        _keys[settings.warehouse_bucket] = (now, records)
+    return records.get(key_id)
+
+
+def _forget() -> None:
+    with _keys_lock:
+        _keys.clear()
 
 
 def _hash(token: str) -> str:
@@ -72,6 +101,7 @@ def create_key(
         return doc
 
     update_json(settings, KEYS_DOC, add)
+    _forget()
     return token, {k: v for k, v in record.items() if k != "sha256"}
 
 
@@ -92,6 +122,7 @@ def revoke_key(settings: Settings, key_id: str) -> dict[str, Any]:
         raise TerminalError(f"no key {key_id!r}")
 
     update_json(settings, KEYS_DOC, revoke)
+    _forget()
     return {k: v for k, v in found.items() if k != "sha256"}
 
 
@@ -145,10 +176,11 @@ def authenticate(settings: Settings, headers: dict[str, str], iam_arn: str | Non
     if scheme.lower() != "bearer" or not token.startswith("lake_"):
         raise Unauthorized("a key is required")
     key_id = token.split("_")[1] if token.count("_") >= 2 else ""
-    doc, _ = read_json(settings, KEYS_DOC)
-    for record in (doc or {"keys": []})["keys"]:
-        if record["id"] == key_id and hmac.compare_digest(record["sha256"], _hash(token)):
-            if record["revoked_at"]:
-                break
-            return Principal(record["id"], record["scope"], record["tenant"])
+    record = _record(settings, key_id)
+    if (
+        record is not None
+        and hmac.compare_digest(record["sha256"], _hash(token))
+        and not record["revoked_at"]
+    ):
+        return Principal(record["id"], record["scope"], record["tenant"])
     raise Unauthorized("a key is required")

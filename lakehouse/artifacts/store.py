@@ -34,6 +34,8 @@ from lakehouse.artifacts.model import (
     split_path,
 )
 from lakehouse.config import Settings
+from lakehouse.duck import epoch_ms, parse_time
+from lakehouse.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,6 @@ def _in_folder(artifact: Artifact, subpath: str, recursive: bool) -> bool:
     if artifact.subpath == subpath:
         return True
     return recursive and (subpath == "" or artifact.subpath.startswith(subpath + "/"))
-
-
-def _parse_time(text: str) -> int:
-    """An ISO-8601 time as epoch milliseconds (naive times are UTC)."""
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise ValidationError(f"as_of {text!r} is neither a snapshot id nor an ISO-8601 time") from e
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp() * 1000)
 
 
 class BlockingArtifactStore:
@@ -187,7 +178,10 @@ class BlockingArtifactStore:
         if isinstance(when, str) and not when.strip().lstrip("-").isdigit():
             chain = list(ancestors_of(table.current_snapshot(), table.metadata))
             oldest = chain[-1] if chain else None
-            at = _parse_time(when)
+            try:
+                at = epoch_ms(parse_time(when, "as_of"))
+            except BadRequest as e:
+                raise ValidationError(str(e)) from e
             if oldest is None or (oldest.parent_snapshot_id is None and at < oldest.timestamp_ms):
                 return State.of(None, [])  # before the first artifact: there were none
         return self.ledger.state(resolve(table, when))

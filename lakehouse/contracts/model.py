@@ -28,7 +28,8 @@ from pydantic import (
 )
 
 from lakehouse.config import Settings
-from lakehouse.contracts.types import DataType, ident, parse_type
+from lakehouse.contracts.types import DataType, parse_type
+from lakehouse.duck import ident
 from lakehouse.errors import ContractInvalid, ContractNotFound
 
 if TYPE_CHECKING:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lakehouse.duck import ident
+
 if TYPE_CHECKING:
     from pyiceberg.types import IcebergType
 
@@ -35,18 +37,6 @@ NESTED = ("list", "struct", "map")
 MAX_PRECISION = 38  # Iceberg's (and DuckDB's) largest decimal
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TOKEN = re.compile(r"\s*(?:([A-Za-z_][A-Za-z0-9_]*)|(\d+)|([<>(),:]))")
-
-
-def ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def literal(value: object) -> str:
-    """A SQL literal of a string or number."""
-    if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
-    return repr(value)
 
 
 @dataclass(frozen=True)

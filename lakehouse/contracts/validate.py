@@ -29,7 +29,8 @@ import pyarrow.compute as pc
 
 from lakehouse.contracts import pii
 from lakehouse.contracts.model import RAW, ROW, Column, Contract
-from lakehouse.contracts.types import DataType, ident, literal, parse_type
+from lakehouse.contracts.types import DataType, parse_type
+from lakehouse.duck import ident, literal
 from lakehouse.errors import ContractInvalid
 
 if TYPE_CHECKING:
@@ -65,8 +66,6 @@ __all__ = [
     "build_sql",
     "cast_expr",
     "conform",
-    "ident",
-    "literal",
 ]
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from lakehouse.contracts.model import COLUMN_PATTERN, RAW, ROW, Column, Contract
-from lakehouse.contracts.types import DataType, ident, literal
+from lakehouse.contracts.types import DataType
 from lakehouse.contracts.validate import cast_expr
+from lakehouse.duck import ident, literal
 from lakehouse.errors import ContractInvalid
 from lakehouse.ingest.readers import MalformedRow, detect_format, read_batches
 

@@ -22,7 +22,8 @@ import pyarrow.compute as pc
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts.model import ROW, load_contract
-from lakehouse.contracts.validate import Validator, ident, literal, validation_connection
+from lakehouse.contracts.validate import Validator, validation_connection
+from lakehouse.duck import ident, literal
 from lakehouse.errors import CommitConflict
 from lakehouse.ingest.evolution import evolve
 from lakehouse.ingest.upsert import MergeWrite

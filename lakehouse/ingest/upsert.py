@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from lakehouse.config import Settings
 from lakehouse.contracts.model import ROW, Contract
-from lakehouse.contracts.validate import ident
+from lakehouse.duck import ident
 from lakehouse.errors import CommitConflict
 from lakehouse.tables.write import (
     SOURCE_URI,

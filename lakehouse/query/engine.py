@@ -1,35 +1,58 @@
 """Read-only DuckDB SQL over the catalog, and table metadata.
 
-Each query gets a fresh in-memory DuckDB connection. Every Lake table the query names becomes
-a view ``<namespace>.<table>`` over DuckDB's ``iceberg_scan`` of the metadata file the catalog
-reports, at the snapshot asked for: DuckDB prunes files by partition and column statistics
-and streams them; nothing is globbed and no table is loaded whole. The connection is then
-locked: no local files, only the warehouse bucket, no extension loading, settings frozen.
+A query runs in three steps, each able to stop it on its own:
+
+1. :func:`lakehouse.query.sqlguard.parse`: one SELECT within the length and nesting limits,
+   calling allowed functions only; the Lake names it may read.
+2. Each Lake table it names is read at its snapshot as Arrow over exactly the files pyiceberg
+   plans (:mod:`lakehouse.query.scan`), a tenant key's row filter applied before DuckDB sees a
+   row, and bound as a view ``<namespace>.<table>`` on a DuckDB connection that has no external
+   access at all.
+3. :func:`lakehouse.query.sqlguard.check_plan`: DuckDB binds and plans the statement; every scan
+   in the plan must be one of the request's views. Then it runs, within the time limit counted
+   from the start of the request, and its result within the row, byte and nesting limits.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import decimal
 import glob
 import importlib
 import os
+import re
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import pyarrow as pa
+
+from lakehouse.access.audit import AUDIT_TABLE
 from lakehouse.access.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, list_tables, load_table
 from lakehouse.config import Settings
-from lakehouse.contracts.validate import ident, literal
-from lakehouse.errors import ContractNotFound, Forbidden, QueryFailed, QueryLimitExceeded, SnapshotNotFound
+from lakehouse.duck import arrow_rows, json_value, literal, parse_as_of
+from lakehouse.errors import (
+    Forbidden,
+    ForbiddenSQL,
+    QueryFailed,
+    QueryLimitExceeded,
+    SnapshotNotFound,
+    TableNotFound,
+)
 from lakehouse.query import cache
-from lakehouse.query.sqlguard import inspect_sql
+from lakehouse.query.files import ScanStats
+from lakehouse.query.scan import (
+    TenantFilter,
+    current_table,
+    resolve_snapshot,
+    row_filter,
+    session,
+    table_rows,
+)
+from lakehouse.query.sqlguard import VECTOR_SEARCH, Statement, check_plan, lake_names, parse
 
 if TYPE_CHECKING:
     import duckdb
@@ -49,6 +72,7 @@ class QueryResult:
     elapsed_ms: float = 0.0
     plan: str | None = None
     cached: bool = False
+    stats: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -60,6 +84,7 @@ class QueryResult:
             "truncated": self.truncated,
             "elapsed_ms": self.elapsed_ms,
             "cached": self.cached,
+            "stats": self.stats,
         }
         if self.plan is not None:
             body["plan"] = self.plan
@@ -79,7 +104,8 @@ def extension_path(name: str) -> str:
 
 
 def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection that can read the warehouse over S3 (not yet locked)."""
+    """A trusted DuckDB connection with Lake's extensions and an S3 secret, for Lake's own
+    statements (rollup materialisation, checks); user SQL never runs on it (see :func:`run_sql`)."""
     import duckdb
 
     home = settings.duckdb_home or Path(tempfile.gettempdir()) / "lake-duckdb"
@@ -117,133 +143,91 @@ def connect(settings: Settings) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def lock(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Only the warehouse is readable from now on, and no setting can change."""
-    con.execute(f"SET allowed_directories = [{literal(settings.warehouse)}]")
-    con.execute("SET enable_external_access = false")
-    con.execute("SET lock_configuration = true")
+def _tables_of(
+    settings: Settings, catalog: Catalog, statement: Statement, principal: Principal
+) -> tuple[dict[str, Table], dict[str, TenantFilter | None], bool]:
+    """The Lake tables the statement may read, each one's row filter, and whether it reads audit.
+
+    The row filter is decided before anything is loaded: a key that may not read a table gets a
+    403 that says nothing about it. A bare name that is no table is left to the binder (a CTE).
+    """
+    names = lake_names(statement, settings.namespace)
+    qualified = {name for schema, name in statement.names if schema}
+    filters: dict[str, TenantFilter | None] = {}
+    tables: dict[str, Table] = {}
+    reads_audit = False
+    for name in names:
+        if name == AUDIT_TABLE:
+            filters[name] = row_filter(settings, principal, name)
+            reads_audit = True
+            continue
+        if name in qualified:  # refused before its existence shows
+            filters[name] = row_filter(settings, principal, name)
+        try:
+            table = current_table(catalog, settings, name)
+        except TableNotFound:
+            if name in qualified:
+                raise
+            continue
+        filters[name] = row_filter(settings, principal, name)
+        tables[name] = table
+    return tables, filters, reads_audit
 
 
-def resolve_snapshot(table: Table, as_of: int | str | None) -> int | None:
-    """The snapshot id to read: current, an id the table holds, or the one current at a time."""
-    if as_of is None:
-        snap = table.current_snapshot()
-        return snap.snapshot_id if snap else None
-    if isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit()):
-        sid = int(as_of)
-        if table.snapshot_by_id(sid) is None:
-            raise SnapshotNotFound(f"table {'.'.join(table.name())} has no snapshot {sid}")
-        return sid
-    try:
-        when = dt.datetime.fromisoformat(as_of.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise SnapshotNotFound(f"as_of {as_of!r} is neither a snapshot id nor an ISO-8601 time") from e
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    snap = table.snapshot_as_of_timestamp(int(when.timestamp() * 1000))
-    return snap.snapshot_id if snap else None
-
-
-def _bind(
-    con: duckdb.DuckDBPyConnection,
-    settings: Settings,
-    name: str,
-    table: Table,
-    snapshot_id: int | None,
-    row_filter: str | None = None,
-) -> None:
-    """Define ``<namespace>.<name>`` as the table at ``snapshot_id``, restricted by ``row_filter``."""
-    import pyarrow as pa
-
-    view = f"{ident(settings.namespace)}.{ident(name)}"
-    where = f" WHERE {row_filter}" if row_filter else ""
-    if snapshot_id is None:
-        empty = pa.table(table.schema().as_arrow().empty_table())
-        con.register(f"__empty_{name}", empty)
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM {ident('__empty_' + name)}{where}")
-        return
-    con.execute(
-        f"CREATE VIEW {view} AS SELECT * FROM iceberg_scan({literal(table.metadata_location)}, "
-        f"snapshot_from_id = {snapshot_id}){where}"
-    )
-
-
-def _bind_audit(con: duckdb.DuckDBPyConnection, settings: Settings, catalog: Catalog) -> int | None:
-    """``<namespace>.audit``: the audit table (current snapshot) plus the spool not yet folded."""
-    import pyarrow as pa
+def _audit_rows(settings: Settings, catalog: Catalog, stats: ScanStats) -> tuple[pa.Table, int | None]:
+    """``<namespace>.audit``: the audit table (current snapshot), the spool not yet folded, and
+    this process's rows not yet spooled."""
+    import pyarrow.dataset as pads
     from pyiceberg.exceptions import NoSuchTableError
 
-    from lakehouse.access.audit import AUDIT_TABLE, SPOOL_PREFIX, audit_schema, folded_files, spool_files
+    from lakehouse.access.audit import SPOOL_PREFIX, audit_schema, folded_files, unfolded
+    from lakehouse.storage import arrow_filesystem
 
-    parts: list[str] = []
+    schema = audit_schema().as_arrow()
+    parts: list[pa.Table] = []
     done: set[str] = set()
     snapshot_id = None
     try:
-        table = catalog.load_table(f"{settings.namespace}.{AUDIT_TABLE}")
-    except NoSuchTableError:
+        table = current_table(catalog, settings, AUDIT_TABLE)
+    except (TableNotFound, NoSuchTableError):
         table = None
     if table is not None and (snap := table.current_snapshot()) is not None:
         snapshot_id = snap.snapshot_id
-        scan = f"iceberg_scan({literal(table.metadata_location)}, snapshot_from_id = {snapshot_id})"
-        parts.append(f"SELECT * FROM {scan}")
+        rows = table_rows(settings, table, snapshot_id, None, stats)
+        parts.append(rows.to_table() if isinstance(rows, pads.Dataset) else rows)
         done = folded_files(table)
-    pending = [
-        f"s3://{settings.warehouse_bucket}/{k}"
-        for k in spool_files(settings)
-        if k.removeprefix(SPOOL_PREFIX) not in done
-    ]
+    keys, queued = unfolded(settings)
+    pending = [f"{settings.warehouse_bucket}/{k}" for k in keys if k.removeprefix(SPOOL_PREFIX) not in done]
     if pending:
-        parts.append(f"SELECT * FROM read_parquet([{', '.join(literal(p) for p in pending)}])")
-    if not parts:
-        con.register("__empty_audit", pa.table(audit_schema().as_arrow().empty_table()))
-        parts.append("SELECT * FROM __empty_audit")
-    view = f"{ident(settings.namespace)}.{ident(AUDIT_TABLE)}"
-    con.execute(f"CREATE VIEW {view} AS {' UNION ALL BY NAME '.join(parts)}")
-    return snapshot_id
+        parts.append(
+            pads.dataset(pending, format="parquet", filesystem=arrow_filesystem(settings)).to_table()
+        )
+    parts.append(pa.Table.from_pylist(queued, schema=schema))
+    return pa.concat_tables([p.cast(schema) for p in parts]), snapshot_id
 
 
-def row_filter(settings: Settings, principal: Principal, name: str) -> str | None:
-    """The rows of table ``name`` that ``principal`` may read (None: all), or Forbidden.
-
-    A key bound to a tenant reads only tables whose contract names a ``tenant_column``, and only
-    its own rows there; quarantine tables (raw records of every tenant) and the audit table are
-    closed to it. The audit table needs an admin key.
-    """
-    from lakehouse.access.audit import AUDIT_TABLE
-    from lakehouse.contracts.model import load_contract
-    from lakehouse.tables.write import QUARANTINE_SUFFIX
-
-    if name == AUDIT_TABLE:
-        principal.require("admin")
-        if principal.tenant is None:
-            return None
-    if principal.tenant is None:
-        return None
-    if name == AUDIT_TABLE or name.endswith(QUARANTINE_SUFFIX):
-        raise Forbidden(f"a tenant key cannot read {settings.namespace}.{name}")
-    try:
-        contract = load_contract(settings, name)
-    except ContractNotFound as e:
-        raise Forbidden(f"{settings.namespace}.{name} is not tenant-scoped") from e
-    if contract.tenant_column is None:
-        raise Forbidden(f"{settings.namespace}.{name} is not tenant-scoped")
-    return f"{ident(contract.tenant_column)} = {literal(principal.tenant)}"
+def _left(settings: Settings, started: float) -> float:
+    """Seconds left of the request's time limit, counted from its start."""
+    return settings.query_timeout_seconds - (time.perf_counter() - started)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return value
+def _too_slow(settings: Settings) -> QueryLimitExceeded:
+    return QueryLimitExceeded(f"the query ran past its time limit of {settings.query_timeout_seconds:g}s")
+
+
+_PATHS = re.compile(r"(?:s3a?|file|https?|gs|az)://\S+|/[\w.-]+(?:/[\w.=-]+)+")
+
+
+def type_depth(typ: Any, limit: int) -> int:
+    """How deep a DuckDB result type nests (a list of lists is 2), counted up to ``limit + 1``."""
+    children = (
+        getattr(typ, "children", None) if typ.id in ("list", "array", "struct", "map", "union") else None
+    )
+    if not children or limit < 0:
+        return 0
+    inner = [c[1] if isinstance(c, tuple) else c for c in children]
+    inner = [c for c in inner if hasattr(c, "id")]
+    return 1 + max((type_depth(c, limit - 1) for c in inner), default=0)
 
 
 def run_sql(
@@ -261,85 +245,104 @@ def run_sql(
         sql: one SELECT/WITH statement over ``<namespace>.<table>`` names.
         as_of: a snapshot id (applies to the table that holds it; others are read at their
             current snapshot) or an ISO-8601 time (every table as of that time).
-        explain: return DuckDB's analysed plan (files read, filters) with the result.
+        explain: return DuckDB's analysed plan (operators, rows, time; never object paths).
         catalog: an already loaded catalog.
         principal: who asks; a tenant-bound key sees only its tenant's rows.
 
     Raises:
-        ForbiddenSQL, QueryFailed, QueryLimitExceeded, TableNotFound, SnapshotNotFound: terminal
-        (HTTP 400/404); Forbidden (403).
+        ForbiddenSQL, QueryFailed, QueryLimitExceeded, TableNotFound, BadRequest: terminal
+        (HTTP 400/404); SnapshotNotFound (404); Forbidden (403).
     """
     import duckdb
 
+    from lakehouse.query.search import vector_hits_table
+
     started = time.perf_counter()
-    names, searches = inspect_sql(sql, settings.namespace)
-    filters = {name: row_filter(settings, principal, name) for name in names}
+    statement = parse(sql, settings.query_max_sql_chars, settings.query_max_nesting)
+    when = parse_as_of(as_of)
     catalog = catalog or get_catalog(settings)
-    from lakehouse.access.audit import AUDIT_TABLE
-
-    tables = {name: load_table(catalog, settings, name) for name in names if name != AUDIT_TABLE}
-    snapshots = _snapshots(settings, tables, as_of)
-    cacheable = settings.query_cache and not explain and AUDIT_TABLE not in names and not searches
-    hits = None
-    if searches:
-        from lakehouse.query.search import vector_hits_table
-
-        hits = vector_hits_table(settings, searches, as_of, principal, catalog)
-    key = cache.cache_key(sql, snapshots, filters, settings) if cacheable else ""
+    tables, filters, reads_audit = _tables_of(settings, catalog, statement, principal)
+    snapshots = _snapshots(settings, tables, when)
+    cacheable = settings.query_cache and not explain and not reads_audit and not statement.searches
+    shown = {n: (f.sql() if f else None) for n, f in filters.items()}
+    key = cache.cache_key(sql, snapshots, shown, settings) if cacheable else ""
     if cacheable and (hit := cache.get(settings, key)) is not None:
         hit.update(cached=True, elapsed_ms=round((time.perf_counter() - started) * 1000, 1))
-        return QueryResult(**{k: v for k, v in hit.items() if k != "row_count"})
+        hit.pop("row_count", None)
+        hit.pop("snapshots_str", None)
+        return QueryResult(**hit)
 
-    con = connect(settings)
-    timer = threading.Timer(settings.query_timeout_seconds, con.interrupt)
-    try:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(settings.namespace)}")
+    stats = ScanStats()
+    plan = None
+    with session(settings) as con:
         for name, table in tables.items():
-            _bind(con, settings, name, table, snapshots[f"{settings.namespace}.{name}"], filters[name])
-        if AUDIT_TABLE in names:
-            snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = _bind_audit(con, settings, catalog)
-        if hits is not None:
-            con.register("__lake_vector_hits", hits)
-            con.execute(
-                f"CREATE MACRO {ident(settings.namespace)}.vector_search(ds, q, n) AS TABLE "
+            snapshot_id = snapshots[f"{settings.namespace}.{name}"]
+            con.bind(name, table_rows(settings, table, snapshot_id, filters[name], stats))
+        if reads_audit:
+            audit_rows, audit_snapshot = _audit_rows(settings, catalog, stats)
+            snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = audit_snapshot
+            con.bind(AUDIT_TABLE, audit_rows)
+        if statement.searches:  # planned over no hits first: the gate speaks before any search runs
+            con.register("__lake_vector_hits", vector_hits_table(settings, [], as_of, principal, catalog))
+            con.macro(
+                VECTOR_SEARCH,
                 "SELECT id, score FROM __lake_vector_hits WHERE dataset = ds AND query = q AND k = n "
-                "ORDER BY score DESC"
+                "ORDER BY score DESC",
+                "ds, q, n",
             )
-        con.execute(f"SET search_path = {literal(settings.namespace)}")
-        lock(con, settings)
-        timer.start()
+        check_plan(con.con, sql)
+        if statement.searches:
+            con.con.unregister("__lake_vector_hits")
+            con.con.register(
+                "__lake_vector_hits",
+                vector_hits_table(settings, statement.searches, as_of, principal, catalog),
+            )
         try:
-            plan = None
             if explain:
-                explained = con.execute(f"EXPLAIN ANALYZE {sql}").fetchall()
-                plan = "\n".join(str(r[-1]) for r in explained)
-            data = con.sql(sql).limit(settings.query_max_rows + 1).to_arrow_table()
-        except duckdb.InterruptException as e:
-            raise QueryLimitExceeded(
-                f"the query ran past its time limit of {settings.query_timeout_seconds:g}s"
-            ) from e
+                explained = con.run(
+                    lambda: con.con.execute(f"EXPLAIN ANALYZE {sql}").fetchall(), _left(settings, started)
+                )
+                plan = _PATHS.sub("<path>", "\n".join(str(r[-1]) for r in explained))
+                with stats.lock:  # the stats describe the answer's own run
+                    stats.files_read = stats.bytes_from_cache = stats.bytes_from_store = 0
+            relation = con.select(sql)
+            depth = max((type_depth(t, settings.query_max_nesting) for t in relation.types), default=0)
+            if depth > settings.query_max_nesting:
+                raise QueryLimitExceeded(
+                    f"result values nest {depth} deep or more; the limit is {settings.query_max_nesting} "
+                    "(query_max_nesting)"
+                )
+            limited = relation.limit(settings.query_max_rows + 1)
+            data = con.run(limited.to_arrow_table, _left(settings, started))
+        except (TimeoutError, duckdb.InterruptException) as e:
+            raise _too_slow(settings) from e
+        except duckdb.PermissionException as e:
+            raise ForbiddenSQL("queries read Lake tables only") from e
         except duckdb.Error as e:
             raise QueryFailed(str(e).strip()) from e
-    finally:
-        timer.cancel()
-        con.close()
+        except (pa.ArrowException, OSError) as e:
+            raise QueryFailed(f"reading the table failed: {e}") from e
+    if time.perf_counter() - started > settings.query_timeout_seconds:
+        raise _too_slow(settings)
     truncated = data.num_rows > settings.query_max_rows
     if truncated:
         data = data.slice(0, settings.query_max_rows)
     if data.nbytes > settings.query_max_bytes:
         data = data.slice(0, int(data.num_rows * settings.query_max_bytes / data.nbytes))
         truncated = True
-    columns = data.column_names
-    pylists = [[_json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
-    rows: list[list[Any]] = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
+    try:
+        rows = arrow_rows(data)
+    except (pa.ArrowException, RecursionError) as e:
+        raise QueryLimitExceeded(f"the result cannot be returned as JSON: {e}") from e
     result = QueryResult(
-        columns=columns,
+        columns=data.column_names,
         types=[str(t) for t in data.schema.types],
         rows=rows,
         snapshots=snapshots,
         truncated=truncated,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
         plan=plan,
+        stats=stats.to_dict(),
     )
     if cacheable:
         cache.put(settings, key, result.to_dict())
@@ -347,12 +350,11 @@ def run_sql(
 
 
 def _snapshots(
-    settings: Settings, tables: dict[str, Table], as_of: int | str | None
+    settings: Settings, tables: dict[str, Table], as_of: int | dt.datetime | None
 ) -> dict[str, int | None]:
     """The snapshot each table is read at (see :func:`run_sql` for ``as_of``)."""
-    snapshot_id_asked = isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit())
-    if snapshot_id_asked:
-        owners = [n for n, t in tables.items() if t.snapshot_by_id(int(as_of)) is not None]  # type: ignore[arg-type]
+    if isinstance(as_of, int):
+        owners = [n for n, t in tables.items() if t.snapshot_by_id(as_of) is not None]
         if not owners:
             raise SnapshotNotFound(f"no table in the query has snapshot {as_of}")
         return {
@@ -465,7 +467,7 @@ def describe_table(
             files.append(
                 {
                     "path": row["file_path"],
-                    "partition": {k: _json_value(v) for k, v in (row["partition"] or {}).items()},
+                    "partition": {k: json_value(v) for k, v in (row["partition"] or {}).items()},
                     "rows": row["record_count"],
                     "bytes": row["file_size_in_bytes"],
                 }

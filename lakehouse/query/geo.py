@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from lakehouse.access.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.validate import ident
+from lakehouse.duck import ident
 from lakehouse.errors import BadRequest
 from lakehouse.query.engine import QueryResult, run_sql
 from lakehouse.query.timeseries import NUMERIC_TYPES, TableInfo, column, table_info, time_filter
@@ -170,6 +170,6 @@ def geo_query(
         TableNotFound: no such table (HTTP 404).
     """
     catalog = catalog or get_catalog(settings)
-    info = table_info(settings, table, catalog)
+    info = table_info(settings, table, catalog, principal)
     sql = geo_sql(info, settings, bbox, near, radius_m, start, end, lat_column, lon_column)
     return run_sql(settings, sql, explain=explain, catalog=catalog, principal=principal)

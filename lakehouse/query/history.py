@@ -9,14 +9,13 @@ with :class:`~lakehouse.errors.SnapshotExpired`.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import decimal
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.access.auth import LOCAL, Principal
 from lakehouse.catalog import get_catalog, load_table
 from lakehouse.config import Settings
+from lakehouse.duck import epoch_ms, json_value, parse_as_of, snapshot_id
 from lakehouse.errors import (
     BadRequest,
     ChangeFeedUnavailable,
@@ -85,7 +84,7 @@ def snapshot_list(table: Table) -> list[dict[str, Any]]:
 def authorize(settings: Settings, principal: Principal, name: str) -> None:
     """Snapshots and changes span every tenant: a tenant-bound key is refused, and the
     table's own read rules apply (the audit table needs an admin key)."""
-    from lakehouse.query.engine import row_filter
+    from lakehouse.query.scan import row_filter
 
     if principal.tenant is not None:
         raise Forbidden("snapshots and changes span every tenant; a tenant key cannot read them")
@@ -119,30 +118,19 @@ def _missing(table: Table, what: str, snapshot_id: int | None = None, at_ms: int
     return SnapshotNotFound(f"{_name(table)}: no {what}; pick one listed by `lake snapshots`")
 
 
-def _parse_target(target: int | str) -> tuple[int | None, int | None]:
-    """A snapshot id, or an ISO-8601 time as epoch milliseconds."""
-    if isinstance(target, int) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
-        return int(target), None
-    try:
-        when = dt.datetime.fromisoformat(str(target).replace("Z", "+00:00"))
-    except ValueError as e:
-        raise BadRequest(f"{target!r} is neither a snapshot id nor an ISO-8601 time") from e
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return None, int(when.timestamp() * 1000)
-
-
 def resolve(table: Table, target: int | str) -> int:
     """The snapshot id meant by ``target``: an id the table holds, or the snapshot of the current
     history that was current at an ISO-8601 time."""
     from pyiceberg.table.snapshots import latest_ancestor_before_timestamp
 
-    snapshot_id, at_ms = _parse_target(target)
-    if snapshot_id is not None:
-        if table.snapshot_by_id(snapshot_id) is None:
-            raise _missing(table, f"snapshot {snapshot_id}", snapshot_id=snapshot_id)
-        return snapshot_id
-    assert at_ms is not None
+    when = parse_as_of(target, "target")
+    if when is None:
+        raise BadRequest("give a snapshot id or an ISO-8601 time")
+    if isinstance(when, int):
+        if table.snapshot_by_id(when) is None:
+            raise _missing(table, f"snapshot {when}", snapshot_id=when)
+        return when
+    at_ms = epoch_ms(when)
     snap = latest_ancestor_before_timestamp(table.metadata, at_ms + 1)
     if snap is None:
         raise _missing(table, f"snapshot at or before {_iso(at_ms)}", at_ms=at_ms)
@@ -172,20 +160,6 @@ def rollback(
         "to_snapshot_id": snapshot_id,
         "rows": int(summary.get("total-records", 0) or 0),
     }
-
-
-def _json(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, list):
-        return [_json(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json(v) for k, v in value.items()}
-    return value
 
 
 def change_range(table: Table, from_id: int, to_id: int | None) -> list[Snapshot]:
@@ -268,7 +242,7 @@ def changes(
                 if len(rows) >= limit:
                     truncated = True
                     break
-                rows.append([_json(v) for v in row.values()] + [snap.snapshot_id, committed])
+                rows.append([json_value(v) for v in row.values()] + [snap.snapshot_id, committed])
             if truncated:
                 break
     return {
@@ -285,12 +259,10 @@ def changes(
 
 
 def _snapshot_arg(value: int | str, what: str) -> int:
-    if isinstance(value, int):
-        return value
-    text = value.strip()
-    if not text.lstrip("-").isdigit():
+    found = snapshot_id(value)
+    if found is None:
         raise BadRequest(f"{what}={value!r} is not a snapshot id")
-    return int(text)
+    return found
 
 
 # --- activity: ingests, quality and maintenance over time ------------------------------------
@@ -316,7 +288,7 @@ def activity(
     Counts span every tenant, so a tenant-bound key is refused.
     """
     from lakehouse.catalog import list_tables
-    from lakehouse.query.engine import row_filter
+    from lakehouse.query.scan import row_filter
     from lakehouse.tables.write import QUARANTINE_SUFFIX
 
     if bucket not in BUCKETS:

@@ -39,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from lakehouse.catalog import get_catalog, load_table
 from lakehouse.config import Settings
-from lakehouse.contracts.validate import ident, literal
+from lakehouse.duck import ident, literal
 from lakehouse.errors import BadRequest, ContractInvalid, LakeError, StoreUnavailable
 from lakehouse.query.timeseries import AGGREGATES, BUCKETS, NUMERIC_TYPES, TableInfo, rollup_sql, table_info
 

@@ -11,7 +11,6 @@ returned. When the join leaves fewer than ``k`` rows, more candidates are fetche
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -21,7 +20,8 @@ import pyarrow as pa
 from lakehouse.access.auth import LOCAL, Principal
 from lakehouse.config import Settings
 from lakehouse.contracts.model import ROW_ID, Contract, VectorConfig, load_contract
-from lakehouse.contracts.validate import ident
+from lakehouse.duck import arrow_rows, ident
+from lakehouse.duck import snapshot_id as as_snapshot_id
 from lakehouse.errors import (
     BadRequest,
     Forbidden,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from lancedb.table import Table as LanceTable
     from pyiceberg.catalog import Catalog
 
+    from lakehouse.query.scan import TenantFilter
     from lakehouse.vectors.ann import Resident
 
 Mode = Literal["vector", "text", "hybrid"]
@@ -178,13 +179,16 @@ def candidates(
 
 
 def check_filter(settings: Settings, dataset: str, predicate: str) -> str:
-    """``predicate`` if it is one SQL boolean expression over the dataset's columns."""
-    from lakehouse.query.sqlguard import check_sql
+    """``predicate`` if it parses as one SQL boolean expression over the dataset's columns, calling
+    allowed functions only (the plan is checked again where it runs, in :func:`_join`)."""
+    from lakehouse.query.sqlguard import parse
 
-    names = check_sql(
-        f"SELECT 1 FROM {ident(settings.namespace)}.{ident(dataset)} WHERE ({predicate})", settings.namespace
+    statement = parse(
+        f"SELECT 1 FROM {ident(settings.namespace)}.{ident(dataset)} WHERE ({predicate})",
+        settings.query_max_sql_chars,
+        settings.query_max_nesting,
     )
-    if names != [dataset]:
+    if statement.names != [(settings.namespace, dataset)] or statement.searches:
         raise ForbiddenSQL("a search filter may use the dataset's own columns only")
     return predicate
 
@@ -208,8 +212,9 @@ def search(
         ContractNotFound, VectorsNotConfigured, BadRequest, ForbiddenSQL, QueryFailed,
         SnapshotNotFound: terminal (HTTP 400/404); Forbidden (403).
     """
-    from lakehouse.catalog import get_catalog, load_table
-    from lakehouse.query.engine import resolve_snapshot, row_filter
+    from lakehouse.catalog import get_catalog
+    from lakehouse.query.scan import current_table, resolve_snapshot, row_filter
+    from lakehouse.query.sqlguard import MAX_K
     from lakehouse.vectors.store import lance_version_at, local_copy
 
     started = time.perf_counter()
@@ -217,10 +222,12 @@ def search(
     config = _config(contract)
     mode = mode or default_mode(config, text, vector)
     _check_request(config, mode, text, vector, k)
+    if k > MAX_K:
+        raise BadRequest(f"k must be at most {MAX_K}")
     predicate = check_filter(settings, dataset, filter) if filter else None
     tenant = row_filter(settings, principal, dataset)
     catalog = catalog or get_catalog(settings)
-    table = load_table(catalog, settings, dataset)
+    table = current_table(catalog, settings, dataset)
     snapshot_id = resolve_snapshot(table, as_of)
     version = lance_version_at(table, snapshot_id)
     result = SearchResult([], [], [], dataset, mode, snapshot_id, version)
@@ -251,10 +258,7 @@ def search(
     result.candidates = len(hits)
     result.columns = data.column_names
     result.types = [str(t) for t in data.schema.types]
-    from lakehouse.query.engine import _json_value
-
-    pylists = [[_json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
-    result.rows = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
+    result.rows = arrow_rows(data)
     result.ids = data[ROW_ID].to_pylist()
     result.scores = data[SCORE].to_pylist()
     result.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -281,15 +285,23 @@ def _join(
     dataset: str,
     table: Any,
     snapshot_id: int | None,
-    tenant: str | None,
+    tenant: TenantFilter | None,
     predicate: str | None,
     hits: list[tuple[str, float]],
     k: int,
 ) -> pa.Table:
-    """The table's rows among ``hits`` at the snapshot, filtered, best ``k`` first."""
-    import duckdb
+    """The table's rows among ``hits`` at the snapshot, filtered, best ``k`` first.
 
-    from lakehouse.query.engine import _bind, connect, lock
+    The rows come as Arrow (the tenant's only), read from the files that can hold a hit (the
+    ids are pushed into the scan); the caller's filter runs in the same locked-down session
+    and plan check as ``POST /sql``.
+    """
+    import duckdb
+    import pyarrow.dataset as pads
+
+    from lakehouse.query.files import ScanStats
+    from lakehouse.query.scan import session, table_rows
+    from lakehouse.query.sqlguard import check_plan
 
     ranked = pa.table(
         {
@@ -298,30 +310,31 @@ def _join(
             "rank": pa.array(range(len(hits)), pa.int64()),
         }
     )
-    con = connect(settings)
-    timer = threading.Timer(settings.query_timeout_seconds, con.interrupt)
-    try:
-        con.execute(f"CREATE SCHEMA IF NOT EXISTS {ident(settings.namespace)}")
-        _bind(con, settings, dataset, table, snapshot_id, tenant)
+    started = time.perf_counter()
+    rows = table_rows(settings, table, snapshot_id, tenant, ScanStats())
+    if isinstance(rows, pads.Dataset) and hits:
+        rows = rows.filter(pads.field(ROW_ID).isin(ranked["id"]))
+    with session(settings) as con:
+        con.bind(dataset, rows)
         con.register("__lake_hits", ranked)
-        lock(con, settings)
         where = f"WHERE ({predicate})" if predicate else ""
-        timer.start()
         view = f"{ident(settings.namespace)}.{ident(dataset)}"
         sql = (
             f"SELECT t.*, h.{SCORE} FROM (SELECT * FROM {view} {where}) t "
             f"JOIN __lake_hits h ON t.{ident(ROW_ID)} = h.id ORDER BY h.rank LIMIT {int(k)}"
         )
-        return con.execute(sql).to_arrow_table()
-    except duckdb.InterruptException as e:
-        raise QueryLimitExceeded(
-            f"the search ran past its time limit of {settings.query_timeout_seconds:g}s"
-        ) from e
-    except duckdb.Error as e:
-        raise QueryFailed(f"search filter: {str(e).strip()}") from e
-    finally:
-        timer.cancel()
-        con.close()
+        check_plan(con.con, sql)
+        left = settings.query_timeout_seconds - (time.perf_counter() - started)
+        try:
+            return con.run(lambda: con.select(sql).to_arrow_table(), left)
+        except (TimeoutError, duckdb.InterruptException) as e:
+            raise QueryLimitExceeded(
+                f"the search ran past its time limit of {settings.query_timeout_seconds:g}s"
+            ) from e
+        except duckdb.PermissionException as e:
+            raise ForbiddenSQL("a search filter may use the dataset's own columns only") from e
+        except duckdb.Error as e:
+            raise QueryFailed(f"search filter: {str(e).strip()}") from e
 
 
 def vector_hits_table(
@@ -346,7 +359,7 @@ def vector_hits_table(
                 catalog=catalog,
             )
         except SnapshotNotFound:
-            if not (isinstance(as_of, int) or (isinstance(as_of, str) and as_of.isdigit())):
+            if as_of is None or as_snapshot_id(as_of) is None:
                 raise
             # A snapshot id applies to the table that holds it; this one is read at its current one.
             found = search(
@@ -364,6 +377,16 @@ def vector_hits_table(
                 }
             )
         )
+    if not parts:
+        return pa.table(
+            {
+                "dataset": pa.array([], pa.string()),
+                "query": pa.array([], pa.string()),
+                "k": pa.array([], pa.int64()),
+                "id": pa.array([], pa.string()),
+                "score": pa.array([], pa.float64()),
+            }
+        )
     return pa.concat_tables(parts)
 
 
@@ -372,7 +395,7 @@ def vector_datasets(settings: Settings, principal: Principal = LOCAL) -> list[di
     search modes the console can offer for each (a ``supplied`` embedder cannot embed a query)."""
     from lakehouse.catalog import get_catalog, list_tables
     from lakehouse.contracts.model import list_contracts
-    from lakehouse.query.engine import row_filter
+    from lakehouse.query.scan import row_filter
 
     tables = set(list_tables(get_catalog(settings), settings))
     out = []
@@ -407,7 +430,7 @@ def vector_status(settings: Settings, dataset: str, principal: Principal = LOCAL
     Counts span every tenant, so a tenant-bound key is refused.
     """
     from lakehouse.catalog import get_catalog, load_table
-    from lakehouse.query.engine import resolve_snapshot, row_filter
+    from lakehouse.query.scan import resolve_snapshot, row_filter
     from lakehouse.vectors import ann
     from lakehouse.vectors.store import lance_version_at, local_copy
 

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from lakehouse.access.auth import LOCAL, Principal
-from lakehouse.catalog import get_catalog, load_table
+from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from lakehouse.contracts.validate import ident, literal
+from lakehouse.duck import ident, literal
+from lakehouse.duck import parse_time as parse_iso
 from lakehouse.errors import BadRequest, TableNotFound
 from lakehouse.query.engine import QueryResult, run_sql
+from lakehouse.query.scan import current_table, row_filter
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -40,12 +42,19 @@ class TableInfo:
     event_time: str | None
 
 
-def table_info(settings: Settings, name: str, catalog: Catalog | None = None) -> TableInfo:
-    """Columns and event-time column of a Lake table (``name`` or ``<namespace>.name``)."""
+def table_info(
+    settings: Settings, name: str, catalog: Catalog | None = None, principal: Principal = LOCAL
+) -> TableInfo:
+    """Columns and event-time column of a Lake table (``name`` or ``<namespace>.name``).
+
+    The principal's right to read the table is checked first: a key that may not read it gets a
+    403 before anything about the table (its columns) can show in an error.
+    """
     bare = name.split(".", 1)[1] if name.startswith(f"{settings.namespace}.") else name
     if not _NAME.match(bare):
         raise TableNotFound(f"no table {name!r}: table names are letters, digits and underscores")
-    table = load_table(catalog or get_catalog(settings), settings, bare)
+    row_filter(settings, principal, bare)
+    table = current_table(catalog or get_catalog(settings), settings, bare)
     schema: Schema = table.schema()
     columns = {f.name: str(f.field_type) for f in schema.fields}
     event_time = table.properties.get("lake.event-time")
@@ -67,11 +76,7 @@ def parse_time(value: str | None, what: str) -> dt.datetime | None:
     """An ISO-8601 date or time (naive means UTC)."""
     if value is None or value == "":
         return None
-    try:
-        when = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as e:
-        raise BadRequest(f"{what} {value!r} is not an ISO-8601 date or time") from e
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return parse_iso(value, what)
 
 
 def time_filter(info: TableInfo, start: str | None, end: str | None) -> list[str]:
@@ -152,6 +157,6 @@ def rollup(
         TableNotFound: no such table (HTTP 404).
     """
     catalog = catalog or get_catalog(settings)
-    info = table_info(settings, table, catalog)
+    info = table_info(settings, table, catalog, principal)
     sql = rollup_sql(info, settings, column_name, agg, bucket, start, end, group_by)
     return run_sql(settings, sql, explain=explain, catalog=catalog, principal=principal)

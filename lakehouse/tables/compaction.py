@@ -188,8 +188,8 @@ def _rewrite_sorted(
     import pyarrow as pa
     from pyiceberg.types import UUIDType
 
-    from lakehouse.contracts.types import ident
     from lakehouse.contracts.validate import validation_connection
+    from lakehouse.duck import ident
 
     files = part.files
     rows_in = sum(f.record_count for f in files)

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract
-from lakehouse.contracts.types import ident
+from lakehouse.duck import ident
 from lakehouse.errors import CommitConflict
 
 if TYPE_CHECKING:

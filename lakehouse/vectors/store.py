@@ -32,7 +32,8 @@ import pyarrow.compute as pc
 
 from lakehouse.config import Settings
 from lakehouse.contracts.model import RAW, ROW, ROW_ID, Contract, VectorConfig
-from lakehouse.contracts.validate import ERROR_TYPE, ERRORS, ident
+from lakehouse.contracts.validate import ERROR_TYPE, ERRORS
+from lakehouse.duck import ident
 from lakehouse.errors import LakeError, VectorWriteFailed
 
 if TYPE_CHECKING:

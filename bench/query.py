@@ -1,0 +1,380 @@
+"""Query bench: ``POST /sql`` on a warm ``lake serve`` against DuckDB on the same files.
+
+Usage::
+
+    python bench/query.py [--rows N] [--repeat R] [--sf SF] [--json]
+
+Sizes default to ``LAKE_BENCH_QUERY_ROWS`` / ``LAKE_BENCH_QUERY_SF`` from the environment, else
+2,000,000 sensor readings over the 12 months of 2025 and TPC-H scale factor 0.1.
+
+One run, on a local stack of its own (a temporary ``LAKE_HOME``):
+
+1. **One month**: a ``GROUP BY`` over one month of the readings table, through ``POST /sql`` over
+   HTTP (a different statement each time, and ``LAKE_QUERY_CACHE=false``, so no result cache
+   answers), against DuckDB's ``read_parquet`` on exactly the data files pyiceberg plans for that
+   month, read from the same S3 endpoint. Warm: the median of ``R`` runs after one; cold: the
+   first request of a fresh ``lake serve`` process (and DuckDB's first read on a new connection,
+   extensions loaded). Goal: warm ratio <= 1.5.
+2. **TPC-H**: the queries over ``lineitem`` and ``orders`` only (1, 4, 6 and 12: the tables
+   without an event time of the other queries are not loaded here), generated with the
+   ``duckdb-extension-tpch`` package and ingested by Lake; through ``POST /sql`` against DuckDB in
+   process over the same Parquet files copied to local disk. Every answer is compared. Goal:
+   total <= 2x warm.
+
+Also printed: where a warm request's time goes (the response's ``elapsed_ms`` is the engine's
+share; the rest is HTTP, authentication and JSON), the file cache's figures and the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from bench.ingest import CONTRACTS_DIR, bench_settings, generate_csv, stop_stack  # noqa: E402
+from lake.client import LakeClient  # noqa: E402
+from lake.local import stack as localstack  # noqa: E402
+from lake.local.serve import deliver  # noqa: E402
+from lakehouse.config import Settings, get_settings, load_settings  # noqa: E402
+
+GOAL_MONTH = 1.5
+GOAL_TPCH = 2.0
+TPCH_QUERIES = (1, 4, 6, 12)  # the ones that read lineitem and orders only
+MONTH_SQL = (
+    "SELECT sensor_id, count(*) AS n, avg(temp_c) AS mean_c, max(humidity) AS top_h FROM {t} "
+    "WHERE ts >= TIMESTAMPTZ '2025-03-01' AND ts < TIMESTAMPTZ '2025-04-01' AND temp_c > {floor} "
+    "GROUP BY sensor_id ORDER BY sensor_id"
+)
+LINEITEM = """
+name: lineitem
+event_time: l_shipdate
+columns:
+  l_orderkey: {type: long, required: true}
+  l_partkey: {type: long}
+  l_suppkey: {type: long}
+  l_linenumber: {type: long}
+  l_quantity: {type: double}
+  l_extendedprice: {type: double}
+  l_discount: {type: double}
+  l_tax: {type: double}
+  l_returnflag: {type: string}
+  l_linestatus: {type: string}
+  l_shipdate: {type: timestamp, required: true}
+  l_commitdate: {type: date}
+  l_receiptdate: {type: date}
+  l_shipinstruct: {type: string}
+  l_shipmode: {type: string}
+  l_comment: {type: string}
+"""
+ORDERS = """
+name: orders
+event_time: o_orderdate
+columns:
+  o_orderkey: {type: long, required: true}
+  o_custkey: {type: long}
+  o_orderstatus: {type: string}
+  o_totalprice: {type: double}
+  o_orderdate: {type: timestamp, required: true}
+  o_orderpriority: {type: string}
+  o_clerk: {type: string}
+  o_shippriority: {type: long}
+  o_comment: {type: string}
+"""
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def start_serve(settings: Settings, home: Path) -> tuple[subprocess.Popen[bytes], str, float]:
+    """A fresh ``lake serve`` (keys required, no result cache); its URL and seconds to ready."""
+    env = {
+        **os.environ,
+        "LAKE_HOME": str(home),
+        "LAKE_CONTRACTS_DIR": str(settings.contracts_dir),
+        "LAKE_QUERY_CACHE": "false",
+        "LAKE_LOG_LEVEL": "WARNING",
+    }
+    out = home / f"serve-{time.monotonic_ns()}.out"
+    started = time.perf_counter()
+    with out.open("w") as stdout:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lake.cli.main", "serve", "--port", "0", "--no-watch", "--no-maintain"],
+            stdout=stdout,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env=env,
+        )
+    while not out.read_text().strip():
+        if proc.poll() is not None or time.perf_counter() - started > 120:
+            raise SystemExit("lake serve did not start")
+        time.sleep(0.02)
+    return proc, json.loads(out.read_text().splitlines()[0])["serving"], time.perf_counter() - started
+
+
+def ingest_file(settings: Settings, dataset: str, path: Path) -> dict[str, Any]:
+    from lakehouse.storage import s3_client
+
+    key = f"{dataset}/{path.name}"
+    s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=path.read_bytes())
+    report: dict[str, Any] = deliver(settings, settings.landing_bucket, key)["reports"][0]
+    return report
+
+
+def planned_files(settings: Settings, table: str, row_filter: Any = None) -> list[str]:
+    from lakehouse.catalog import get_catalog
+
+    loaded = get_catalog(settings).load_table(f"{settings.namespace}.{table}")
+    scan = loaded.scan(row_filter=row_filter) if row_filter is not None else loaded.scan()
+    return [task.file.file_path for task in scan.plan_files()]
+
+
+def timed(call: Any) -> tuple[float, Any]:
+    started = time.perf_counter()
+    value = call()
+    return time.perf_counter() - started, value
+
+
+def month_phase(settings: Settings, home: Path, key: str, repeat: int) -> dict[str, Any]:
+    """The one-month query: cold and warm, over HTTP and on DuckDB's read_parquet."""
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    from lakehouse.query.engine import connect
+
+    month = And(
+        GreaterThanOrEqual("ts", "2025-03-01T00:00:00+00:00"), LessThan("ts", "2025-04-01T00:00:00+00:00")
+    )
+    files = planned_files(settings, "sensor_readings", month)
+    scan = "read_parquet([" + ", ".join(f"'{f}'" for f in files) + "])"
+
+    def duck(con: Any, i: int) -> list[Any]:
+        rows: list[Any] = con.execute(MONTH_SQL.format(t=scan, floor=-1000 - i)).fetchall()
+        return rows
+
+    cold_duck, con = timed(lambda: connect(settings))
+    first, rows = timed(lambda: duck(con, 0))
+    cold_duck += first
+    proc, url, ready = start_serve(settings, home)
+    try:
+        client = LakeClient(url, key=key)
+        cold_http, response = timed(
+            lambda: client.sql(MONTH_SQL.format(t="lake.sensor_readings", floor=-1000))
+        )
+        assert response.status == 200, response.body
+        lake_rows = response.body["rows"]
+        assert len(lake_rows) == len(rows), (len(lake_rows), len(rows))
+        http: list[float] = []
+        engine: list[float] = []
+        baseline: list[float] = []
+        stats: dict[str, Any] = {}
+        for i in range(1, repeat + 2):  # the first of these warms both sides
+            took, response = timed(
+                lambda i=i: client.sql(MONTH_SQL.format(t="lake.sensor_readings", floor=-1000 - i))
+            )
+            assert response.status == 200, response.body
+            base, _ = timed(lambda i=i: duck(con, i))
+            if i > 1:
+                http.append(took)
+                engine.append(response.body["elapsed_ms"] / 1000)
+                baseline.append(base)
+                stats = response.body["stats"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        con.close()
+    warm_http, warm_duck = statistics.median(http), statistics.median(baseline)
+    return {
+        "files_planned": len(files),
+        "rows_out": len(rows),
+        "serve_ready_s": round(ready, 3),
+        "cold_http_ms": round(cold_http * 1000, 1),
+        "cold_duckdb_ms": round(cold_duck * 1000, 1),
+        "cold_ratio": round(cold_http / cold_duck, 2),
+        "warm_http_ms": round(warm_http * 1000, 1),
+        "warm_engine_ms": round(statistics.median(engine) * 1000, 1),
+        "warm_duckdb_ms": round(warm_duck * 1000, 1),
+        "warm_ratio": round(warm_http / warm_duck, 2),
+        "warm_stats": stats,
+        "goal_met": warm_http / warm_duck <= GOAL_MONTH,
+    }
+
+
+def tpch_phase(settings: Settings, home: Path, key: str, sf: float, repeat: int) -> dict[str, Any]:
+    """TPC-H 1, 4, 6, 12 through POST /sql against DuckDB over the same Parquet on local disk."""
+    import duckdb
+
+    from lakehouse.query.engine import extension_path
+    from lakehouse.storage import arrow_filesystem
+
+    work = home / "tpch"
+    work.mkdir()
+    gen = duckdb.connect()
+    gen.execute(f"LOAD '{extension_path('tpch')}'")
+    gen.execute(f"CALL dbgen(sf={sf})")
+    queries = dict(gen.execute("SELECT query_nr, query FROM tpch_queries()").fetchall())
+    casts = {
+        "lineitem": "* REPLACE (l_shipdate::TIMESTAMPTZ AS l_shipdate, l_quantity::DOUBLE AS l_quantity, "
+        "l_extendedprice::DOUBLE AS l_extendedprice, l_discount::DOUBLE AS l_discount, "
+        "l_tax::DOUBLE AS l_tax)",
+        "orders": "* REPLACE (o_orderdate::TIMESTAMPTZ AS o_orderdate, o_totalprice::DOUBLE AS o_totalprice)",
+    }
+    for table, contract in (("lineitem", LINEITEM), ("orders", ORDERS)):
+        (settings.contracts_dir / f"{table}.yaml").write_text(contract)
+        path = work / f"{table}.parquet"
+        gen.execute(f"COPY (SELECT {casts[table]} FROM {table}) TO '{path}' (FORMAT parquet)")
+        ingest_file(settings, table, path)
+    gen.close()
+    local = duckdb.connect()
+    fs = arrow_filesystem(settings)
+    for table in ("lineitem", "orders"):  # Lake's own data files, copied to local disk
+        folder = work / f"lake-{table}"
+        folder.mkdir()
+        for i, uri in enumerate(planned_files(settings, table)):
+            with (
+                fs.open_input_stream(uri.removeprefix("s3://")) as src,
+                open(folder / f"{i}.parquet", "wb") as dst,
+            ):
+                shutil.copyfileobj(src, dst)
+        local.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    proc, url, _ = start_serve(settings, home)
+    per_query: dict[int, dict[str, Any]] = {}
+    try:
+        client = LakeClient(url, key=key)
+        for n in TPCH_QUERIES:
+            sql = queries[n]
+            first = client.sql(sql)
+            assert first.status == 200, (n, first.body)
+            expected = local.execute(sql).fetchall()
+            http, base = [], []
+            for _ in range(repeat):
+                took, response = timed(lambda sql=sql: client.sql(sql))
+                http.append(took)
+                base.append(timed(lambda sql=sql: local.execute(sql).fetchall())[0])
+            per_query[n] = {
+                "http_ms": round(statistics.median(http) * 1000, 1),
+                "duckdb_ms": round(statistics.median(base) * 1000, 1),
+                "rows": len(expected),
+                "equal": _same(response.body["rows"], expected),
+            }
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        local.close()
+    total_http = sum(q["http_ms"] for q in per_query.values())
+    total_duck = sum(q["duckdb_ms"] for q in per_query.values())
+    return {
+        "sf": sf,
+        "queries": per_query,
+        "total_http_ms": round(total_http, 1),
+        "total_duckdb_ms": round(total_duck, 1),
+        "ratio": round(total_http / total_duck, 2),
+        "all_equal": all(q["equal"] for q in per_query.values()),
+        "goal_met": total_http / total_duck <= GOAL_TPCH,
+    }
+
+
+def _same(lake: list[list[Any]], duck: list[tuple[Any, ...]]) -> bool:
+    """Equal rows; numbers equal to 1e-9 relative (sums of doubles depend on their order)."""
+
+    def number(value: Any) -> float | None:
+        if isinstance(value, bool) or value is None:
+            return None
+        try:
+            return float(value)  # a HUGEINT or DECIMAL comes as text in JSON
+        except (TypeError, ValueError):
+            return None
+
+    def same(a: Any, b: Any) -> bool:
+        x, y = number(a), number(b)
+        if x is not None and y is not None:
+            return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-9)
+        return str(a) == (b.isoformat() if hasattr(b, "isoformat") else str(b))
+
+    return len(lake) == len(duck) and all(
+        len(r) == len(d) and all(same(a, b) for a, b in zip(r, d, strict=True))
+        for r, d in zip(lake, duck, strict=True)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("LAKE_BENCH_QUERY_ROWS", 2_000_000)))
+    parser.add_argument("--sf", type=float, default=float(os.environ.get("LAKE_BENCH_QUERY_SF", 0.1)))
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="lake-bench-query-") as tmp:
+        home = Path(tmp)
+        contracts = home / "contracts"
+        shutil.copytree(CONTRACTS_DIR, contracts)
+        for name in list(os.environ):
+            if name.startswith("LAKE_") and not name.startswith("LAKE_BENCH_"):
+                del os.environ[name]
+        os.environ["LAKE_HOME"] = str(home)  # the handlers read the one settings object
+        os.environ["LAKE_CONTRACTS_DIR"] = str(contracts)
+        os.environ["LAKE_LOG_LEVEL"] = "WARNING"
+        get_settings.cache_clear()
+        localstack.up(load_settings(home=home), owner_pid=os.getpid())
+        settings = bench_settings(home).model_copy(update={"contracts_dir": contracts})
+        try:
+            from lakehouse.access.auth import create_key
+
+            csv = home / "readings.csv"
+            generate_csv(csv, args.rows)
+            ingest_file(settings, "sensor_readings", csv)
+            csv.unlink()
+            key = create_key(settings, "read", None, "bench")[0]
+            report = {
+                "rows": args.rows,
+                "month": month_phase(settings, home, key, args.repeat),
+                "tpch": tpch_phase(settings, home, key, args.sf, args.repeat),
+                "load_average": load_average(),
+            }
+        finally:
+            stop_stack(settings)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    m, t = report["month"], report["tpch"]
+    print(
+        f"one month of {args.rows:,} readings ({m['files_planned']} files planned), "
+        "POST /sql vs DuckDB read_parquet:"
+    )
+    print(
+        f"  warm  {m['warm_http_ms']:8.1f} ms (engine {m['warm_engine_ms']} ms) "
+        f"vs {m['warm_duckdb_ms']:8.1f} ms"
+        f"  = {m['warm_ratio']}x  (goal <= {GOAL_MONTH}x: {'met' if m['goal_met'] else 'NOT met'})"
+    )
+    print(f"  cold  {m['cold_http_ms']:8.1f} ms vs {m['cold_duckdb_ms']:8.1f} ms  = {m['cold_ratio']}x")
+    print(f"  stats of a warm request: {m['warm_stats']}")
+    print(
+        f"TPC-H sf {t['sf']} (queries over lineitem and orders only), POST /sql vs DuckDB on local Parquet:"
+    )
+    for n, q in t["queries"].items():
+        print(
+            f"  Q{n:<3} {q['http_ms']:8.1f} ms vs {q['duckdb_ms']:8.1f} ms  "
+            f"rows {q['rows']}  equal {q['equal']}"
+        )
+    print(
+        f"  total {t['total_http_ms']:8.1f} ms vs {t['total_duckdb_ms']:8.1f} ms = {t['ratio']}x  "
+        f"(goal <= {GOAL_TPCH}x: {'met' if t['goal_met'] else 'NOT met'}); all equal: {t['all_equal']}"
+    )
+    print(f"load average: {report['load_average']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
