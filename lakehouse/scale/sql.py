@@ -13,32 +13,13 @@ aggregates; what differs is documented in the README (section "Bigger than one f
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import decimal
 import time
 from typing import Any
 
 from lakehouse.catalog import get_catalog, load_table
 from lakehouse.config import Settings
+from lakehouse.duck import json_value
 from lakehouse.errors import ForbiddenSQL, QueryFailed
-
-
-def _json_value(value: Any) -> Any:
-    """A result value as the query function returns it in JSON."""
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode()
-    if isinstance(value, dt.timedelta):
-        return value.total_seconds()
-    if isinstance(value, list):
-        return [_json_value(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _json_value(v) for k, v in value.items()}
-    return value
 
 
 def run_sql(
@@ -92,7 +73,7 @@ def run_sql(
         _write_parquet(settings, data, out)
         body.update(rows=[], row_count=data.num_rows, out=out)
     else:
-        pylists = [[_json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
+        pylists = [[json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
         body["rows"] = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
         body["row_count"] = data.num_rows
     body.update(
