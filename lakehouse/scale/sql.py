@@ -18,8 +18,8 @@ from typing import Any
 
 from lakehouse.catalog import get_catalog, load_table
 from lakehouse.config import Settings
-from lakehouse.duck import json_value
-from lakehouse.errors import ForbiddenSQL, QueryFailed
+from lakehouse.duck import arrow_rows
+from lakehouse.errors import ForbiddenSQL, QueryFailed, TableNotFound
 
 
 def run_sql(
@@ -39,19 +39,26 @@ def run_sql(
         QueryFailed: Daft could not plan or run it (its message says why).
         TableNotFound: a table it names does not exist.
     """
-    from lakehouse.query.sqlguard import inspect_sql
+    from lakehouse.query.sqlguard import lake_names, parse
     from lakehouse.scale.runner import io_config, require_daft
     from lakehouse.scale.runner import runner as run_on
 
     started = time.perf_counter()
-    names, searches = inspect_sql(sql, settings.namespace)
-    if searches:
+    statement = parse(sql, settings.query_max_sql_chars, settings.query_max_nesting)
+    if statement.searches:
         raise ForbiddenSQL("vector_search() runs in the query function only (POST /sql), not on Daft")
     if out is not None and not (out.startswith("s3://") and out.endswith(".parquet")):
         raise ForbiddenSQL(f"--out takes s3://bucket/key.parquet, not {out!r}")
     daft = require_daft()
     catalog = get_catalog(settings)
-    tables = {name: load_table(catalog, settings, name) for name in names}
+    qualified = {name for schema, name in statement.names if schema}
+    tables = {}
+    for name in lake_names(statement, settings.namespace):  # a bare name may be a CTE
+        try:
+            tables[name] = load_table(catalog, settings, name)
+        except TableNotFound:
+            if name in qualified:
+                raise
     snapshots: dict[str, int | None] = {}
     with run_on(settings, runner, ray_address):  # type: ignore[arg-type]
         frames = {}
@@ -73,8 +80,7 @@ def run_sql(
         _write_parquet(settings, data, out)
         body.update(rows=[], row_count=data.num_rows, out=out)
     else:
-        pylists = [[json_value(v) for v in data.column(i).to_pylist()] for i in range(data.num_columns)]
-        body["rows"] = [list(r) for r in zip(*pylists, strict=True)] if pylists else []
+        body["rows"] = arrow_rows(data)
         body["row_count"] = data.num_rows
     body.update(
         snapshots=snapshots,
