@@ -181,11 +181,13 @@ print("COLDSTART " + json.dumps(out, default=str))
 # --------------------------------------------------------------------------- events
 
 
-def _upload(settings: Settings, key: str, body: bytes) -> str:
+def _upload(settings: Settings, key: str, body: bytes) -> tuple[str, str]:
+    """Upload ``body``; returns its (version id, ETag) as an S3 event names them."""
     from lakehouse.storage import s3_client
 
     put = s3_client(settings).put_object(Bucket=settings.landing_bucket, Key=key, Body=body)
-    return str(put.get("VersionId") or put["ETag"].strip('"'))
+    etag = put["ETag"].strip('"')
+    return str(put.get("VersionId") or etag), etag
 
 
 def ingest_event(settings: Settings, work: Path, run: int) -> dict[str, Any]:
@@ -193,12 +195,12 @@ def ingest_event(settings: Settings, work: Path, run: int) -> dict[str, Any]:
     csv = work / f"coldstart-{run}.csv"
     generate_csv(csv, INGEST_ROWS, seed=run)
     key = f"sensor_readings/coldstart-{run}.csv"
-    version = _upload(settings, key, csv.read_bytes())
+    version, etag = _upload(settings, key, csv.read_bytes())
     event: dict[str, Any] = json.loads((EVENTS / "s3-put.json").read_text())
     s3 = event["Records"][0]["s3"]
     s3["bucket"]["name"] = settings.landing_bucket
     s3["bucket"]["arn"] = f"arn:aws:s3:::{settings.landing_bucket}"
-    s3["object"].update({"key": key, "size": csv.stat().st_size, "eTag": version, "versionId": version})
+    s3["object"].update({"key": key, "size": csv.stat().st_size, "eTag": etag, "versionId": version})
     return event
 
 
@@ -228,7 +230,7 @@ def takeout_event(settings: Settings, work: Path, run: int) -> dict[str, Any]:
     """An SQS event carrying the member range of a new small Takeout archive."""
     data, members = takeout_archive(run)
     key = f"takeout/coldstart-{run}.zip"
-    version = _upload(settings, key, data)
+    version, _ = _upload(settings, key, data)
     body = {"bucket": settings.landing_bucket, "key": key, "version": version, "start": 0, "end": members}
     event: dict[str, Any] = json.loads((EVENTS / "sqs-takeout-range.json").read_text())
     record = event["Records"][0]

@@ -244,8 +244,8 @@ def cmd_sql(args: argparse.Namespace, settings: Settings | None) -> int:
     if args.engine == "daft":
         from lake.cli.scale import sql_body
 
-        if as_of is not None or args.explain or args.url:
-            raise SystemExit("error: --as-of, --explain and --url are for the query function (duckdb)")
+        if as_of is not None or args.explain:
+            raise SystemExit("error: --as-of and --explain are for the query function (duckdb)")
         from lakehouse.config import load_settings
 
         body = sql_body(args, settings or load_settings())
