@@ -15,10 +15,10 @@ whole map. Then:
 * **before**: ``SELECT count(*) ... WHERE lat BETWEEN ... AND lon BETWEEN ...`` over boxes of
   1 % of the data's extent (a tenth of its latitude span by a tenth of its longitude span),
   one centred on each of ``--boxes`` cities (default 10), through
-  :func:`lakehouse.query.engine.run_sql`; the files read are the data files the query
-  engine opened (``files_read`` of the answer's ``stats``; files whose column statistics rule
-  the box out are never opened) and, as a cross-check, the files pyiceberg plans with the same
-  filter (manifest column statistics);
+  :func:`lakehouse.query.engine.run_sql` (the answer); the files read are the data files
+  Iceberg's manifest column statistics plan for the box (pyiceberg's scan planning, as
+  pyiceberg, Daft and Athena read it), with the files Lake's own query engine opened
+  (``files_read`` of the answer's ``stats``) printed beside;
 * **compaction**: :func:`lakehouse.tables.compaction.compact_table` rewrites the month as one
   z-ordered run cut into about ``F`` files;
 * **after**: the same query; it must give the same count.
