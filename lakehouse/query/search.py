@@ -312,8 +312,11 @@ def _join(
     )
     started = time.perf_counter()
     rows = table_rows(settings, table, snapshot_id, tenant, ScanStats())
-    if isinstance(rows, pads.Dataset) and hits:
-        rows = rows.filter(pads.field(ROW_ID).isin(ranked["id"]))
+    if isinstance(rows, pads.Dataset):
+        # The hits' rows (at most k per mode) read here, in this thread: DuckDB then joins an
+        # in-memory table and never calls back into the store's Python filesystem from its own
+        # threads (a search waiting on such a callback could hold the request's worker forever).
+        rows = rows.filter(pads.field(ROW_ID).isin(ranked["id"])).to_table()
     with session(settings) as con:
         con.bind(dataset, rows)
         con.register("__lake_hits", ranked)
