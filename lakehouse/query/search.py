@@ -316,7 +316,8 @@ def _join(
         # The hits' rows (at most k per mode) read here, in this thread: DuckDB then joins an
         # in-memory table and never calls back into the store's Python filesystem from its own
         # threads (a search waiting on such a callback could hold the request's worker forever).
-        rows = rows.filter(pads.field(ROW_ID).isin(ranked["id"])).to_table()
+        ids = ranked["id"].combine_chunks().cast(rows.schema.field(ROW_ID).type)
+        rows = rows.filter(pads.field(ROW_ID).isin(ids)).to_table() if hits else rows.schema.empty_table()
     with session(settings) as con:
         con.bind(dataset, rows)
         con.register("__lake_hits", ranked)
