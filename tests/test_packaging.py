@@ -23,7 +23,7 @@ from lake.local.invoke import dockerfile_command, function_spec, invoke, load_te
 from lakehouse.errors import TemplateInvalid
 
 ROOT = Path(__file__).resolve().parent.parent
-HANDLERS = ("ingest", "query", "maintenance", "takeout")
+HANDLERS = ("ingest", "query", "maintenance", "takeout", "commit")
 # Functions that embed text (ingest, Takeout: documents; query: the search text) install `embed`.
 EMBEDDING = {"ingest", "query", "takeout"}
 VECTOR_MODULES = ("lancedb", "lance", "faiss", "torch", "sentence_transformers", "model2vec", "transformers")
