@@ -24,6 +24,7 @@ FUNCTIONS = {
     "maintenance-cleanup-dry-run.json": "MaintenanceFunction",
     "schedule.json": "MaintenanceFunction",
     "sqs-takeout-range.json": "TakeoutFunction",
+    "sqs-commit.json": "CommitFunction",
 }
 
 # One process for the whole walk (imports once): up, the demo's files, then every sample.
