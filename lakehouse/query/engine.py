@@ -45,6 +45,7 @@ from lakehouse.errors import (
 from lakehouse.query import cache
 from lakehouse.query.files import ScanStats
 from lakehouse.query.scan import (
+    TableRows,
     TenantFilter,
     current_table,
     resolve_snapshot,
@@ -194,7 +195,7 @@ def _audit_rows(settings: Settings, catalog: Catalog, stats: ScanStats) -> tuple
     if table is not None and (snap := table.current_snapshot()) is not None:
         snapshot_id = snap.snapshot_id
         rows = table_rows(settings, table, snapshot_id, None, stats)
-        parts.append(rows.to_table() if isinstance(rows, pads.Dataset) else rows)
+        parts.append(rows.dataset().to_table() if isinstance(rows, TableRows) else rows)
         done = folded_files(table)
     keys, queued = unfolded(settings)
     pending = [f"{settings.warehouse_bucket}/{k}" for k in keys if k.removeprefix(SPOOL_PREFIX) not in done]

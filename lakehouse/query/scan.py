@@ -4,8 +4,8 @@ This is the engine's defence in depth: whatever a statement says, DuckDB can onl
 this module hands it.
 
 * A table is read at a snapshot through the files pyiceberg plans for it (cached per process
-  by snapshot: a snapshot's file list never changes), exposed to DuckDB as a pyarrow dataset
-  over exactly those files. Each file carries its bounds (partition values and the min/max of
+  by snapshot: a snapshot's file list never changes), exposed to DuckDB as one pyarrow dataset
+  per file (see :meth:`Session.bind`). Each file carries its bounds (partition values and the min/max of
   integer, date and timestamp columns from the manifest) so DuckDB's filters skip files that
   cannot match. A tenant-bound key's row filter is part of the dataset itself: DuckDB never
   sees another tenant's rows.
@@ -275,8 +275,8 @@ def table_rows(
     snapshot_id: int | None,
     tenant: TenantFilter | None,
     stats: ScanStats,
-) -> pads.Dataset | pa.Table:
-    """The rows of ``table`` at ``snapshot_id`` that a request may read, as a pyarrow dataset."""
+) -> TableRows | pa.Table:
+    """The rows of ``table`` at ``snapshot_id`` that a request may read."""
     import pyarrow.dataset as pads
 
     from lakehouse.storage import arrow_filesystem
@@ -290,6 +290,8 @@ def table_rows(
     if planned.has_deletes:  # merge-on-read deletes: pyiceberg applies them
         scan = table.scan(snapshot_id=snapshot_id, row_filter=_iceberg_filter(tenant))
         return scan.to_arrow()
+    if not planned.files:
+        return schema.empty_table()
     allowed = {f.path: f.size for f in planned.files}
     handler = CachedFiles(arrow_filesystem(settings), file_cache(settings), allowed, stats)
     fs = pa.fs.PyFileSystem(handler)
@@ -303,8 +305,34 @@ def table_rows(
         )
         for f in planned.files
     ]
-    dataset = pads.FileSystemDataset(fragments, schema, fmt, fs)
-    return dataset.filter(tenant.expression()) if tenant is not None else dataset
+    return TableRows(schema, fmt, fs, fragments, tenant.expression() if tenant is not None else None)
+
+
+@dataclass(frozen=True)
+class TableRows:
+    """The rows of a table that a request may read: its planned files, and the tenant's row
+    filter when the key is bound to one."""
+
+    schema: pa.Schema
+    format: pads.ParquetFileFormat
+    filesystem: pa.fs.FileSystem
+    fragments: list[pads.Fragment]
+    where: pads.Expression | None
+
+    def _dataset(self, fragments: list[pads.Fragment]) -> pads.Dataset:
+        import pyarrow.dataset as pads
+
+        dataset = pads.FileSystemDataset(fragments, self.schema, self.format, self.filesystem)
+        return dataset.filter(self.where) if self.where is not None else dataset
+
+    def dataset(self) -> pads.Dataset:
+        """One dataset over every file, for scans run from Python (pyarrow releases the GIL);
+        never hand it to DuckDB (see :meth:`Session.bind`)."""
+        return self._dataset(self.fragments)
+
+    def parts(self) -> list[pads.Dataset]:
+        """One dataset per file, for DuckDB."""
+        return [self._dataset([fragment]) for fragment in self.fragments]
 
 
 def _iceberg_filter(tenant: TenantFilter | None) -> Any:
@@ -336,6 +364,10 @@ def _open(settings: Settings) -> duckdb.DuckDBPyConnection:
         }
     )
     con.execute("SET TimeZone = 'UTC'")
+    # A hash join's Bloom filter, pushed through the UNION ALL of a table's files (see
+    # Session.bind) into a pyarrow scan, fails the query (DuckDB 1.5.5: "Pushdown Filter Type
+    # BLOOM_FILTER is not currently supported in PyArrow Scans").
+    con.execute("SET disabled_optimizers = 'join_filter_pushdown'")
     con.execute(f"CREATE SCHEMA {ident(settings.namespace)}")
     con.execute("SET lock_configuration = true")
     return con
@@ -357,12 +389,24 @@ class Session:
 
     def bind(self, name: str, rows: Any) -> None:
         """``<namespace>.<name>`` (and the bare ``<name>``) read ``rows`` (a pyarrow dataset or
-        table) and nothing else."""
-        source = f"__lake_rows_{len(self.registered)}"
-        self.register(source, rows)
+        table) and nothing else.
+
+        :class:`TableRows` are bound as the ``UNION ALL`` of one DuckDB scan per file: DuckDB
+        holds the GIL while pyarrow starts a scan, and a scan of several files opens the next
+        file from one of Arrow's threads, through the Python filesystem of
+        :class:`CachedFiles`, which needs the GIL: the two would wait on each other forever. A
+        scan of one file opens it in the thread that starts the scan. DuckDB still pushes the
+        query's filters into every part, so a file whose bounds cannot match is never opened.
+        """
+        parts = rows.parts() if isinstance(rows, TableRows) else [rows]
+        sources = []
+        for part in parts:
+            sources.append(f"__lake_rows_{len(self.registered)}")
+            self.register(sources[-1], part)
+        body = " UNION ALL ".join(f"SELECT * FROM {ident(source)}" for source in sources)
         for schema in (self.namespace, "main"):
             qualified = f"{ident(schema)}.{ident(name)}"
-            self.con.execute(f"CREATE VIEW {qualified} AS SELECT * FROM {ident(source)}")
+            self.con.execute(f"CREATE VIEW {qualified} AS {body}")
             self.views.append(qualified)
 
     def macro(self, name: str, sql: str, parameters: str) -> None:

@@ -300,7 +300,7 @@ def _join(
     import pyarrow.dataset as pads
 
     from lakehouse.query.files import ScanStats
-    from lakehouse.query.scan import session, table_rows
+    from lakehouse.query.scan import TableRows, session, table_rows
     from lakehouse.query.sqlguard import check_plan
 
     ranked = pa.table(
@@ -312,12 +312,13 @@ def _join(
     )
     started = time.perf_counter()
     rows = table_rows(settings, table, snapshot_id, tenant, ScanStats())
-    if isinstance(rows, pads.Dataset):
+    if isinstance(rows, TableRows):
         # The hits' rows (at most k per mode) read here, in this thread: DuckDB then joins an
         # in-memory table and never calls back into the store's Python filesystem from its own
         # threads (a search waiting on such a callback could hold the request's worker forever).
         ids = ranked["id"].combine_chunks().cast(rows.schema.field(ROW_ID).type)
-        rows = rows.filter(pads.field(ROW_ID).isin(ids)).to_table() if hits else rows.schema.empty_table()
+        found = rows.dataset().filter(pads.field(ROW_ID).isin(ids)).to_table() if hits else None
+        rows = found if found is not None else rows.schema.empty_table()
     with session(settings) as con:
         con.bind(dataset, rows)
         con.register("__lake_hits", ranked)
