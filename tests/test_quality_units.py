@@ -147,7 +147,12 @@ def _report(**kw: object) -> IngestReport:
     return IngestReport(**base)  # type: ignore[arg-type]
 
 
-def test_quality_metrics_are_emitted_as_emf(capsys: pytest.CaptureFixture[str]) -> None:
+def test_quality_metrics_are_emitted_as_emf(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The `lake` command switches metrics off for its process; a test that ran it in process
+    # before this one leaves that setting behind.
+    monkeypatch.delenv("POWERTOOLS_METRICS_DISABLED", raising=False)
     publish(_report(), Settings(metrics_namespace="LakeTest"))
     docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert docs[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "LakeTest"

@@ -24,7 +24,8 @@ from lakehouse.contracts.model import parse_contract
 from lakehouse.storage import s3_client
 from tests.conftest import ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# One worker walks the whole README in order: inline commands read what the shell examples made.
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("readme")]
 
 README = (ROOT / "README.md").read_text()
 BLOCKS = [(m.group(1), m.group(2)) for m in re.finditer(r"```(\w+)\n(.*?)```", README, re.S)]

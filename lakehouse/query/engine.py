@@ -48,6 +48,7 @@ from lakehouse.query.scan import (
     TableRows,
     TenantFilter,
     current_table,
+    plan,
     resolve_snapshot,
     row_filter,
     session,
@@ -419,11 +420,10 @@ def small_files(table: Table, settings: Settings, snapshot_id: int | None = None
     from lakehouse.tables.compaction import CompactionOptions
 
     below = CompactionOptions.for_table(table, settings).small_below
-    sizes = (
-        table.inspect.files(snapshot_id).column("file_size_in_bytes").to_pylist()
-        if (snapshot_id or table.current_snapshot()) is not None
-        else []
-    )
+    snap = table.snapshot_by_id(snapshot_id) if snapshot_id is not None else table.current_snapshot()
+    # The planned files (kept per snapshot) rather than `inspect.files`, which fails on a
+    # snapshot without manifests (every row deleted).
+    sizes = [f.size for f in plan(table, snap.snapshot_id).files] if snap is not None else []
     small = sum(1 for size in sizes if size < below)
     return {
         "small_file_bytes": below,
