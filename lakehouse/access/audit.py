@@ -249,10 +249,15 @@ def flush_soon(settings: Settings, logger: Any) -> None:
 
 
 def _flush_at_exit(settings: Settings) -> None:
-    # At exit the store may be gone with the process that served it; each row was also logged
-    # as a structured line when it was recorded.
+    # At exit the store may be gone with the process that served it (each row was also logged
+    # as a structured line when it was recorded): one quick try, never the retries of a live
+    # request, and no waiting long for a background flush still retrying.
+    if not _flushing.acquire(timeout=5):
+        return
+    _flushing.release()
+    quick = settings.model_copy(update={"s3_max_attempts": 1, "s3_connect_timeout": 2.0, "s3_read_timeout": 10.0})
     with contextlib.suppress(Exception):
-        flush(settings)
+        flush(quick)
 
 
 def _write_batches(settings: Settings, logger: Any) -> None:
