@@ -255,6 +255,17 @@ def test_plurals_and_partitions_read_as_people_write_them() -> None:
     assert partition_text({"ts_month": 682, "d_day": 20454}, spec) == "ts_month=2026-11, d_day=2026-01-01"
 
 
+def test_values_print_as_sql_prints_them() -> None:
+    from lake.cli.output import render_table
+
+    rows = [[True, -5, 1.5, ["a"], None], [False, 0, 0.0, {}, None]]
+    table = render_table(["ok", "n", "x", "tags", "none"], rows)
+    assert [line.split() for line in table.splitlines()[2:]] == [
+        ["true", "-5", "1.5", '["a"]'],
+        ["false", "0", "0.0", "{}"],
+    ]
+
+
 def test_infer_takes_the_majority_type_with_a_note(tmp_path: Path) -> None:
     from lakehouse.ingest.infer import infer_contract
 

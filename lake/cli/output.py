@@ -42,11 +42,17 @@ def rate(rows_per_second: float) -> str:
 def render_table(
     columns: Sequence[str], rows: Sequence[Sequence[Any]], max_width: int = 48, wide: Sequence[str] = ()
 ) -> str:
-    """A plain text table: each value printed as its type prints (``-5``, not ``'-5.0'``); values
-    longer than ``max_width`` are cut, except in the ``wide`` columns."""
+    """A plain text table: each value printed as its type prints in SQL (``-5``, not ``'-5.0'``;
+    ``true``, not ``True``; nested values as JSON; NULL as nothing); values longer than
+    ``max_width`` are cut, except in the ``wide`` columns."""
 
     def cell(v: Any, column: str) -> str:
-        s = "" if v is None else json.dumps(v) if isinstance(v, dict | list) else str(v)
+        if v is None:
+            s = ""
+        elif isinstance(v, bool):
+            s = "true" if v else "false"
+        else:
+            s = json.dumps(v) if isinstance(v, dict | list) else str(v)
         return s if len(s) <= max_width or column in wide else s[: max_width - 1] + "…"
 
     body = [[cell(v, c) for v, c in zip(row, columns, strict=True)] for row in rows]
