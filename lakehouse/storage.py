@@ -126,6 +126,10 @@ class ObjectReader(io.RawIOBase):
         self._hash = hashlib.sha256()
         self._hashed = 0
 
+    @property
+    def size(self) -> int:
+        return self._size
+
     def readable(self) -> bool:
         return True
 

@@ -157,6 +157,7 @@ def test_every_format_gives_the_same_rows(
         name = dataset(SENSOR_CONTRACT)
         report = upload(name, filename, content)
         assert (report["rows_accepted"], report["rows_quarantined"]) == (9, 0), filename
+        assert report["bytes_read"] == len(content), filename  # every byte of the object, however small
         got = client.sql(f"SELECT ts, sensor_id, temp_c, status FROM lake.{name} ORDER BY ts, sensor_id").body
         expected = expected or got["rows"]
         assert got["rows"] == expected, filename

@@ -269,8 +269,9 @@ def write_object(
                 bad.write(quarantine_rows(con, _malformed_table(malformed), source, contract, now, qtarget))
                 tally.failures["parse"] += len(malformed)
                 tally.rows_read += len(malformed)
-            bytes_read = f.tell()
-            content_hash = cast(ObjectReader, f.raw).content_hash()
+            raw = cast(ObjectReader, f.raw)
+            content_hash = raw.content_hash()  # reads whatever the reader skipped
+            bytes_read = raw.size  # every byte, now hashed (a reader's position can lag behind)
             if listener is not None:
                 listener.update(bytes_read, tally.rows_read)
     except FileNotFoundError as e:
