@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,10 @@ def make_key(stack: dict[str, Any]) -> Callable[..., str]:
     return make
 
 
-@pytest.fixture(scope="session")
-def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
-    """`lake serve` in its own process, keys required (its default), on a free port."""
-    out, err = lake_env / "serve.out", lake_env / "serve.err"
+@contextmanager
+def serving(home: Path, env: dict[str, str]) -> Iterator[str]:
+    """`lake serve` in its own process (keys required, its default) on a free port; its URL."""
+    out, err = home / "serve.out", home / "serve.err"
     with out.open("w") as stdout, err.open("w") as stderr:
         proc = subprocess.Popen(
             # --owner-pid: the server stops by itself if this session is interrupted.
@@ -102,16 +103,25 @@ def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
             stdout=stdout,
             stderr=stderr,
             cwd=ROOT,
-            # Revocation is seen within a second (the default staleness bound is 10 s).
-            env={**os.environ, "LAKE_AUTH_CACHE_SECONDS": "1"},
+            env=env,
         )
-    deadline = time.monotonic() + 60
-    while not out.read_text().strip():
-        assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
-        time.sleep(0.05)
-    yield json.loads(out.read_text().splitlines()[0])["serving"]
-    proc.terminate()
-    proc.wait(10)
+    try:
+        deadline = time.monotonic() + 60
+        while not out.read_text().strip():
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.05)
+        yield json.loads(out.read_text().splitlines()[0])["serving"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def serve_url(stack: dict[str, Any], lake_env: Path) -> Iterator[str]:
+    """The session stack's `lake serve`."""
+    # Revocation is seen within a second (the default staleness bound is 10 s).
+    with serving(lake_env, {**os.environ, "LAKE_AUTH_CACHE_SECONDS": "1"}) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """The README, walked top to bottom: every shell example (curl and `lake`), every complete
-command written inline, the SQL and the Python example run against the session's stack and its
-`lake serve`; every contract and rollup example loads. A README example that stops working
-fails here."""
+command written inline, the SQL and the Python example run against a fresh stack of the walk's
+own and its `lake serve`; every contract and rollup example loads. A README example that stops
+working fails here."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from lake.local.serve import deliver
 from lakehouse.config import Settings
 from lakehouse.contracts.model import parse_contract
 from lakehouse.storage import s3_client
-from tests.conftest import ROOT
+from tests.conftest import ROOT, serving
 
 # One worker walks the whole README in order: inline commands read what the shell examples made.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("readme")]
@@ -50,25 +51,41 @@ def inline_commands() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def walk(
-    stack: dict[str, Any], serve_url: str, make_key: Callable[..., str], tmp_path_factory: Any
-) -> dict[str, Any]:
-    """The demo's samples in the stack, a key, and a `lake` on PATH (the README's `.venv/bin/lake`)."""
-    from lakehouse.config import load_settings
+def walk(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+    """A fresh stack of its own with the demo's samples, its own `lake serve`, an admin key, and
+    a `lake` on PATH (the README's `.venv/bin/lake`): the README is walked as a newcomer would."""
+    from lake.local import stack as localstack
+    from lakehouse.access.auth import create_key
+    from lakehouse.config import get_settings, load_settings
 
-    settings: Settings = load_settings()
-    for dataset, ext in (("sensor_readings", "csv"), ("support_tickets", "ndjson")):
-        name = f"{dataset}.{ext}"
-        key = f"{dataset}/{name}"
-        s3_client(settings).upload_file(str(ROOT / "infra" / "samples" / name), settings.landing_bucket, key)
-        deliver(settings, settings.landing_bucket, key)
-    bin_dir = tmp_path_factory.mktemp("bin")
-    shim = bin_dir / "lake"
-    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m lake.cli.main "$@"\n')
-    shim.chmod(0o755)
-    path = f"{bin_dir}:{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "KEY": make_key("admin"), "URL": serve_url}
-    return {"env": env, "host": serve_url.removeprefix("http://")}
+    home = tmp_path_factory.mktemp("readme-home")
+    shutil.copytree(ROOT / "catalog" / "datasets", home / "contracts")
+    fresh = {"LAKE_HOME": str(home), "LAKE_CONTRACTS_DIR": str(home / "contracts")}
+    saved = {name: os.environ[name] for name in fresh}
+    os.environ.update(fresh)  # the Python example runs in this process
+    get_settings.cache_clear()
+    localstack.up(load_settings(), owner_pid=os.getpid())
+    get_settings.cache_clear()
+    settings: Settings = load_settings()  # now with the stack's endpoint
+    try:
+        for dataset, ext in (("sensor_readings", "csv"), ("support_tickets", "ndjson")):
+            sample = ROOT / "infra" / "samples" / f"{dataset}.{ext}"
+            key = f"{dataset}/{sample.name}"
+            s3_client(settings).upload_file(str(sample), settings.landing_bucket, key)
+            deliver(settings, settings.landing_bucket, key)
+        bin_dir = tmp_path_factory.mktemp("bin")
+        shim = bin_dir / "lake"
+        shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m lake.cli.main "$@"\n')
+        shim.chmod(0o755)
+        path = f"{bin_dir}:{os.environ['PATH']}"
+        with serving(home, dict(os.environ)) as url:
+            key = create_key(settings, "admin", None, "readme")[0]
+            env = {**os.environ, "PATH": path, "KEY": key, "URL": url}
+            yield {"env": env, "host": url.removeprefix("http://")}
+    finally:
+        localstack.down(settings)
+        os.environ.update(saved)
+        get_settings.cache_clear()
 
 
 def run(walk: dict[str, Any], script: str) -> str:
