@@ -1,4 +1,4 @@
-"""bench/small_uploads.py runs once on a few seconds of uploads, so it does not rot."""
+"""bench/small_uploads.py runs once on a second of uploads per writer count, so it does not rot."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 
 def test_small_uploads_bench_commits_every_upload_once_beside_ducklake() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/small_uploads.py", "--seconds", "3", "--writers", "1,2", "--json"],
+        [sys.executable, "bench/small_uploads.py", "--seconds", "1", "--interval", "0.5"]
+        + ["--writers", "1,2", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
