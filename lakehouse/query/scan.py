@@ -277,7 +277,6 @@ def table_rows(
     stats: ScanStats,
 ) -> TableRows | pa.Table:
     """The rows of ``table`` at ``snapshot_id`` that a request may read."""
-    import pyarrow.dataset as pads
 
     from lakehouse.storage import arrow_filesystem
 
@@ -294,45 +293,59 @@ def table_rows(
         return schema.empty_table()
     allowed = {f.path: f.size for f in planned.files}
     handler = CachedFiles(arrow_filesystem(settings), file_cache(settings), allowed, stats)
-    fs = pa.fs.PyFileSystem(handler)
-    fmt = pads.ParquetFileFormat()
-    fragments = [
-        fmt.make_fragment(
-            f.path,
-            fs,
-            partition_expression=f.bounds if f.bounds is not None else pads.scalar(True),
-            file_size=f.size,
-        )
-        for f in planned.files
-    ]
-    return TableRows(schema, fmt, fs, fragments, tenant.expression() if tenant is not None else None)
+    where = tenant.expression() if tenant is not None else None
+    return TableRows(schema, planned.files, handler, where)
+
+
+# Up to this many files, DuckDB scans a table file by file and opens only the files its filters
+# need (see Session.bind); a table of more files is fetched whole into the file cache first and
+# scanned natively in one piece (hundreds of one-file scans exhaust DuckDB's memory).
+LAZY_FILES = 32
 
 
 @dataclass(frozen=True)
 class TableRows:
-    """The rows of a table that a request may read: its planned files, and the tenant's row
-    filter when the key is bound to one."""
+    """The rows of a table that a request may read: its planned files, read through the file
+    cache, and the tenant's row filter when the key is bound to one."""
 
     schema: pa.Schema
-    format: pads.ParquetFileFormat
-    filesystem: pa.fs.FileSystem
-    fragments: list[pads.Fragment]
+    files: list[PlannedFile]
+    handler: CachedFiles
     where: pads.Expression | None
 
-    def _dataset(self, fragments: list[pads.Fragment]) -> pads.Dataset:
+    def _dataset(self, fs: pa.fs.FileSystem, files: list[tuple[str, PlannedFile]]) -> pads.Dataset:
         import pyarrow.dataset as pads
 
-        dataset = pads.FileSystemDataset(fragments, self.schema, self.format, self.filesystem)
+        fmt = pads.ParquetFileFormat()
+        fragments = [
+            fmt.make_fragment(
+                path,
+                fs,
+                partition_expression=f.bounds if f.bounds is not None else pads.scalar(True),
+                file_size=f.size,
+            )
+            for path, f in files
+        ]
+        dataset = pads.FileSystemDataset(fragments, self.schema, fmt, fs)
         return dataset.filter(self.where) if self.where is not None else dataset
 
     def dataset(self) -> pads.Dataset:
-        """One dataset over every file, for scans run from Python (pyarrow releases the GIL);
-        never hand it to DuckDB (see :meth:`Session.bind`)."""
-        return self._dataset(self.fragments)
+        """One dataset over every file through the cache's Python filesystem, for scans run
+        from Python (pyarrow releases the GIL); never hand it to DuckDB (see
+        :meth:`Session.bind`)."""
+        return self._dataset(pa.fs.PyFileSystem(self.handler), [(f.path, f) for f in self.files])
 
     def parts(self) -> list[pads.Dataset]:
-        """One dataset per file, for DuckDB."""
-        return [self._dataset([fragment]) for fragment in self.fragments]
+        """The datasets DuckDB scans, none of which calls into Python from Arrow's threads:
+        one per file through the cache (up to ``LAZY_FILES``), else one over local copies
+        fetched now (or over the store itself when the cache cannot hold them)."""
+        if len(self.files) <= LAZY_FILES:
+            fs = pa.fs.PyFileSystem(self.handler)
+            return [self._dataset(fs, [(f.path, f)]) for f in self.files]
+        local = self.handler.local_copies([f.path for f in self.files])
+        if local is None:
+            return [self._dataset(self.handler.store, [(f.path, f) for f in self.files])]
+        return [self._dataset(pa.fs.LocalFileSystem(), list(zip(local, self.files, strict=True)))]
 
 
 def _iceberg_filter(tenant: TenantFilter | None) -> Any:
@@ -391,12 +404,13 @@ class Session:
         """``<namespace>.<name>`` (and the bare ``<name>``) read ``rows`` (a pyarrow dataset or
         table) and nothing else.
 
-        :class:`TableRows` are bound as the ``UNION ALL`` of one DuckDB scan per file: DuckDB
-        holds the GIL while pyarrow starts a scan, and a scan of several files opens the next
-        file from one of Arrow's threads, through the Python filesystem of
-        :class:`CachedFiles`, which needs the GIL: the two would wait on each other forever. A
-        scan of one file opens it in the thread that starts the scan. DuckDB still pushes the
-        query's filters into every part, so a file whose bounds cannot match is never opened.
+        :class:`TableRows` are bound as the ``UNION ALL`` of their :meth:`TableRows.parts`:
+        DuckDB holds the GIL while pyarrow starts a scan, and a scan of several files opens the
+        next file from one of Arrow's threads; through the Python filesystem of
+        :class:`CachedFiles`, which needs the GIL, the two would wait on each other forever. A
+        scan of one file opens it in the thread that starts the scan, and DuckDB still pushes
+        the query's filters into every part, so a file whose bounds cannot match is never
+        opened. A table of many files is scanned in one piece over native files instead.
         """
         parts = rows.parts() if isinstance(rows, TableRows) else [rows]
         sources = []
