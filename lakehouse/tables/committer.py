@@ -63,6 +63,7 @@ from lakehouse.tables.write import (
     DataFileWriter,
     backoff,
     commit_expiry,
+    load_current_table,
     read_files,
 )
 
@@ -303,12 +304,54 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-def _parallel(fn: Callable[[T], R], items: list[T], threads: int = 16) -> list[R]:
-    """``fn`` over ``items`` on a few threads (store round trips of a batch's sources), in order."""
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _parallel(fn: Callable[[T], R], items: list[T]) -> list[R]:
+    """``fn`` over ``items`` on a few threads (store round trips of a batch's sources), in order.
+
+    The threads are the process's committer pool (16), started once: a batch's claims, reads and
+    settles each go through it. ``fn`` must not call :func:`_parallel` itself.
+    """
+    global _pool
     if len(items) < 2:
         return [fn(item) for item in items]
-    with ThreadPoolExecutor(min(threads, len(items))) as pool:
-        return list(pool.map(fn, items))
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(16, thread_name_prefix="lake-commit")
+        pool = _pool
+    return list(pool.map(fn, items))
+
+
+def _delete_files(settings: Settings, table: Table, paths: list[str]) -> None:
+    """Delete data files nobody will commit, best effort (an orphan left here is orphan cleanup's):
+    one multi-object delete per 1,000 files of a bucket rather than a round trip per file."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    by_bucket: dict[str, list[str]] = defaultdict(list)
+    elsewhere: list[str] = []
+    for path in paths:
+        where = _s3_path(path)
+        if where is not None:
+            by_bucket[where[0]].append(where[1])
+        else:
+            elsewhere.append(path)
+    for bucket, keys in by_bucket.items():
+        s3 = s3_client(settings)
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            try:
+                s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
+            except (BotoCoreError, ClientError) as e:
+                log.info("could not delete %d unreferenced files in %s: %s", len(chunk), bucket, e)
+    for path in elsewhere:
+        try:
+            table.io.delete(path)
+        except OSError:
+            pass
 
 
 def _batch_id() -> str:
@@ -316,8 +359,8 @@ def _batch_id() -> str:
 
 
 def _tables(catalog: Catalog, settings: Settings, dataset: str) -> tuple[Table, Table]:
-    main = catalog.load_table(f"{settings.namespace}.{dataset}")
-    quarantine = catalog.load_table(f"{settings.namespace}.{dataset}{QUARANTINE_SUFFIX}")
+    main = load_current_table(catalog, f"{settings.namespace}.{dataset}")
+    quarantine = load_current_table(catalog, f"{settings.namespace}.{dataset}{QUARANTINE_SUFFIX}")
     return main, quarantine
 
 
@@ -377,6 +420,32 @@ def _commit_files(
     raise AssertionError("unreachable")
 
 
+def _s3_path(path: str) -> tuple[str, str] | None:
+    """(bucket, key) of an ``s3://`` path, else None."""
+    scheme, _, rest = path.partition("://")
+    bucket, _, key = rest.partition("/")
+    return (bucket, key) if scheme in ("s3", "s3a", "s3n") and bucket and key else None
+
+
+def _fetcher(settings: Settings) -> Callable[[str], bytes | None]:
+    """A whole small data file in one GET (None: read it the usual way, which reports the error)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    s3 = s3_client(settings)
+
+    def fetch(path: str) -> bytes | None:
+        where = _s3_path(path)
+        if where is None:
+            return None
+        try:
+            body: bytes = s3.get_object(Bucket=where[0], Key=where[1])["Body"].read()
+        except (BotoCoreError, ClientError):
+            return None
+        return body
+
+    return fetch
+
+
 def _coalesce(
     settings: Settings, table: Table, files: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -399,7 +468,7 @@ def _coalesce(
         writer = DataFileWriter(table, decoded[0].partition, decoded[0].spec_id)
         import pyarrow as pa
 
-        for batch in read_files(table, decoded, prefetch=16):
+        for batch in read_files(table, decoded, prefetch=16, fetch=_fetcher(settings)):
             writer.write_table(pa.Table.from_batches([batch]))
         out.append(encode_file(table, writer.close()))
         replaced += [d["file_path"] for d in small]
@@ -501,13 +570,7 @@ class _Batch:
         garbage = replaced + [
             f["file_path"] for s in dropped for f in s["main_files"] + s["quarantine_files"]
         ]
-        def drop(path: str) -> None:
-            try:
-                main.io.delete(path)
-            except OSError:
-                pass  # an orphan: orphan cleanup removes it
-
-        _parallel(drop, garbage)
+        _delete_files(self.settings, main, garbage)
         _delete(self.settings, [_request_key(self.dataset, s["id"]) for s in self.doc["sources"]])
         _delete(self.settings, [self.pending_key])
         return BatchResult(

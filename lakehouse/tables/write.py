@@ -11,8 +11,10 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -25,6 +27,7 @@ from lakehouse.errors import CommitConflict, StoreUnavailable
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
+    from pyiceberg.io import OutputFile, OutputStream
     from pyiceberg.manifest import DataFile
     from pyiceberg.schema import Schema
     from pyiceberg.table import Table
@@ -135,6 +138,135 @@ def quarantine_schema() -> Schema:
 OWN_RETRIES = {"commit.retry.num-retries": "0"}
 
 
+# --- table metadata, per process -------------------------------------------------------------
+
+# A metadata file never changes once written, so a table whose catalog pointer still names the
+# location loaded before needs no second read and parse of its metadata (the larger part of a
+# table load: a GET and a JSON parse that grows with the snapshot log). Bounded, least recently
+# used first out.
+_METADATA_CACHE_SIZE = 64
+_metadata: OrderedDict[str, Table] = OrderedDict()
+_metadata_lock = threading.Lock()
+
+
+def _catalog_location(catalog: Catalog, ident: str) -> tuple[str | None, Callable[[], Table]]:
+    """The table's current metadata location by one catalog read, and how to load the table from
+    that read (location None: the catalog cannot say; load it the usual way)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    namespace, _, name = ident.rpartition(".")
+    try:
+        from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+    except ImportError:  # the SQL catalog's extras are not installed: not that catalog
+        SqlCatalog = None  # type: ignore[assignment,misc]  # noqa: N806
+    if SqlCatalog is not None and isinstance(catalog, SqlCatalog):
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        with Session(catalog.engine) as session:
+            stmt = select(IcebergTables).where(
+                IcebergTables.catalog_name == catalog.name,
+                IcebergTables.table_namespace == namespace,
+                IcebergTables.table_name == name,
+            )
+            if (type_filter := catalog._iceberg_type_filter()) is not None:
+                stmt = stmt.where(type_filter)
+            row = session.scalar(stmt)
+        if row is None:
+            raise NoSuchTableError(f"Table does not exist: {ident}")
+        return row.metadata_location, functools.partial(catalog._convert_orm_to_iceberg, row)
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    if isinstance(catalog, GlueCatalog):
+        glue_table = catalog._get_glue_table(database_name=namespace, table_name=name)
+        location = (glue_table.get("Parameters") or {}).get("metadata_location")
+        return location, functools.partial(catalog._convert_glue_to_iceberg, glue_table)
+    return None, functools.partial(catalog.load_table, ident)
+
+
+@functools.cache
+def _single_put_io_class() -> type:
+    from pyarrow.fs import S3FileSystem
+    from pyiceberg.io import S3_RETRY_STRATEGY_IMPL
+    from pyiceberg.io.pyarrow import PyArrowFileIO, _import_retry_strategy
+
+    class SinglePutFileIO(PyArrowFileIO):
+        """pyiceberg's Arrow file IO with S3 output streams that open when the first part goes
+        up: a file smaller than one part (a small upload's data file, a manifest) is one PUT
+        instead of a multipart upload's three requests. Larger files stream as before."""
+
+        def _initialize_s3_fs(self, netloc: str | None) -> Any:
+            base = super()._initialize_s3_fs(netloc)
+            _, (options,) = base.__reduce__()
+            options["allow_delayed_open"] = True
+            impl = self.properties.get(S3_RETRY_STRATEGY_IMPL)
+            retry = _import_retry_strategy(impl) if impl else None
+            if retry is not None:  # not among the options a file system reports
+                options["retry_strategy"] = retry
+            return S3FileSystem(**options)
+
+        def __reduce__(self) -> Any:  # shipped elsewhere: the plain IO of the same properties
+            return (PyArrowFileIO, (dict(self.properties),))
+
+    return SinglePutFileIO
+
+
+_ios: dict[str, Any] = {}
+
+
+def _table_io(io: Any) -> Any:
+    """The IO a loaded table writes with: one :func:`_single_put_io_class` IO per set of
+    properties and process (its S3 connections are reused), for pyiceberg's Arrow IO."""
+    from pyiceberg.io.pyarrow import PyArrowFileIO
+
+    if type(io) is not PyArrowFileIO:
+        return io
+    key = repr(sorted(io.properties.items()))
+    with _metadata_lock:
+        found = _ios.get(key)
+        if found is None:
+            found = _ios[key] = _single_put_io_class()(dict(io.properties))
+    return found
+
+
+def load_current_table(catalog: Catalog, ident: str) -> Table:
+    """``catalog.load_table(ident)``, reusing the parsed metadata while the catalog still points at
+    the same metadata file (one catalog read instead of a catalog read, a GET and a parse).
+
+    Each call returns its own :class:`Table`, so a caller's commits never move another's table.
+    Raises pyiceberg's ``NoSuchTableError`` for a missing table, as ``load_table`` does.
+    """
+    from pyiceberg.table import Table
+
+    location, load = _catalog_location(catalog, ident)
+    if location is not None:
+        with _metadata_lock:
+            known = _metadata.get(location)
+            if known is not None:
+                _metadata.move_to_end(location)
+        if known is not None:
+            return Table(
+                identifier=known.name(),
+                metadata=known.metadata,
+                metadata_location=location,
+                io=_table_io(known.io),
+                catalog=catalog,
+            )
+    table = load()
+    if table.metadata_location:
+        with _metadata_lock:
+            _metadata[table.metadata_location] = table
+            while len(_metadata) > _METADATA_CACHE_SIZE:
+                _metadata.popitem(last=False)
+    return Table(
+        identifier=table.name(),
+        metadata=table.metadata,
+        metadata_location=table.metadata_location,
+        io=_table_io(table.io),
+        catalog=catalog,
+    )
+
+
 def create_table(
     catalog: Catalog, ident: str, schema: Schema, spec: Any, props: dict[str, str], sort_order: Any = None
 ) -> Table:
@@ -143,7 +275,7 @@ def create_table(
     from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
 
     try:
-        table = catalog.load_table(ident)
+        table = load_current_table(catalog, ident)
     except NoSuchTableError:
         try:
             return catalog.create_table(
@@ -154,7 +286,7 @@ def create_table(
                 properties={**props, **OWN_RETRIES},
             )
         except TableAlreadyExistsError:  # a concurrent ingest created it first
-            table = catalog.load_table(ident)
+            table = load_current_table(catalog, ident)
     for _ in range(20):  # a table from before this rule gets it once, racing writers or not
         if all(table.properties.get(k) == v for k, v in OWN_RETRIES.items()):
             return table
@@ -162,7 +294,7 @@ def create_table(
             with table.transaction() as tx:
                 tx.set_properties(OWN_RETRIES)
         except CommitFailedException:
-            table = catalog.load_table(ident)
+            table = load_current_table(catalog, ident)
     raise CommitConflict(f"{ident}: could not set {OWN_RETRIES} for concurrent commits")
 
 
@@ -326,11 +458,46 @@ class StagedWrite:
 # --- table services: streamed rewrites and replace commits (pyiceberg private helpers) --------
 
 
-def read_files(table: Table, files: list[DataFile], prefetch: int = 4) -> Iterator[pa.RecordBatch]:
+def _fetched_io(base: Any, path: str, data: bytes) -> Any:
+    """``base`` (a pyiceberg FileIO) with the file at ``path`` served from ``data`` in memory."""
+    from pyiceberg.io import FileIO, InputFile, InputStream
+
+    class Fetched(InputFile):
+        def __len__(self) -> int:
+            return len(data)
+
+        def exists(self) -> bool:
+            return True
+
+        def open(self, seekable: bool = True) -> InputStream:
+            return cast("InputStream", pa.BufferReader(data))
+
+    class FetchedIO(FileIO):
+        def new_input(self, location: str) -> InputFile:
+            return Fetched(location) if location == path else base.new_input(location)
+
+        def new_output(self, location: str) -> OutputFile:
+            out: OutputFile = base.new_output(location)
+            return out
+
+        def delete(self, location: str | InputFile | OutputFile) -> None:
+            base.delete(location)
+
+    return FetchedIO(base.properties)
+
+
+def read_files(
+    table: Table,
+    files: list[DataFile],
+    prefetch: int = 4,
+    fetch: Callable[[str], bytes | None] | None = None,
+) -> Iterator[pa.RecordBatch]:
     """Record batches of ``files`` in the table's current schema, file by file.
 
     At most ``prefetch`` files are read ahead (pyiceberg's ``ArrowScan`` materialises one file at
     a time when given one task), so memory stays bounded by a few files, not by their number.
+    ``fetch`` (small files only: it returns a whole file's bytes, or None to read it the usual
+    way) reads a file in one request instead of the store's size, footer and data reads.
     """
     from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -341,6 +508,12 @@ def read_files(table: Table, files: list[DataFile], prefetch: int = 4) -> Iterat
     scan = ArrowScan(table.metadata, table.io, table.schema(), AlwaysTrue())
 
     def read(data_file: DataFile) -> list[pa.RecordBatch]:
+        data = fetch(data_file.file_path) if fetch is not None else None
+        if data is not None:
+            own = ArrowScan(
+                table.metadata, _fetched_io(table.io, data_file.file_path, data), table.schema(), AlwaysTrue()
+            )
+            return list(own.to_record_batches([FileScanTask(data_file)]))
         return list(scan.to_record_batches([FileScanTask(data_file)]))
 
     with ThreadPoolExecutor(max_workers=max(1, prefetch)) as pool:
@@ -364,6 +537,71 @@ class _PartitionPath:
 
     def to_path(self) -> str:
         return self._path
+
+
+class _SizedStream:
+    """An output stream that counts the bytes written through it (a data file's size without
+    asking the store for it afterwards)."""
+
+    def __init__(self, inner: OutputStream) -> None:
+        self._inner = inner
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        written = self._inner.write(data)
+        self.size += written
+        return written
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        flush = getattr(self._inner, "flush", None)
+        if flush is not None:
+            flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    @property
+    def closed(self) -> bool:
+        return bool(getattr(self._inner, "closed", False))
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> _SizedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _SizedOutput:
+    """The table IO's output file, handing out a :class:`_SizedStream`."""
+
+    def __init__(self, inner: OutputFile) -> None:
+        self._inner = inner
+        self.location = inner.location
+        self.stream: _SizedStream | None = None
+
+    def create(self, overwrite: bool = False) -> _SizedStream:
+        self.stream = _SizedStream(self._inner.create(overwrite=overwrite))
+        return self.stream
+
+    def exists(self) -> bool:
+        return self._inner.exists()
+
+    def to_input_file(self) -> Any:
+        return self._inner.to_input_file()
+
+    def __len__(self) -> int:
+        if self.stream is not None and self.stream.closed:
+            return self.stream.size
+        return len(self._inner)
 
 
 class DataFileWriter:
@@ -390,8 +628,8 @@ class DataFileWriter:
         partitioned = bool(table.specs()[spec_id].fields)
         key = cast(Any, _PartitionPath(table, partition, spec_id)) if partitioned else None
         self.path = table.location_provider().new_data_location(data_file_name=name, partition_key=key)
-        self._output = table.io.new_output(self.path)
-        self._writer = self._model.create_writer(self._output, self._schema, props)
+        self._output = _SizedOutput(table.io.new_output(self.path))
+        self._writer = self._model.create_writer(cast(Any, self._output), self._schema, props)
         self.rows = 0
 
     def write_table(self, data: pa.Table) -> None:
