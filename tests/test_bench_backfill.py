@@ -18,9 +18,9 @@ def test_backfill_bench_runs_and_counts_every_row() -> None:
             sys.executable,
             "bench/backfill.py",
             "--rows",
-            "2000",
+            "1000",
             "--objects",
-            "3",
+            "2",
             "--phases",
             "function,native",
         ]
@@ -32,7 +32,7 @@ def test_backfill_bench_runs_and_counts_every_row() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["complete"] and result["table_rows"] == {"function": 6000, "native": 6000}
+    assert result["complete"] and result["table_rows"] == {"function": 2000, "native": 2000}
     for phase in ("function", "native"):
-        assert result["phases"][phase]["rows"] == 6000 and result["phases"][phase]["rows_per_second"] > 0
+        assert result["phases"][phase]["rows"] == 2000 and result["phases"][phase]["rows_per_second"] > 0
     assert result["native_vs_function"] > 0 and result["load_before"]

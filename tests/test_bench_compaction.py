@@ -30,7 +30,7 @@ KEYS = {
 
 def test_compaction_bench_runs_and_reports_its_ratios() -> None:
     result = subprocess.run(
-        [sys.executable, "bench/compaction.py", "--files", "20", "--rows-per-file", "200", "--json"],
+        [sys.executable, "bench/compaction.py", "--files", "10", "--rows-per-file", "200", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -39,7 +39,7 @@ def test_compaction_bench_runs_and_reports_its_ratios() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert KEYS <= set(report)
-    assert (report["files"], report["rows"], report["files_after"]) == (20, 4000, 1)
+    assert (report["files"], report["rows"], report["files_after"]) == (10, 2000, 1)
     assert report["problems"] == []
     assert report["query_speedup"] > 0 and report["throughput_ratio"] > 0
     assert report["bytes_freed"] >= report["bytes_before"]

@@ -58,7 +58,7 @@ def test_quality_bench_scripts_run_on_a_tiny_size() -> None:
             sys.executable,
             "bench/ingest_large.py",
             "--gb",
-            "0.004",
+            "0.002",
             "--chunk-rows",
             "20000",
             "--rss-limit-mib",
@@ -82,7 +82,7 @@ def test_quality_bench_scripts_run_on_a_tiny_size() -> None:
     ):
         assert result[key] > 0, key
     upsert = subprocess.run(
-        [sys.executable, "bench/upsert.py", "--rows", "5000", "--json"],
+        [sys.executable, "bench/upsert.py", "--rows", "2000", "--json"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -91,5 +91,5 @@ def test_quality_bench_scripts_run_on_a_tiny_size() -> None:
     assert upsert.returncode == 0, upsert.stderr
     result = json.loads(upsert.stdout)
     assert result["lake_matches_reference"] and result["pyiceberg_matches_reference"]
-    assert result["lake_rows_updated"] == result["pyiceberg_rows_updated"] == 500
+    assert result["lake_rows_updated"] == result["pyiceberg_rows_updated"] == 200
     assert result["lake_seconds"] > 0 and result["pyiceberg_seconds"] > 0 and result["speedup"] > 0
