@@ -11,16 +11,18 @@ SCALE_PINS := 'ray[data]==2.60.0' 'daft-lance==0.6.0' 'tqdm<4.68' 'packaging'
 
 .PHONY: demo test install lint bench clean
 
-# --no-compile: other packages' bytecode is written on first import, for the modules used only.
-# Lake's own modules are compiled here: with PYTHONDONTWRITEBYTECODE set (common in containers),
-# every `lake` call would otherwise compile them again.
+# Installed with --no-compile, then everything compiled at once on every core: with
+# PYTHONDONTWRITEBYTECODE set (common in containers) nothing is ever written on import, and every
+# `lake` call and every test subprocess would compile Lake and its libraries again (about 2 s of
+# CPU per process).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-compile -e '.[dev,local,embed]'
 	$(BIN)/pip install --quiet --no-compile --no-deps $(DAFT_PIN)
 	$(BIN)/pip install --quiet --no-compile $(SCALE_PINS)
-	$(BIN)/python -m compileall -q lakehouse functions lake
+	$(BIN)/python -m compileall -q -j 0 lakehouse functions lake
+	$(BIN)/python -m compileall -q -j 0 -x 'py312_intrinsics' $(VENV)/lib  # torch's Python 3.12-only test helper
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -255,7 +255,9 @@ def _flush_at_exit(settings: Settings) -> None:
     if not _flushing.acquire(timeout=5):
         return
     _flushing.release()
-    quick = settings.model_copy(update={"s3_max_attempts": 1, "s3_connect_timeout": 2.0, "s3_read_timeout": 10.0})
+    quick = settings.model_copy(
+        update={"s3_max_attempts": 1, "s3_connect_timeout": 2.0, "s3_read_timeout": 10.0}
+    )
     with contextlib.suppress(Exception):
         flush(quick)
 
