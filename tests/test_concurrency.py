@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -90,10 +89,11 @@ def test_a_killed_ingest_shows_none_or_all_rows_and_a_redelivery_completes_it(
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        time.sleep(rng.uniform(0.8, 3.0))  # import takes about 1-2 s; the ingest a second or two more
-        if proc.poll() is None:
+        try:  # import takes about 1-2 s; the ingest a second or two more
+            proc.wait(timeout=rng.uniform(0.8, 3.0))
+        except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGKILL)
-        proc.wait()
+            proc.wait()
         found = client.sql(f"SELECT count(*) FROM lake.{name} WHERE sensor_id LIKE 't{trial}-%'")
         if trial == 0 and found.status == 404 and found.body.get("error") == "TableNotFound":
             seen = 0  # killed before its first commit created the table

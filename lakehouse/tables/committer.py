@@ -446,6 +446,17 @@ def _fetcher(settings: Settings) -> Callable[[str], bytes | None]:
     return fetch
 
 
+COALESCE_ROW_GROUP_BYTES = 4 << 20  # batches held in memory before they are written as a row group
+
+
+def _write_batches(writer: DataFileWriter, batches: list[Any]) -> None:
+    """Write record batches (in the table's schema, from one scan) as one row group."""
+    import pyarrow as pa
+
+    if batches:
+        writer.write_table(pa.Table.from_batches(batches, schema=batches[0].schema))
+
+
 def _coalesce(
     settings: Settings, table: Table, files: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -466,10 +477,16 @@ def _coalesce(
             continue
         decoded = [decode_file(table, d) for d in small]
         writer = DataFileWriter(table, decoded[0].partition, decoded[0].spec_id)
-        import pyarrow as pa
-
+        # The batches of many small files go out as a few row groups, not one per file.
+        held: list[Any] = []
+        size = 0
         for batch in read_files(table, decoded, prefetch=16, fetch=_fetcher(settings)):
-            writer.write_table(pa.Table.from_batches([batch]))
+            held.append(batch)
+            size += batch.nbytes
+            if size >= COALESCE_ROW_GROUP_BYTES:
+                _write_batches(writer, held)
+                held, size = [], 0
+        _write_batches(writer, held)
         out.append(encode_file(table, writer.close()))
         replaced += [d["file_path"] for d in small]
     return out, replaced
