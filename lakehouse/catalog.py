@@ -7,8 +7,10 @@ the embedded default (an SQLite SQL catalog under ``LAKE_HOME``).
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lakehouse.config import Settings
@@ -88,3 +90,38 @@ def load_table(catalog: Catalog, settings: Settings, name: str) -> Table:
 def list_tables(catalog: Catalog, settings: Settings) -> list[str]:
     """Qualified names of every table in the default namespace, sorted."""
     return sorted(".".join(ident) for ident in catalog.list_tables(settings.namespace))
+
+
+def current_location(catalog: Catalog, ident: str) -> tuple[str | None, Callable[[], Table]]:
+    """The table's current metadata location by one catalog read, and how to load the table from
+    that read (location None: the catalog cannot say; load it the usual way)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    namespace, _, name = ident.rpartition(".")
+    try:
+        from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
+    except ImportError:  # the SQL catalog's extras are not installed: not that catalog
+        SqlCatalog = None  # type: ignore[assignment,misc]  # noqa: N806
+    if SqlCatalog is not None and isinstance(catalog, SqlCatalog):
+        from sqlalchemy import select
+        from sqlalchemy.orm import Session
+
+        with Session(catalog.engine) as session:
+            stmt = select(IcebergTables).where(
+                IcebergTables.catalog_name == catalog.name,
+                IcebergTables.table_namespace == namespace,
+                IcebergTables.table_name == name,
+            )
+            if (type_filter := catalog._iceberg_type_filter()) is not None:
+                stmt = stmt.where(type_filter)
+            row = session.scalar(stmt)
+        if row is None:
+            raise NoSuchTableError(f"Table does not exist: {ident}")
+        return row.metadata_location, functools.partial(catalog._convert_orm_to_iceberg, row)
+    from pyiceberg.catalog.glue import GlueCatalog
+
+    if isinstance(catalog, GlueCatalog):
+        glue_table = catalog._get_glue_table(database_name=namespace, table_name=name)
+        location = (glue_table.get("Parameters") or {}).get("metadata_location")
+        return location, functools.partial(catalog._convert_glue_to_iceberg, glue_table)
+    return None, functools.partial(catalog.load_table, ident)

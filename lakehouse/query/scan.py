@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pyarrow as pa
 
 from lakehouse.access.auth import Principal
-from lakehouse.catalog import load_table, qualify
+from lakehouse.catalog import current_location, load_table, qualify
 from lakehouse.config import Settings
 from lakehouse.duck import AsOf, epoch_ms, ident, literal, parse_as_of
 from lakehouse.errors import ContractNotFound, Forbidden, SnapshotNotFound, TableNotFound
@@ -104,35 +104,12 @@ _tables_lock = threading.Lock()
 
 def _metadata_location(catalog: Catalog, qualified: str) -> str | None:
     """The table's current metadata location by one catalog read (None: ask ``load_table``)."""
-    namespace, _, name = qualified.rpartition(".")
-    try:
-        from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-        from sqlalchemy import select
-        from sqlalchemy.orm import Session
+    from pyiceberg.exceptions import NoSuchTableError
 
-        if isinstance(catalog, SqlCatalog):
-            with Session(catalog.engine) as session:
-                found = session.scalar(
-                    select(IcebergTables.metadata_location).where(
-                        IcebergTables.catalog_name == catalog.name,
-                        IcebergTables.table_namespace == namespace,
-                        IcebergTables.table_name == name,
-                    )
-                )
-            if found is None:
-                raise TableNotFound(f"no table {qualified!r} in the catalog")
-            return str(found)
-    except ImportError:  # the SQL catalog's extras are not installed: not that catalog
-        pass
-    glue = getattr(catalog, "glue", None)
-    if glue is not None:
-        try:
-            table = glue.get_table(DatabaseName=namespace, Name=name)["Table"]
-        except glue.exceptions.EntityNotFoundException as e:
-            raise TableNotFound(f"no table {qualified!r} in the catalog") from e
-        location = (table.get("Parameters") or {}).get("metadata_location")
-        return str(location) if location else None
-    return None
+    try:
+        return current_location(catalog, qualified)[0]
+    except NoSuchTableError as e:
+        raise TableNotFound(f"no table {qualified!r} in the catalog") from e
 
 
 def current_table(catalog: Catalog, settings: Settings, name: str) -> Table:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pyarrow as pa
 
+from lakehouse.catalog import current_location
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract
 from lakehouse.errors import CommitConflict, StoreUnavailable
@@ -149,41 +150,6 @@ _metadata: OrderedDict[str, Table] = OrderedDict()
 _metadata_lock = threading.Lock()
 
 
-def _catalog_location(catalog: Catalog, ident: str) -> tuple[str | None, Callable[[], Table]]:
-    """The table's current metadata location by one catalog read, and how to load the table from
-    that read (location None: the catalog cannot say; load it the usual way)."""
-    from pyiceberg.exceptions import NoSuchTableError
-
-    namespace, _, name = ident.rpartition(".")
-    try:
-        from pyiceberg.catalog.sql import IcebergTables, SqlCatalog
-    except ImportError:  # the SQL catalog's extras are not installed: not that catalog
-        SqlCatalog = None  # type: ignore[assignment,misc]  # noqa: N806
-    if SqlCatalog is not None and isinstance(catalog, SqlCatalog):
-        from sqlalchemy import select
-        from sqlalchemy.orm import Session
-
-        with Session(catalog.engine) as session:
-            stmt = select(IcebergTables).where(
-                IcebergTables.catalog_name == catalog.name,
-                IcebergTables.table_namespace == namespace,
-                IcebergTables.table_name == name,
-            )
-            if (type_filter := catalog._iceberg_type_filter()) is not None:
-                stmt = stmt.where(type_filter)
-            row = session.scalar(stmt)
-        if row is None:
-            raise NoSuchTableError(f"Table does not exist: {ident}")
-        return row.metadata_location, functools.partial(catalog._convert_orm_to_iceberg, row)
-    from pyiceberg.catalog.glue import GlueCatalog
-
-    if isinstance(catalog, GlueCatalog):
-        glue_table = catalog._get_glue_table(database_name=namespace, table_name=name)
-        location = (glue_table.get("Parameters") or {}).get("metadata_location")
-        return location, functools.partial(catalog._convert_glue_to_iceberg, glue_table)
-    return None, functools.partial(catalog.load_table, ident)
-
-
 @functools.cache
 def _single_put_io_class() -> type:
     from pyarrow.fs import S3FileSystem
@@ -238,7 +204,7 @@ def load_current_table(catalog: Catalog, ident: str) -> Table:
     """
     from pyiceberg.table import Table
 
-    location, load = _catalog_location(catalog, ident)
+    location, load = current_location(catalog, ident)
     if location is not None:
         with _metadata_lock:
             known = _metadata.get(location)
