@@ -312,8 +312,8 @@ def test_eight_writer_processes_a_hundred_small_files_each_every_row_once(
     from concurrent.futures import ProcessPoolExecutor
 
     name = dataset(SENSOR_CONTRACT)
-    # The full drill on the SQLite catalog; a tenth of it on Glue (the same code, moto's slower Glue API).
-    uploads = UPLOADS if lake.catalog_type == "sql" else UPLOADS // 10
+    # The full drill on the SQLite catalog; a twentieth of it on Glue (the same code, moto's slower Glue API).
+    uploads = UPLOADS if lake.catalog_type == "sql" else UPLOADS // 20
     ingest(lake, f"{name}/first.csv", put(lake, f"{name}/first.csv", csv("first", 1)))  # creates the tables
     committer = committer_thread(lake)
     with ProcessPoolExecutor(WRITERS, mp_context=mp.get_context("spawn")) as pool:
