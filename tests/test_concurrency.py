@@ -56,8 +56,10 @@ def test_the_same_event_three_times_in_a_row_and_at_once_adds_the_rows_once(
         together = list(pool.map(_redeliver, [str(settings.home)] * 3, [key2] * 3))
     assert sorted(r["duplicate"] for r in together) == [False, True, True]
     assert len({r["snapshot_id"] for r in together}) == 1
-    assert client.sql(f"SELECT count(*) FROM lake.{name}").body["rows"] == [[10]]
-    assert client.sql(f"SELECT count(*) FROM lake.{name}__quarantine").body["rows"] == [[2]]
+    counted = client.sql(f"SELECT count(*) FROM lake.{name}")
+    assert counted.status == 200 and counted.body["rows"] == [[10]], counted.body
+    counted = client.sql(f"SELECT count(*) FROM lake.{name}__quarantine")
+    assert counted.status == 200 and counted.body["rows"] == [[2]], counted.body
 
 
 KILL_TRIALS = 10
