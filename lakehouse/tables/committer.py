@@ -255,13 +255,14 @@ def _put_json(settings: Settings, key: str, data: dict[str, Any]) -> None:
     )
 
 
-def _delete(settings: Settings, keys: list[str]) -> None:
+def _delete(settings: Settings, keys: list[str], bucket: str | None = None) -> None:
+    """Delete ``keys`` of ``bucket`` (the warehouse's by default), 1,000 per request."""
     s3 = s3_client(settings)
     for i in range(0, len(keys), 1000):
         chunk = keys[i : i + 1000]
         if chunk:
             s3.delete_objects(
-                Bucket=settings.warehouse_bucket,
+                Bucket=bucket or settings.warehouse_bucket,
                 Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
             )
 
@@ -338,15 +339,10 @@ def _delete_files(settings: Settings, table: Table, paths: list[str]) -> None:
         else:
             elsewhere.append(path)
     for bucket, keys in by_bucket.items():
-        s3 = s3_client(settings)
-        for i in range(0, len(keys), 1000):
-            chunk = keys[i : i + 1000]
-            try:
-                s3.delete_objects(
-                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-                )
-            except (BotoCoreError, ClientError) as e:
-                log.info("could not delete %d unreferenced files in %s: %s", len(chunk), bucket, e)
+        try:
+            _delete(settings, keys, bucket)
+        except (BotoCoreError, ClientError) as e:
+            log.info("could not delete %d unreferenced files in %s: %s", len(keys), bucket, e)
     for path in elsewhere:
         try:
             table.io.delete(path)
