@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pyarrow as pa
 
 from lakehouse.access.auth import Principal
-from lakehouse.catalog import current_location, load_table, qualify
+from lakehouse.catalog import qualify
 from lakehouse.config import Settings
 from lakehouse.duck import AsOf, epoch_ms, ident, literal, parse_as_of
 from lakehouse.errors import ContractNotFound, Forbidden, SnapshotNotFound, TableNotFound
@@ -98,35 +98,21 @@ def row_filter(settings: Settings, principal: Principal, name: str) -> TenantFil
 
 # --- table metadata, per process --------------------------------------------------------------
 
-_tables: dict[tuple[int, str], Table] = {}
-_tables_lock = threading.Lock()
-
-
-def _metadata_location(catalog: Catalog, qualified: str) -> str | None:
-    """The table's current metadata location by one catalog read (None: ask ``load_table``)."""
-    from pyiceberg.exceptions import NoSuchTableError
-
-    try:
-        return current_location(catalog, qualified)[0]
-    except NoSuchTableError as e:
-        raise TableNotFound(f"no table {qualified!r} in the catalog") from e
-
 
 def current_table(catalog: Catalog, settings: Settings, name: str) -> Table:
-    """The table as the catalog has it now; the metadata is reused while its location holds."""
+    """The table as the catalog has it now; the parsed metadata is reused while the catalog
+    still names the same metadata file (:func:`lakehouse.tables.write.load_current_table`)."""
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from lakehouse.tables.write import load_current_table
+
     qualified = qualify(settings, name)
     if any(not part.strip() for part in qualified.split(".")):
         raise TableNotFound(f"{name!r} is not a table name (empty namespace or table segment)")
-    key = (id(catalog), qualified)
-    location = _metadata_location(catalog, qualified)
-    with _tables_lock:
-        known = _tables.get(key)
-    if known is not None and location is not None and known.metadata_location == location:
-        return known
-    table = load_table(catalog, settings, qualified)
-    with _tables_lock:
-        _tables[key] = table
-    return table
+    try:
+        return load_current_table(catalog, qualified)
+    except NoSuchTableError as e:
+        raise TableNotFound(f"no table {qualified!r} in the catalog") from e
 
 
 def resolve_snapshot(table: Table, as_of: AsOf) -> int | None:
