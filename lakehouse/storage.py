@@ -267,6 +267,28 @@ def put_object(settings: Settings, bucket: str, key: str, body: bytes) -> None:
         out.write(body)
 
 
+def put_if_absent(settings: Settings, bucket: str, key: str, body: bytes) -> bool:
+    """Create an object only if no object has its key (``If-None-Match: *``, atomic on S3);
+    False when one already does.
+
+    Raises:
+        StoreUnavailable: the store refused or could not be reached (transient).
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from lakehouse.errors import StoreUnavailable
+
+    try:
+        s3_client(settings).put_object(Bucket=bucket, Key=key, Body=body, IfNoneMatch="*")
+        return True
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+            return False
+        raise StoreUnavailable(f"write of s3://{bucket}/{key} failed: {e}") from e
+    except BotoCoreError as e:
+        raise StoreUnavailable(f"write of s3://{bucket}/{key} failed: {e}") from e
+
+
 class LakeS3RetryStrategy(pyarrow.fs.AwsStandardS3RetryStrategy):
     """pyiceberg's Arrow S3 file IO retries as many times as the other clients (``LAKE_S3_MAX_ATTEMPTS``)."""
 

@@ -243,6 +243,71 @@ def test_writers_in_spawned_processes_each_row_gets_one_vector(
     assert sorted(_lance_ids(settings, name)) == sorted(table_ids)
 
 
+def _create_and_append(home: str, name: str, writer: int, start: float) -> int:
+    """In a spawned process: open (creating if need be) the dataset's Lance table at ``start``
+    (a shared wall-clock instant, so the creations race) and append five rows."""
+    import time
+
+    import pyarrow as pa
+
+    from lakehouse.contracts.model import load_contract
+    from lakehouse.vectors.store import lance_schema
+
+    settings = load_settings(home=home)
+    contract = load_contract(settings, name)
+    assert contract.vectors is not None
+    time.sleep(max(0.0, start - time.time()))
+    table = open_table(settings, contract, create=True)
+    assert table is not None
+    schema = lance_schema(contract.vectors)
+    rows = {f.name: [None] * 5 for f in schema}
+    rows["_row_id"] = [f"w{writer}-{i}" for i in range(5)]
+    rows["vector"] = [_vec(i) for i in range(5)]
+    return int(table.add(pa.table(rows, schema=schema)).version)
+
+
+def test_writers_creating_one_lance_table_at_once_lose_no_append(
+    settings: Settings, dataset: Callable[[str], str]
+) -> None:
+    """Lance's own create, racing another, overwrites rows appended meanwhile: one writer creates."""
+    import time
+
+    names = [dataset(SUPPLIED) for _ in range(3)]
+    with ProcessPoolExecutor(4, mp_context=mp.get_context("spawn")) as pool:
+        list(pool.map(int, ["1"] * 4))  # the workers are up before the clock starts
+        for name in names:
+            start = time.time() + 1.0
+            list(pool.map(_create_and_append, [str(settings.home)] * 4, [name] * 4, range(4), [start] * 4))
+    for name in names:
+        assert sorted(_lance_ids(settings, name)) == sorted(f"w{w}-{i}" for w in range(4) for i in range(5))
+
+
+def test_a_creation_claimed_by_a_writer_that_died_is_taken_over(
+    settings: Settings, dataset: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lakehouse.contracts.model import load_contract
+    from lakehouse.storage import list_objects
+    from lakehouse.vectors import store
+
+    name = dataset(SUPPLIED)
+    contract = load_contract(settings, name)
+    prefix = f"vectors/_create/{name}/"
+    # A writer claimed the creation and died before creating.
+    s3_client(settings).put_object(Bucket=settings.warehouse_bucket, Key=f"{prefix}0", Body=b"")
+    # While its claim is live, another writer waits for that creation, then gives up with a
+    # transient error (its event is retried) and creates nothing.
+    monkeypatch.setattr(store, "CREATE_WAIT_SECONDS", 3.0)
+    with pytest.raises(VectorWriteFailed, match="another writer's creation did not finish"):
+        open_table(settings, contract, create=True)
+    assert open_table(settings, contract) is None
+    # Past the wait, the claim is followed by the next generation's, and the table is created.
+    monkeypatch.setattr(store, "CREATE_WAIT_SECONDS", 0.0)
+    table = open_table(settings, contract, create=True)
+    assert table is not None and table.count_rows() == 0
+    claims = [key for key, _ in list_objects(settings, settings.warehouse_bucket, prefix)]
+    assert claims == [f"{prefix}0", f"{prefix}1"]
+
+
 def test_vector_upkeep_removes_strays_and_builds_the_index(
     settings: Settings,
     dataset: Callable[[str], str],

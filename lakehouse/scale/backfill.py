@@ -41,7 +41,7 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract, load_contract
 from lakehouse.errors import BackfillRefused, LakeError, StoreUnavailable
-from lakehouse.storage import list_objects, s3_client
+from lakehouse.storage import list_objects, put_if_absent, s3_client
 from lakehouse.tables.ledger import Ledger, short_hash
 from lakehouse.tables.write import SourceRef, StagedWrite, ensure_tables
 
@@ -134,25 +134,10 @@ def list_sources(settings: Settings, bucket: str, prefix: str) -> list[Listed]:
 
 def write_manifest(settings: Settings, dataset: str, bucket: str, prefix: str, objects: list[Listed]) -> str:
     """Write the run's manifest once (its name is the hash of its contents); its URI."""
-    from botocore.exceptions import ClientError
-
     entries = [{"key": o.key, "version": o.version, "size": o.size} for o in objects]
     body = json.dumps({"dataset": dataset, "bucket": bucket, "prefix": prefix, "objects": entries}).encode()
     key = f"{BACKFILLS}/{dataset}/{hashlib.sha256(body).hexdigest()[:32]}.json"
-    try:
-        s3_client(settings).put_object(
-            Bucket=settings.warehouse_bucket,
-            Key=key,
-            Body=body,
-            ContentType="application/json",
-            IfNoneMatch="*",
-        )
-    except ClientError as e:
-        if e.response.get("Error", {}).get("Code") not in (
-            "PreconditionFailed",
-            "ConditionalRequestConflict",
-        ):
-            raise StoreUnavailable(f"manifest write failed: {e}") from e
+    put_if_absent(settings, settings.warehouse_bucket, key, body)  # already there: the same bytes
     return f"s3://{settings.warehouse_bucket}/{key}"
 
 

@@ -133,17 +133,63 @@ def open_table(settings: Settings, contract: Contract, create: bool = False) -> 
     except (ValueError, FileNotFoundError):
         if not create:
             return None
+    return _create(settings, db, contract)
+
+
+# How long a writer waits for another writer's creation of a Lance dataset, and after how long
+# that creation is taken to have died with its writer.
+CREATE_WAIT_SECONDS = 30.0
+
+
+def _create(settings: Settings, db: lancedb.DBConnection, contract: Contract) -> LanceTable:
+    """Create the dataset's Lance table, exactly once among concurrent writers.
+
+    Lance's own create is not exclusive: a create racing another commits as an overwrite of the
+    versions made meanwhile, and rows other writers appended there are gone (seen with pylance
+    14 on S3 with conditional writes). So the creator is chosen first: the writer whose
+    ``If-None-Match`` PUT of ``vectors/_create/<dataset>/<generation>`` succeeds creates the
+    table; the others wait for it to appear. A claim older than :data:`CREATE_WAIT_SECONDS`
+    whose table never appeared (its writer died) is followed by a claim of the next generation.
+    """
+    from lakehouse.storage import list_objects, put_if_absent, s3_client
+
+    assert contract.vectors is not None
+    bucket, prefix = settings.warehouse_bucket, f"vectors/_create/{contract.name}/"
+    generations = [int(k.rsplit("/", 1)[1]) for k, _ in list_objects(settings, bucket, prefix)]
+    generation = max(generations, default=-1)
+    if generation >= 0:
+        claimed = s3_client(settings).head_object(Bucket=bucket, Key=f"{prefix}{generation}")["LastModified"]
+        age = (dt.datetime.now(dt.UTC) - claimed).total_seconds()
+        if age < CREATE_WAIT_SECONDS:
+            return _wait_for(db, contract.name, CREATE_WAIT_SECONDS - age)
+    if not put_if_absent(settings, bucket, f"{prefix}{generation + 1}", b""):
+        return _wait_for(db, contract.name, CREATE_WAIT_SECONDS)
     try:
         table = db.create_table(contract.name, schema=lance_schema(contract.vectors), exist_ok=True)
         # The full-text index exists from the start: rows added later are searched with its
         # tokenizer (stemming, stop words) before they are indexed.
         ensure_text_index(table, contract.vectors)
         return table
-    except (OSError, RuntimeError, ValueError) as e:  # a concurrent creator, or the store
+    except (OSError, RuntimeError, ValueError) as e:  # the store
+        raise VectorWriteFailed(f"vectors/{contract.name}.lance cannot be created: {e}") from e
+
+
+def _wait_for(db: lancedb.DBConnection, name: str, seconds: float) -> LanceTable:
+    """The table another writer is creating, once it exists (at most ``seconds`` from now)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    pause = 0.05
+    while True:
         try:
-            return db.open_table(contract.name)
-        except (ValueError, FileNotFoundError):
-            raise VectorWriteFailed(f"vectors/{contract.name}.lance cannot be created: {e}") from e
+            return db.open_table(name)
+        except (ValueError, FileNotFoundError) as e:
+            if time.monotonic() >= deadline:
+                raise VectorWriteFailed(
+                    f"vectors/{name}.lance: another writer's creation did not finish in time"
+                ) from e
+        time.sleep(pause)
+        pause = min(pause * 2, 1.0)
 
 
 def embed_texts(config: VectorConfig, texts: list[str], settings: Settings | None = None) -> np.ndarray:
