@@ -179,6 +179,38 @@ def test_both_versions_staged_with_the_same_bytes_commit_once(
     assert sensor_ids(lake, name) == Counter({f"twice-{i}": 1 for i in range(5)})
 
 
+def test_a_committer_that_loses_a_source_keeps_the_files_the_winner_commits(
+    settings: Settings, dataset: Callable[[str], str]
+) -> None:
+    """Two committers read the same staged request; the one that loses the ledger claim must
+    not delete the data files the winner commits (three redeliveries at once, each committing
+    inline, lost their rows this way)."""
+    from dataclasses import asdict
+
+    from lakehouse.tables.committer import CommitRequest, _Batch, _read_json
+
+    name = dataset(SENSOR_CONTRACT)
+    key = f"{name}/once.csv"
+    ingest(settings, key, put(settings, key, csv("once", 5)), mode="staged")
+    catalog = get_catalog(settings)
+    [request] = pending_requests(settings, name)
+    data = _read_json(settings, request)
+    assert data is not None
+    req = CommitRequest.from_dict(data)
+    late = _Batch(  # a committer that read the request before the other one deleted it
+        settings,
+        catalog,
+        name,
+        {"batch": "late", "dataset": name, "sources": [{**asdict(req), "id": req.id, "uri": req.uri}]},
+    )
+    [won] = commit_pending(settings, name)  # the other committer, faster
+    assert won.sources == 1
+    late.open()
+    lost = late.complete(Ledger(settings, name))
+    assert (lost.sources, lost.duplicates) == (0, 1)
+    assert sensor_ids(settings, name) == Counter({f"once-{i}": 1 for i in range(5)})  # every file still there
+
+
 def test_a_dlq_replay_of_an_old_version_reads_that_version_or_fails_as_gone(
     settings: Settings, dataset: Callable[[str], str]
 ) -> None:

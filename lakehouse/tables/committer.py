@@ -579,11 +579,8 @@ class _Batch:
             ledger.settle(SourceId(src["key"], src["version"], src.get("content_hash")), entry)
 
         _parallel(settle, ours)
-        # Files nobody will commit: the duplicates' and the coalesced originals (best effort).
-        garbage = replaced + [
-            f["file_path"] for s in dropped for f in s["main_files"] + s["quarantine_files"]
-        ]
-        _delete_files(self.settings, main, garbage)
+        # Files nobody will commit: the coalesced originals and the duplicates' (best effort).
+        _delete_files(self.settings, main, replaced + self._unheld(dropped, claims))
         _delete(self.settings, [_request_key(self.dataset, s["id"]) for s in self.doc["sources"]])
         _delete(self.settings, [self.pending_key])
         return BatchResult(
@@ -597,6 +594,26 @@ class _Batch:
             len(planned["main"]) + len(planned["quarantine"]),
             seconds=time.perf_counter() - started,
         )
+
+
+    def _unheld(self, dropped: list[dict[str, Any]], claims: list[Entry]) -> list[str]:
+        """The data files of the dropped sources that no other batch holds.
+
+        A source another batch won may have been read by both batches from the same request,
+        its files then being the very files the other batch commits (two committers on one
+        table, or a redelivery's committer beside the first): those are kept. Files of a batch
+        whose document cannot be read are kept too; orphan cleanup removes what stays unused.
+        """
+        winners = {won.batch for won in claims if won.batch != self.id}
+        held: set[str] = set()
+        for batch in winners:
+            doc = _read_json(self.settings, f"{BATCHES}/{self.dataset}/{batch}.json")
+            if doc is None:
+                return []
+            for src in doc["sources"]:
+                held.update(f["file_path"] for f in src["main_files"] + src["quarantine_files"])
+        files = [f["file_path"] for s in dropped for f in s["main_files"] + s["quarantine_files"]]
+        return [path for path in files if path not in held]
 
 
 def _recover(settings: Settings, catalog: Catalog, dataset: str) -> list[_Batch]:
