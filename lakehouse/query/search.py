@@ -7,14 +7,22 @@ FTS), or both fused by reciprocal rank (``hybrid``). They are then joined to the
 read as of the same snapshot in DuckDB, where the caller's ``filter`` (an SQL predicate on the
 table's columns) and a tenant key's row filter apply. A row the snapshot does not hold is never
 returned. When the join leaves fewer than ``k`` rows, more candidates are fetched.
+
+What does not change for a snapshot is kept per process: the Lance table open at the version
+the snapshot records (:data:`LANCE_CACHE`), and a small table's rows with their ids sorted
+(:data:`HELD_MAX_FILE_BYTES`), so a warm search lists nothing and scans nothing: it finds its
+hits' rows by id, and without a ``filter`` ranks them without a DuckDB session.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import pyarrow as pa
 
 from lakehouse.access.auth import LOCAL, Principal
@@ -36,12 +44,29 @@ if TYPE_CHECKING:
     from lancedb.table import Table as LanceTable
     from pyiceberg.catalog import Catalog
 
-    from lakehouse.query.scan import TenantFilter
+    from lakehouse.query.scan import TableRows, TenantFilter
     from lakehouse.vectors.ann import Resident
 
 Mode = Literal["vector", "text", "hybrid"]
 RRF_K = 60  # reciprocal-rank fusion constant: score = sum of 1 / (RRF_K + rank)
 SCORE = "_score"
+STAGES: tuple[str, ...] = ("request", "snapshot", "lance", "resident", "candidates", "join", "rows")
+"""A search's stages, in order: the contract and checks; the table and snapshot (and the Lance
+version it records); the local copy of the Lance files (a listing) checked out at that version; the
+index in use and the version's row-id checks (:func:`lakehouse.vectors.ann.resident`); the
+candidates (the ANN search, or BM25); the join to the table; the rows as Python values."""
+
+LANCE_CACHE: int = 4
+"""Lance tables a process keeps open, each checked out at the version a snapshot records (a
+version's files never change, so it is listed and copied once, not on every search)."""
+
+HELD_CACHE: int = 2
+"""Snapshots of tables a process keeps in memory for the join (see :data:`HELD_MAX_FILE_BYTES`)."""
+
+HELD_MAX_FILE_BYTES: int = 32 << 20
+"""A table whose data files at a snapshot total at most this many bytes is read once per process
+and held in memory, its rows found by row id (a binary search) on every search of that snapshot;
+a larger one is scanned for the hits' ids on every search."""
 
 
 @dataclass
@@ -57,6 +82,8 @@ class SearchResult:
     elapsed_ms: float = 0.0
     ids: list[str] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    """Milliseconds per stage (:data:`STAGES`), kept for measurement; not part of :meth:`to_dict`."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -215,9 +242,18 @@ def search(
     from lakehouse.catalog import get_catalog
     from lakehouse.query.scan import current_table, resolve_snapshot, row_filter
     from lakehouse.query.sqlguard import MAX_K
-    from lakehouse.vectors.store import lance_version_at, local_copy
+    from lakehouse.vectors.store import lance_version_at
 
     started = time.perf_counter()
+    timings: dict[str, float] = {}
+    mark = started
+
+    def lap(stage: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[stage] = timings.get(stage, 0.0) + (now - mark) * 1000
+        mark = now
+
     contract = load_contract(settings, dataset)
     config = _config(contract)
     mode = mode or default_mode(config, text, vector)
@@ -226,32 +262,34 @@ def search(
         raise BadRequest(f"k must be at most {MAX_K}")
     predicate = check_filter(settings, dataset, filter) if filter else None
     tenant = row_filter(settings, principal, dataset)
+    lap("request")
     catalog = catalog or get_catalog(settings)
     table = current_table(catalog, settings, dataset)
     snapshot_id = resolve_snapshot(table, as_of)
     version = lance_version_at(table, snapshot_id)
-    result = SearchResult([], [], [], dataset, mode, snapshot_id, version)
-    lance = local_copy(settings, dataset) if version is not None else None
+    result = SearchResult([], [], [], dataset, mode, snapshot_id, version, timings=timings)
+    lap("snapshot")
+    lance, read = _lance_at(settings, dataset, snapshot_id, version) if version is not None else (None, None)
     if lance is None:
         result.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         return _empty(result, table)
-    assert version is not None
-    if version < lance.version:
-        try:
-            lance.checkout(version)
-        except (ValueError, OSError, RuntimeError):  # cleaned up by maintenance: read the latest
-            result.lance_version = lance.version
+    result.lance_version = read
+    lap("lance")
     query_vector = _query_vector(config, text, vector, settings) if mode != "text" else None
+    lap("request")
     resident = None
     if mode != "text":
         from lakehouse.vectors import ann
 
-        resident = ann.resident(settings, dataset, lance, config.metric)
+        resident = ann.resident(settings, dataset, lance, config.metric, read)
     total = resident.rows if resident is not None else lance.count_rows()
+    lap("resident")
     limit = min(max(4 * k, 40), max(total, 1))
     while True:
         hits = candidates(lance, resident, mode, text, query_vector, limit)
+        lap("candidates")
         data = _join(settings, dataset, table, snapshot_id, tenant, predicate, hits, k)
+        lap("join")
         if data.num_rows >= k or limit >= total:
             break
         limit = min(limit * 4, total)
@@ -261,8 +299,102 @@ def search(
     result.rows = arrow_rows(data)
     result.ids = data[ROW_ID].to_pylist()
     result.scores = data[SCORE].to_pylist()
+    lap("rows")
     result.elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     return result
+
+
+_cache_lock = threading.Lock()
+_lance: OrderedDict[tuple[str, str, int | None, int], LanceTable] = OrderedDict()
+_held: OrderedDict[tuple[str, str, int], _Held] = OrderedDict()
+
+
+def _lance_at(
+    settings: Settings, dataset: str, snapshot_id: int | None, version: int
+) -> tuple[LanceTable | None, int | None]:
+    """The dataset's Lance table checked out at ``version`` and the version it reads: the latest
+    when maintenance has cleaned ``version`` up (None: no Lance data yet).
+
+    The local copy is brought up to date (a listing of the store) only the first time a process
+    reads a (snapshot, version); the table is then kept open at that version (:data:`LANCE_CACHE`).
+    """
+    from lakehouse.vectors.store import local_copy
+
+    key = (str(settings.home), dataset, snapshot_id, version)
+    with _cache_lock:
+        found = _lance.get(key)
+        if found is not None:
+            _lance.move_to_end(key)
+            return found, version
+    lance = local_copy(settings, dataset)
+    if lance is None:
+        return None, None
+    if version < lance.version:
+        try:
+            lance.checkout(version)
+        except (ValueError, OSError, RuntimeError):  # cleaned up by maintenance: read the latest
+            return lance, int(lance.version)
+    if int(lance.version) != version:  # the copy has not got that version: read what it has
+        return lance, int(lance.version)
+    with _cache_lock:
+        _lance[key] = lance
+        while len(_lance) > LANCE_CACHE:
+            _lance.popitem(last=False)
+    return lance, version
+
+
+@dataclass
+class _Held:
+    """A table's rows at one snapshot, in memory, with their row ids sorted for lookup."""
+
+    data: pa.Table
+    sorted_ids: np.ndarray  # the ``_row_id`` values, UTF-8 bytes, sorted
+    order: np.ndarray  # the row of ``data`` holding each of ``sorted_ids``
+
+    @classmethod
+    def of(cls, data: pa.Table) -> _Held:
+        ids = np.array(data[ROW_ID].to_pylist(), dtype=object)
+        encoded = np.array([i.encode() if i is not None else b"" for i in ids], dtype=bytes)
+        order = np.argsort(encoded, kind="stable")
+        return cls(data, encoded[order], order)
+
+    def rows(self, ids: list[str]) -> pa.Table:
+        """The rows with these ids (those it holds), in no particular order."""
+        wanted = np.array([i.encode() for i in ids], dtype=bytes)
+        if not len(wanted) or not len(self.sorted_ids):
+            return self.data.slice(0, 0)
+        at = np.searchsorted(self.sorted_ids, wanted)
+        at = np.minimum(at, len(self.sorted_ids) - 1)
+        hit = self.sorted_ids[at] == wanted
+        return self.data.take(pa.array(self.order[at[hit]], pa.int64()))
+
+
+def _held_rows(settings: Settings, table: Any, snapshot_id: int) -> _Held | TableRows | pa.Table:
+    """The table's rows at the snapshot, every tenant's: held in memory per process when its files
+    are small enough (:data:`HELD_MAX_FILE_BYTES`, and four times that decoded), else the files
+    to scan (or the rows read: with deletes to apply, pyiceberg reads them all)."""
+    from lakehouse.query.files import ScanStats
+    from lakehouse.query.scan import TableRows, table_rows
+
+    key = (str(settings.home), str(table.metadata.table_uuid), snapshot_id)
+    with _cache_lock:
+        found = _held.get(key)
+        if found is not None:
+            _held.move_to_end(key)
+            return found
+    rows = table_rows(settings, table, snapshot_id, None, ScanStats())
+    if isinstance(rows, TableRows):
+        if sum(f.size for f in rows.files) > HELD_MAX_FILE_BYTES:
+            return rows
+        rows = rows.dataset().to_table()
+    if rows.nbytes > 4 * HELD_MAX_FILE_BYTES:  # too large decoded to hold: used this once
+        return rows
+    held = _Held.of(rows)
+    with _cache_lock:
+        _held[key] = held
+        while len(_held) > HELD_CACHE:
+            _held.popitem(last=False)
+    return held
 
 
 def _config(contract: Contract) -> VectorConfig:
@@ -292,16 +424,15 @@ def _join(
 ) -> pa.Table:
     """The table's rows among ``hits`` at the snapshot, filtered, best ``k`` first.
 
-    The rows come as Arrow (the tenant's only), read from the files that can hold a hit (the
-    ids are pushed into the scan); the caller's filter runs in the same locked-down session
-    and plan check as ``POST /sql``.
+    The hits' rows come as Arrow (the tenant's only): found by id in the snapshot's rows held
+    in memory (:data:`HELD_MAX_FILE_BYTES`), else read from the files that can hold a hit (the
+    ids pushed into the scan). Without a filter they are ranked here; the caller's filter runs in
+    the same locked-down session and plan check as ``POST /sql``.
     """
-    import duckdb
+    import pyarrow.compute as pc
     import pyarrow.dataset as pads
 
-    from lakehouse.query.files import ScanStats
-    from lakehouse.query.scan import TableRows, session, table_rows
-    from lakehouse.query.sqlguard import check_plan
+    from lakehouse.query.scan import TableRows, arrow_schema
 
     ranked = pa.table(
         {
@@ -311,14 +442,79 @@ def _join(
         }
     )
     started = time.perf_counter()
-    rows = table_rows(settings, table, snapshot_id, tenant, ScanStats())
-    if isinstance(rows, TableRows):
-        # The hits' rows (at most k per mode) read here, in this thread: DuckDB then joins an
-        # in-memory table and never calls back into the store's Python filesystem from its own
-        # threads (a search waiting on such a callback could hold the request's worker forever).
-        ids = ranked["id"].combine_chunks().cast(rows.schema.field(ROW_ID).type)
-        found = rows.dataset().filter(pads.field(ROW_ID).isin(ids)).to_table() if hits else None
-        rows = found if found is not None else rows.schema.empty_table()
+    rows: pa.Table
+    if snapshot_id is None or not hits:
+        rows = arrow_schema(table).empty_table()
+    else:
+        # The hits' rows (at most k per mode) are found here, in this thread: DuckDB then joins
+        # an in-memory table and never calls back into the store's Python filesystem from its
+        # own threads (a search waiting on such a callback could hold the request's worker forever).
+        source = _held_rows(settings, table, snapshot_id)
+        if isinstance(source, _Held):
+            rows = source.rows([h[0] for h in hits])
+        else:
+            ids = ranked["id"].combine_chunks().cast(source.schema.field(ROW_ID).type)
+            if isinstance(source, TableRows):
+                rows = source.dataset().filter(pads.field(ROW_ID).isin(ids)).to_table()
+            else:
+                rows = source.filter(pc.is_in(source[ROW_ID], value_set=ids))
+        if tenant is not None:
+            rows = rows.filter(tenant.expression())
+    if predicate is None:  # no SQL of the caller's to run: ranked here, typed as DuckDB answers
+        try:
+            return _ranked(rows, hits, k).cast(_answer_schema(settings, dataset, rows.schema))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass  # a type DuckDB answers in another form: DuckDB joins
+    return _duck_join(settings, dataset, rows, ranked, predicate, k, started)
+
+
+def _ranked(rows: pa.Table, hits: list[tuple[str, float]], k: int) -> pa.Table:
+    """The best ``k`` of ``rows`` in the order of ``hits`` (one per id), with their scores."""
+    rank = {row_id: i for i, (row_id, _) in enumerate(hits)}
+    ranks = [rank[row_id] for row_id in rows[ROW_ID].to_pylist()]
+    best = sorted(range(len(ranks)), key=ranks.__getitem__)[:k]
+    out = rows.take(pa.array(best, pa.int64()))
+    return out.append_column(SCORE, pa.array([float(hits[ranks[i]][1]) for i in best], pa.float64()))
+
+
+_answers: dict[tuple[str, str, bytes], pa.Schema] = {}
+
+
+def _answer_schema(settings: Settings, dataset: str, schema: pa.Schema) -> pa.Schema:
+    """The schema of the DuckDB join's answer for rows of ``schema`` (asked once per process)."""
+    key = (settings.namespace, dataset, schema.serialize().to_pybytes())
+    found = _answers.get(key)
+    if found is None:
+        ranked = pa.table(
+            {
+                "id": pa.array([], pa.string()),
+                SCORE: pa.array([], pa.float64()),
+                "rank": pa.array([], pa.int64()),
+            }
+        )
+        found = _duck_join(
+            settings, dataset, schema.empty_table(), ranked, None, 1, time.perf_counter()
+        ).schema
+        _answers[key] = found
+    return found
+
+
+def _duck_join(
+    settings: Settings,
+    dataset: str,
+    rows: pa.Table,
+    ranked: pa.Table,
+    predicate: str | None,
+    k: int,
+    started: float,
+) -> pa.Table:
+    """``rows`` that pass ``predicate``, joined to ``ranked`` (id, score, rank), best ``k`` first:
+    in the same locked-down session and plan check as ``POST /sql``."""
+    import duckdb
+
+    from lakehouse.query.scan import session
+    from lakehouse.query.sqlguard import check_plan
+
     with session(settings) as con:
         con.bind(dataset, rows)
         con.register("__lake_hits", ranked)

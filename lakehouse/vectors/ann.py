@@ -19,7 +19,9 @@ queries a second. So Lake answers vector queries itself:
   not hold (deleted since, or newer than an ``as_of`` version) are excluded inside the graph
   search. So rows appended after the index was built are found before any re-index, and a
   search as of an older version never sees newer rows. Below the threshold there is no index
-  and every row is scored exactly.
+  and every row is scored exactly. Which index is newest is listed on the store at most every
+  :data:`INDEX_RECHECK_SECONDS` per process (at once after this process built one), not on
+  every search.
 * **Scores**: cosine similarity for ``cosine`` (vectors normalised, then inner product), the
   inner product for ``dot``, minus the squared Euclidean distance for ``l2``; higher is better.
   Index hits are scored on the 8-bit vectors.
@@ -66,6 +68,12 @@ EF: int = 64
 
 RESIDENT_CACHE: int = 2
 """(dataset, version) pairs a process keeps ready for search."""
+
+INDEX_RECHECK_SECONDS: float = 10.0
+"""A process lists a dataset's stored indexes at most this often (one LIST request each time);
+an index another process built is searched at most this long after it is stored. Until then
+the older index answers, with the rows it does not cover scored exactly, so answers are the
+same: only their speed waits for the new index."""
 
 _NAME = re.compile(r"(\d{12})\.faiss")
 
@@ -211,8 +219,20 @@ def _key(dataset: str, version: int, suffix: str) -> str:
     return f"{index_prefix(dataset)}{version:012d}.{suffix}"
 
 
+def _index_file(settings: Settings, dataset: str, version: int, suffix: str) -> str:
+    """The local copy of one object of a stored index; FileNotFoundError when the store has it no more."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return str(cached(settings, _key(dataset, version, suffix)))
+    except ClientError as e:
+        if str(e.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey"):
+            raise FileNotFoundError(f"index {_key(dataset, version, suffix)} is no longer stored") from e
+        raise
+
+
 def _index_ids(settings: Settings, dataset: str, version: int) -> list[str]:
-    with pa.memory_map(str(cached(settings, _key(dataset, version, "ids")))) as source:
+    with pa.memory_map(_index_file(settings, dataset, version, "ids")) as source:
         ids: list[str] = pa.ipc.open_file(source).read_all()[ROW_ID].to_pylist()
     return ids
 
@@ -243,6 +263,8 @@ def build_index(settings: Settings, dataset: str, table: Table, metric: str) -> 
         if old < version:
             for suffix in ("faiss", "ids"):  # the .faiss first: an index without it is not used
                 s3.delete_object(Bucket=bucket, Key=_key(dataset, old, suffix))
+    with _lock:  # this process searches with the new index from now on
+        _listed.pop((str(settings.home), dataset), None)
     return {
         "kind": "HNSW_SQ8",
         "version": version,
@@ -271,22 +293,51 @@ def needs_index(settings: Settings, dataset: str, table: Table) -> bool:
 
 _lock = threading.Lock()
 _resident: OrderedDict[tuple[str, str, int, int | None], Resident] = OrderedDict()
+_listed: dict[tuple[str, str], tuple[float, int | None]] = {}  # (home, dataset): (listed at, newest)
 
 
-def resident(settings: Settings, dataset: str, table: Table, metric: str) -> Resident:
+def newest_index(settings: Settings, dataset: str, fresh: bool = False) -> int | None:
+    """The Lance version of the dataset's newest stored index (None: none), as listed within the
+    last :data:`INDEX_RECHECK_SECONDS` by this process (``fresh``: listed now)."""
+    key = (str(settings.home), dataset)
+    now = time.monotonic()
+    with _lock:
+        found = _listed.get(key)
+    if found is not None and not fresh and now - found[0] < INDEX_RECHECK_SECONDS:
+        return found[1]
+    versions = stored_indexes(settings, dataset)
+    newest = versions[-1] if versions else None
+    with _lock:
+        _listed[key] = (now, newest)
+    return newest
+
+
+def resident(
+    settings: Settings, dataset: str, table: Table, metric: str, version: int | None = None
+) -> Resident:
     """The search state of ``table``'s checked-out version, cached per process.
 
-    ``table`` is the dataset's Lance table (a local copy, checked out at the version to search).
+    ``table`` is the dataset's Lance table (a local copy, checked out at the version to search);
+    ``version``, when the caller knows it, is that version (else ``table`` is asked).
+    The newest index is as :func:`newest_index` last listed it; one deleted from the store since
+    (a newer one replaced it) is listed again.
     """
-    versions = stored_indexes(settings, dataset)
-    index_version = versions[-1] if versions else None
-    key = (str(settings.home), dataset, int(table.version), index_version)
-    with _lock:
-        found = _resident.get(key)
-        if found is not None:
-            _resident.move_to_end(key)
-            return found
-    built = _load(settings, dataset, table, metric, index_version)
+    index_version = newest_index(settings, dataset)
+    for attempt in range(2):
+        checked_out = int(table.version if version is None else version)
+        key = (str(settings.home), dataset, checked_out, index_version)
+        with _lock:
+            found = _resident.get(key)
+            if found is not None:
+                _resident.move_to_end(key)
+                return found
+        try:
+            built = _load(settings, dataset, table, metric, index_version)
+            break
+        except FileNotFoundError:
+            if attempt or index_version is None:
+                raise
+            index_version = newest_index(settings, dataset, fresh=True)
     with _lock:
         _resident[key] = built
         while len(_resident) > RESIDENT_CACHE:
@@ -300,7 +351,7 @@ def _load(settings: Settings, dataset: str, table: Table, metric: str, index_ver
     if index_version is None:
         data = read_vectors(table)
         return Resident(metric, None, [], None, data[ROW_ID].to_pylist(), prepare(to_matrix(data), metric))
-    index = _faiss().read_index(str(cached(settings, _key(dataset, index_version, "faiss"))))
+    index = _faiss().read_index(_index_file(settings, dataset, index_version, "faiss"))
     index_ids = _index_ids(settings, dataset, index_version)
     current = row_ids(table)
     indexed = pa.array(index_ids, pa.string())
