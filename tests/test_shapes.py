@@ -177,6 +177,46 @@ def test_write_mode_replace_makes_the_upload_the_whole_table(
     assert [r[feed["columns"].index("line")] for r in feed["rows"]] == ["c"]
 
 
+MONEY = """
+name: {name}
+columns:
+  id:     {type: int, required: true}
+  amount: {type: 'decimal(38,2)'}
+"""
+
+
+@pytest.mark.parametrize("shape", ["ndjson", "json array"])
+def test_json_numbers_in_a_decimal_column_keep_every_digit(
+    shape: str, dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]], client: Any
+) -> None:
+    name = dataset(MONEY)
+    numbers = [
+        "12345678901234567.89",  # 19 significant digits: a double holds 17
+        "999999999999999999999999999999999999.99",  # the largest decimal(38,2)
+        "0.10000000000000000001",  # a double reads 0.1: too many decimals all the same
+        "1.5e3",
+        "-7",
+        '"123456789012345678901234567.5"',  # a JSON string, as before
+        "1e40",  # too many integer digits
+    ]
+    lines = [f'{{"id": {i}, "amount": {n}}}' for i, n in enumerate(numbers)]
+    body = ("\n".join(lines) if shape == "ndjson" else "[" + ",\n".join(lines) + "]").encode()
+    report = upload(name, "money.ndjson" if shape == "ndjson" else "money.json", body)
+    assert (report["rows_accepted"], report["rows_quarantined"]) == (5, 2)
+    rows = client.sql(f"SELECT id, amount::VARCHAR FROM {name} ORDER BY id").body["rows"]
+    assert rows == [
+        [0, "12345678901234567.89"],
+        [1, "999999999999999999999999999999999999.99"],
+        [3, "1500.00"],
+        [4, "-7.00"],
+        [5, "123456789012345678901234567.50"],
+    ]
+    bad = f'SELECT row_number, "column", reason FROM {name}__quarantine ORDER BY row_number'
+    reasons = client.sql(bad).body["rows"]
+    assert [r[:2] for r in reasons] == [[3, "amount"], [7, "amount"]]  # line or element, from 1
+    assert "0.10000000000000000001" in reasons[0][2] and "1e40" in reasons[1][2]
+
+
 EVENTS = """
 name: {name}
 version: {version}

@@ -126,11 +126,20 @@ def cast_expr(src: str, kind: DataType | str, source: pa.DataType | None = None)
     return f"TRY_CAST({src} AS {target})"
 
 
-def _decimal_digits(src: str, kind: DataType, source: pa.DataType | None) -> str:
-    """The value read with every digit a decimal(38, …) can hold beside the integer digits."""
+def _too_many_decimals(src: str, typed: str, kind: DataType, source: pa.DataType | None) -> str:
+    """SQL true when a value that cast to ``typed`` had more than the scale's decimals.
+
+    Text in plain notation is judged by its digits after the point (trailing zeros aside), which
+    holds at any precision; other values by reading them with every digit a decimal(38, …) can
+    hold beside the integer digits (no room left at precision 38)."""
     wide = f"DECIMAL(38,{38 - (kind.precision - kind.scale)})"
     text = f"CAST({src} AS VARCHAR)" if source is not None and pa.types.is_floating(source) else src
-    return f"TRY_CAST({text} AS {wide})"
+    by_cast = f"TRY_CAST({text} AS {wide}) IS DISTINCT FROM {typed}"
+    if not _is_text(source):
+        return by_cast
+    plain = r"^\s*[+-]?[0-9]*\.[0-9]+\s*$"
+    fraction = f"length(rtrim(regexp_extract(trim({src}), '\\.([0-9]+)$', 1), '0'))"
+    return f"CASE WHEN regexp_matches({src}, '{plain}') THEN {fraction} > {kind.scale} ELSE {by_cast} END"
 
 
 def _nested_rules(name: str, src: str, kind: DataType, source: pa.DataType | None) -> list[str]:
@@ -284,8 +293,7 @@ def build_sql(
         if kind.kind == "decimal":
             checks.append(
                 _rule(
-                    f"{typed} IS NOT NULL AND "
-                    f"{_decimal_digits(src, kind, types.get(name))} IS DISTINCT FROM {typed}",
+                    f"{typed} IS NOT NULL AND ({_too_many_decimals(src, typed, kind, types.get(name))})",
                     name,
                     "scale",
                     src,

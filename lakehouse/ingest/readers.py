@@ -13,18 +13,22 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, Literal, cast
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pyarrow as pa
 
 from lakehouse.contracts.model import RAW, ROW
 from lakehouse.errors import UnreadableFile, UnsupportedFormat
+
+if TYPE_CHECKING:
+    import duckdb
 
 # CSV values read as null. Not "NaN"/"nan" (pyarrow's default list has them): a NaN is a double,
 # and silently nulling it would hide it from the contract's rules.
@@ -82,6 +86,7 @@ def read_batches(
     columns: list[str] | None,
     batch_rows: int,
     malformed: list[MalformedRow],
+    exact: Collection[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     """Stream ``f`` as record batches of at most about ``batch_rows`` rows.
 
@@ -91,6 +96,7 @@ def read_batches(
         columns: the columns wanted (a contract's); None reads every column (for inference).
         batch_rows: rows per batch.
         malformed: receives rows that cannot be parsed.
+        exact: columns whose JSON numbers are kept as written (decimals), not read as doubles.
     """
     try:
         if fmt.kind == "parquet":
@@ -105,9 +111,9 @@ def read_batches(
             buffered = io.BufferedReader(stream, buffer_size=1 << 16)
             first = buffered.peek(4096).lstrip()[:1]
             if fmt.kind == "json" and first == b"[":
-                yield from _json_array(buffered, columns, batch_rows)
+                yield from _json_array(buffered, columns, batch_rows, malformed, exact)
             else:
-                yield from _ndjson(buffered, columns, batch_rows, malformed)
+                yield from _ndjson(buffered, columns, batch_rows, malformed, exact)
     except (pa.ArrowInvalid, OSError, EOFError, zlib.error, UnicodeDecodeError) as e:
         raise UnreadableFile(f"cannot read the file as {fmt.kind}{' (gzip)' if fmt.gzip else ''}: {e}") from e
 
@@ -236,7 +242,11 @@ def _ident(name: str) -> str:
 
 
 def _ndjson(
-    stream: IO[bytes], columns: list[str] | None, batch_rows: int, malformed: list[MalformedRow]
+    stream: IO[bytes],
+    columns: list[str] | None,
+    batch_rows: int,
+    malformed: list[MalformedRow],
+    exact: Collection[str] = (),
 ) -> Iterator[pa.RecordBatch]:
     import duckdb
 
@@ -250,33 +260,11 @@ def _ndjson(
         nonlocal columns
         if not pending_lines:
             return
-        lines = pa.table({ROW: pa.array(pending_rows, pa.int64()), RAW: pa.array(pending_lines, pa.string())})
-        con.register("lines", lines)
-        checked = con.execute(
-            f"SELECT {ROW}, {RAW}, CASE WHEN NOT json_valid({RAW}) THEN 'malformed JSON' "
-            f"WHEN json_type({RAW}) <> 'OBJECT' THEN 'not a JSON object' END AS problem FROM lines"
-        ).to_arrow_table()
-        problems = checked.filter(checked["problem"].is_valid())
-        for row, raw, problem in zip(
-            problems[ROW].to_pylist(), problems[RAW].to_pylist(), problems["problem"].to_pylist(), strict=True
-        ):
-            malformed.append(MalformedRow(row, problem, raw[:2000]))
-        if columns is None:
-            keys = con.execute(
-                f"SELECT DISTINCT unnest(json_keys({RAW})) AS k FROM lines WHERE json_valid({RAW}) "
-                f"AND json_type({RAW}) = 'OBJECT'"
-            ).fetchall()
-            columns = sorted(k for (k,) in keys)
-        picks = ", ".join(f"json_extract_string({RAW}, '{_quote_path(c)}') AS {_ident(c)}" for c in columns)
-        result = con.execute(
-            f"SELECT {picks}{', ' if picks else ''}{RAW}, {ROW} FROM lines "
-            f"WHERE json_valid({RAW}) AND json_type({RAW}) = 'OBJECT'"
-        ).to_arrow_table()
-        con.unregister("lines")
+        batch, columns = _json_objects(con, pending_rows, pending_lines, columns, malformed, exact)
         pending_rows.clear()
         pending_lines.clear()
-        if result.num_rows:
-            yield result.combine_chunks().to_batches()[0]
+        if batch is not None:
+            yield batch
 
     while True:
         chunk = stream.read(_CHUNK)
@@ -303,8 +291,16 @@ def _ndjson(
     con.close()
 
 
-def _json_array(stream: IO[bytes], columns: list[str] | None, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """A JSON array of objects: spooled to a temporary file and streamed by DuckDB's JSON reader."""
+def _json_array(
+    stream: IO[bytes],
+    columns: list[str] | None,
+    batch_rows: int,
+    malformed: list[MalformedRow],
+    exact: Collection[str] = (),
+) -> Iterator[pa.RecordBatch]:
+    """A JSON array: spooled to a temporary file, its elements streamed by DuckDB as JSON text
+    (``read_json_objects`` keeps each element's text as written) and read as NDJSON lines are,
+    the element's position (from 1) standing for the line number."""
     import duckdb
 
     with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
@@ -312,18 +308,77 @@ def _json_array(stream: IO[bytes], columns: list[str] | None, batch_rows: int) -
         tmp.flush()
         con = duckdb.connect()
         try:
-            if columns is None:
-                rel = con.sql(f"SELECT * FROM read_json('{tmp.name}', format='array')")
-            else:
-                spec = "{" + ", ".join(f"'{c}': 'VARCHAR'" for c in columns) + "}"
-                rel = con.sql(f"SELECT * FROM read_json('{tmp.name}', format='array', columns={spec})")
-            reader = rel.to_arrow_reader(batch_rows)
+            reader = con.sql(
+                f"SELECT json::VARCHAR AS j FROM read_json_objects('{tmp.name}', format='array')"
+            ).to_arrow_reader(batch_rows)
             start = 1
-            for batch in reader:
-                if batch.num_rows:
-                    yield _with_rows(batch, np.arange(start, start + batch.num_rows))
-                    start += batch.num_rows
+            for elements in reader:
+                lines = elements.column(0).to_pylist()
+                rows = list(range(start, start + len(lines)))
+                start += len(lines)
+                batch, columns = _json_objects(con, rows, lines, columns, malformed, exact)
+                if batch is not None:
+                    yield batch
         except duckdb.Error as e:
             raise UnreadableFile(f"cannot read the JSON array: {e}") from e
         finally:
             con.close()
+
+
+def _json_objects(
+    con: duckdb.DuckDBPyConnection,
+    rows: list[int],
+    lines: list[str],
+    columns: list[str] | None,
+    malformed: list[MalformedRow],
+    exact: Collection[str],
+) -> tuple[pa.RecordBatch | None, list[str]]:
+    """One batch of JSON texts (one object each) as a batch of text columns, ``RAW`` and ``ROW``;
+    texts that are not JSON objects go to ``malformed``. Without ``columns``, every key seen.
+
+    DuckDB's JSON reader reads numbers as doubles (17 significant digits at most): in the
+    ``exact`` columns (decimals), a number with a fraction or an exponent is taken as written in
+    the text instead."""
+    data = pa.table({ROW: pa.array(rows, pa.int64()), RAW: pa.array(lines, pa.string())})
+    con.register("lines", data)
+    try:
+        checked = con.execute(
+            f"SELECT {ROW}, {RAW}, CASE WHEN NOT json_valid({RAW}) THEN 'malformed JSON' "
+            f"WHEN json_type({RAW}) <> 'OBJECT' THEN 'not a JSON object' END AS problem FROM lines"
+        ).to_arrow_table()
+        problems = checked.filter(checked["problem"].is_valid())
+        for row, raw, problem in zip(
+            problems[ROW].to_pylist(), problems[RAW].to_pylist(), problems["problem"].to_pylist(), strict=True
+        ):
+            malformed.append(MalformedRow(row, problem, raw[:2000]))
+        if columns is None:
+            keys = con.execute(
+                f"SELECT DISTINCT unnest(json_keys({RAW})) AS k FROM lines WHERE json_valid({RAW}) "
+                f"AND json_type({RAW}) = 'OBJECT'"
+            ).fetchall()
+            columns = sorted(k for (k,) in keys)
+        picks = [f"json_extract_string({RAW}, '{_quote_path(c)}') AS {_ident(c)}" for c in columns]
+        flagged = [c for c in columns if c in exact]
+        picks += [
+            f"coalesce(json_type({RAW}, '{_quote_path(c)}') = 'DOUBLE', false) AS __lake_exact_{i}"
+            for i, c in enumerate(flagged)
+        ]
+        result = con.execute(
+            f"SELECT {', '.join(picks)}{', ' if picks else ''}{RAW}, {ROW} FROM lines "
+            f"WHERE json_valid({RAW}) AND json_type({RAW}) = 'OBJECT'"
+        ).to_arrow_table()
+    finally:
+        con.unregister("lines")
+    for i, column in enumerate(flagged):
+        flag = f"__lake_exact_{i}"
+        hits = np.flatnonzero(result[flag].to_numpy(zero_copy_only=False))
+        if len(hits):
+            values = result[column].to_pylist()
+            for at, raw in zip(hits, result[RAW].take(pa.array(hits)).to_pylist(), strict=True):
+                values[at] = json.loads(raw, parse_float=str, parse_int=str).get(column)
+            at_column = result.schema.get_field_index(column)
+            result = result.set_column(at_column, column, pa.array(values, pa.string()))
+        result = result.drop_columns([flag])
+    if not result.num_rows:
+        return None, columns
+    return result.combine_chunks().to_batches()[0], columns
