@@ -279,7 +279,9 @@ def run_sql(
     with session(settings) as con:
         for name, table in tables.items():
             snapshot_id = snapshots[f"{settings.namespace}.{name}"]
-            con.bind(name, table_rows(settings, table, snapshot_id, filters[name], stats))
+            # A join of tables is ordered well only if no table is a UNION ALL of one-file scans.
+            rows = table_rows(settings, table, snapshot_id, filters[name], stats)
+            con.bind(name, rows, whole=len(tables) > 1)
         if reads_audit:
             audit_rows, audit_snapshot = _audit_rows(settings, catalog, stats)
             snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = audit_snapshot

@@ -4,11 +4,11 @@ This is the engine's defence in depth: whatever a statement says, DuckDB can onl
 this module hands it.
 
 * A table is read at a snapshot through the files pyiceberg plans for it (cached per process
-  by snapshot: a snapshot's file list never changes), exposed to DuckDB as one pyarrow dataset
-  per file (see :meth:`Session.bind`). Each file carries its bounds (partition values and the min/max of
-  integer, date and timestamp columns from the manifest) so DuckDB's filters skip files that
-  cannot match. A tenant-bound key's row filter is part of the dataset itself: DuckDB never
-  sees another tenant's rows.
+  by snapshot: a snapshot's file list never changes), exposed to DuckDB as pyarrow datasets
+  (one per file until its files are in the local cache, see :meth:`Session.bind`). Each file
+  carries its bounds (partition values and the min/max of integer, date and timestamp columns
+  from the manifest) so DuckDB's filters skip files that cannot match. A tenant-bound key's
+  row filter is part of the dataset itself: DuckDB never sees another tenant's rows.
 * Bytes are read through :class:`lakehouse.query.files.CachedFiles`: only the planned files,
   through a local cache of immutable objects.
 * :func:`session` lends a DuckDB connection (one per concurrent request, kept for the life of
@@ -260,9 +260,10 @@ def table_rows(
     return TableRows(schema, planned.files, handler, where)
 
 
-# Up to this many files, DuckDB scans a table file by file and opens only the files its filters
-# need (see Session.bind); a table of more files is fetched whole into the file cache first and
-# scanned natively in one piece (hundreds of one-file scans exhaust DuckDB's memory).
+# Up to this many files, a table whose files are not all in the file cache yet is scanned file by
+# file, opening only the files its filters need (see Session.bind); a table of more files is
+# fetched whole into the file cache first and scanned natively in one piece (hundreds of one-file
+# scans exhaust DuckDB's memory).
 LAZY_FILES = 32
 
 
@@ -298,11 +299,24 @@ class TableRows:
         :meth:`Session.bind`)."""
         return self._dataset(pa.fs.PyFileSystem(self.handler), [(f.path, f) for f in self.files])
 
-    def parts(self) -> list[pads.Dataset]:
+    def _all_cached(self) -> bool:
+        cache = self.handler.cache
+        return cache is not None and all(cache.lookup(f"s3://{f.path}") is not None for f in self.files)
+
+    def parts(self, whole: bool = False) -> list[pads.Dataset]:
         """The datasets DuckDB scans, none of which calls into Python from Arrow's threads:
-        one per file through the cache (up to ``LAZY_FILES``), else one over local copies
-        fetched now (or over the store itself when the cache cannot hold them)."""
-        if len(self.files) <= LAZY_FILES:
+        one over the local copies when every file is in the cache already (the warm path) or
+        when ``whole`` asks for one scan; else one per file through the cache (up to
+        ``LAZY_FILES``), else one over local copies fetched now (or over the store itself when
+        the cache cannot hold them).
+
+        One dataset rather than a ``UNION ALL`` of one-file scans wherever it can: DuckDB
+        estimates no Arrow scan's rows, so the only size its join order sees is how many scans
+        a table is made of, and a table of seven files joined to one of a single file can be
+        ordered hundreds of times worse (TPC-H 5 at scale factor 1); one native scan of many
+        files is also about twice as fast as as many one-file scans. A table read from local
+        copies counts every file as read (its filters skip files inside pyarrow)."""
+        if len(self.files) <= LAZY_FILES and not whole and not self._all_cached():
             fs = pa.fs.PyFileSystem(self.handler)
             return [self._dataset(fs, [(f.path, f)]) for f in self.files]
         local = self.handler.local_copies([f.path for f in self.files])
@@ -319,6 +333,8 @@ def _iceberg_filter(tenant: TenantFilter | None) -> Any:
 
 # --- DuckDB sessions --------------------------------------------------------------------------
 
+# DuckDB threads of one query connection.
+QUERY_THREADS = max(1, min(4, os.cpu_count() or 1))
 _pool: dict[tuple[Any, ...], list[duckdb.DuckDBPyConnection]] = {}
 _workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lake-query")
 _pool_lock = threading.Lock()
@@ -330,7 +346,7 @@ def _open(settings: Settings) -> duckdb.DuckDBPyConnection:
 
     con = duckdb.connect(
         config={
-            "threads": max(1, min(4, os.cpu_count() or 1)),
+            "threads": QUERY_THREADS,
             "memory_limit": settings.query_memory_limit,
             "enable_external_access": False,
             "autoinstall_known_extensions": False,
@@ -363,9 +379,10 @@ class Session:
         self.con.register(name, rows)
         self.registered.append(name)
 
-    def bind(self, name: str, rows: Any) -> None:
+    def bind(self, name: str, rows: Any, whole: bool = False) -> None:
         """``<namespace>.<name>`` (and the bare ``<name>``) read ``rows`` (a pyarrow dataset or
-        table) and nothing else.
+        table) and nothing else; ``whole``: as one scan even before its files are in the cache
+        (a query that joins tables, see :meth:`TableRows.parts`).
 
         :class:`TableRows` are bound as the ``UNION ALL`` of their :meth:`TableRows.parts`:
         DuckDB holds the GIL while pyarrow starts a scan, and a scan of several files opens the
@@ -375,7 +392,7 @@ class Session:
         the query's filters into every part, so a file whose bounds cannot match is never
         opened. A table of many files is scanned in one piece over native files instead.
         """
-        parts = rows.parts() if isinstance(rows, TableRows) else [rows]
+        parts = rows.parts(whole) if isinstance(rows, TableRows) else [rows]
         sources = []
         for part in parts:
             sources.append(f"__lake_rows_{len(self.registered)}")

@@ -11,7 +11,8 @@ returned. When the join leaves fewer than ``k`` rows, more candidates are fetche
 What does not change for a snapshot is kept per process: the Lance table open at the version
 the snapshot records (:data:`LANCE_CACHE`), and a small table's rows with their ids sorted
 (:data:`HELD_MAX_FILE_BYTES`), so a warm search lists nothing and scans nothing: it finds its
-hits' rows by id, and without a ``filter`` ranks them without a DuckDB session.
+hits' rows by id, and without a ``filter`` ranks them without a DuckDB session. The parsed
+contract is kept while its file is unchanged.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import pyarrow as pa
 
 from lakehouse.access.auth import LOCAL, Principal
 from lakehouse.config import Settings
-from lakehouse.contracts.model import ROW_ID, Contract, VectorConfig, load_contract
+from lakehouse.contracts.model import ROW_ID, Contract, VectorConfig, contract_path, load_contract
 from lakehouse.duck import arrow_rows, ident
 from lakehouse.duck import snapshot_id as as_snapshot_id
 from lakehouse.errors import (
@@ -254,7 +255,7 @@ def search(
         timings[stage] = timings.get(stage, 0.0) + (now - mark) * 1000
         mark = now
 
-    contract = load_contract(settings, dataset)
+    contract = _contract(settings, dataset)
     config = _config(contract)
     mode = mode or default_mode(config, text, vector)
     _check_request(config, mode, text, vector, k)
@@ -305,8 +306,26 @@ def search(
 
 
 _cache_lock = threading.Lock()
+_contracts: dict[str, tuple[tuple[int, int, int], Contract]] = {}
 _lance: OrderedDict[tuple[str, str, int | None, int], LanceTable] = OrderedDict()
 _held: OrderedDict[tuple[str, str, int], _Held] = OrderedDict()
+
+
+def _contract(settings: Settings, dataset: str) -> Contract:
+    """:func:`~lakehouse.contracts.model.load_contract`, parsed again only when its file changes
+    (another inode, size or modification time): an edited contract applies from the next search."""
+    path = contract_path(settings, dataset)
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return load_contract(settings, dataset)  # names the problem
+    stamp = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    found = _contracts.get(str(path))
+    if found is not None and found[0] == stamp and found[1].name == dataset:
+        return found[1]
+    contract = load_contract(settings, dataset)
+    _contracts[str(path)] = (stamp, contract)
+    return contract
 
 
 def _lance_at(
@@ -353,6 +372,7 @@ class _Held:
 
     @classmethod
     def of(cls, data: pa.Table) -> _Held:
+        data = data.combine_chunks()  # one chunk per column: a take from many chunks costs ~1 ms
         ids = np.array(data[ROW_ID].to_pylist(), dtype=object)
         encoded = np.array([i.encode() if i is not None else b"" for i in ids], dtype=bytes)
         order = np.argsort(encoded, kind="stable")
