@@ -182,6 +182,7 @@ name: {name}
 columns:
   id:     {type: int, required: true}
   amount: {type: 'decimal(38,2)'}
+  legs:   {type: 'list<struct<amount: decimal(38,2), note: string>>'}
 """
 
 
@@ -200,6 +201,7 @@ def test_json_numbers_in_a_decimal_column_keep_every_digit(
         "1e40",  # too many integer digits
     ]
     lines = [f'{{"id": {i}, "amount": {n}}}' for i, n in enumerate(numbers)]
+    lines[0] = lines[0][:-1] + ', "legs": [{"amount": 12345678901234567.89, "note": "a"}, {"amount": 2}]}'
     body = ("\n".join(lines) if shape == "ndjson" else "[" + ",\n".join(lines) + "]").encode()
     report = upload(name, "money.ndjson" if shape == "ndjson" else "money.json", body)
     assert (report["rows_accepted"], report["rows_quarantined"]) == (5, 2)
@@ -211,6 +213,8 @@ def test_json_numbers_in_a_decimal_column_keep_every_digit(
         [4, "-7.00"],
         [5, "123456789012345678901234567.50"],
     ]
+    legs = client.sql(f"SELECT [l.amount::VARCHAR FOR l IN legs] FROM {name} WHERE id = 0").body["rows"]
+    assert legs == [[["12345678901234567.89", "2.00"]]]
     bad = f'SELECT row_number, "column", reason FROM {name}__quarantine ORDER BY row_number'
     reasons = client.sql(bad).body["rows"]
     assert [r[:2] for r in reasons] == [[3, "amount"], [7, "amount"]]  # line or element, from 1

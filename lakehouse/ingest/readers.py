@@ -337,8 +337,9 @@ def _json_objects(
     texts that are not JSON objects go to ``malformed``. Without ``columns``, every key seen.
 
     DuckDB's JSON reader reads numbers as doubles (17 significant digits at most): in the
-    ``exact`` columns (decimals), a number with a fraction or an exponent is taken as written in
-    the text instead."""
+    ``exact`` columns (those holding decimals), a number with a fraction or an exponent is taken
+    as written in the text instead, and inside a nested value it becomes a JSON string of those
+    digits."""
     data = pa.table({ROW: pa.array(rows, pa.int64()), RAW: pa.array(lines, pa.string())})
     con.register("lines", data)
     try:
@@ -360,7 +361,8 @@ def _json_objects(
         picks = [f"json_extract_string({RAW}, '{_quote_path(c)}') AS {_ident(c)}" for c in columns]
         flagged = [c for c in columns if c in exact]
         picks += [
-            f"coalesce(json_type({RAW}, '{_quote_path(c)}') = 'DOUBLE', false) AS __lake_exact_{i}"
+            f"coalesce(json_type({RAW}, '{_quote_path(c)}') IN ('DOUBLE', 'ARRAY', 'OBJECT'), false) "
+            f"AS __lake_exact_{i}"
             for i, c in enumerate(flagged)
         ]
         result = con.execute(
@@ -375,7 +377,9 @@ def _json_objects(
         if len(hits):
             values = result[column].to_pylist()
             for at, raw in zip(hits, result[RAW].take(pa.array(hits)).to_pylist(), strict=True):
-                values[at] = json.loads(raw, parse_float=str, parse_int=str).get(column)
+                value = json.loads(raw, parse_float=str).get(column)
+                # A nested value's numbers with a fraction become JSON strings: casts read them exactly.
+                values[at] = json.dumps(value) if isinstance(value, list | dict) else str(value)
             at_column = result.schema.get_field_index(column)
             result = result.set_column(at_column, column, pa.array(values, pa.string()))
         result = result.drop_columns([flag])

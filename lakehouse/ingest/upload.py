@@ -222,7 +222,7 @@ def write_object(
         with open_object(
             settings, source.bucket, source.key, version_id=source.version_id, etag=source.etag
         ) as f:
-            exact = [name for name, column in contract.columns.items() if column.type.startswith("decimal")]
+            exact = [name for name, column in contract.columns.items() if "decimal" in column.type]
             for batch in read_batches(f, fmt, wanted, settings.batch_rows, malformed, exact):
                 if validator is None:
                     extras = extra_columns(contract, batch.schema)
