@@ -355,6 +355,57 @@ def test_a_tgz_is_committed_in_chunks_and_resumes_after_the_last_committed_one(
     assert again.ranges == sorted(ledger, key=lambda r: int(r.rsplit("=")[1].split("-")[0]))
 
 
+def _expire_all_but_the_newest(settings: Settings) -> None:
+    """Expire every snapshot of the Takeout tables but each one's newest (after a year)."""
+    import datetime as dt
+
+    from lakehouse.catalog import get_catalog
+    from lakehouse.tables.gc import expire_snapshots
+
+    catalog = get_catalog(settings)
+    far = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
+    for name in catalog.list_tables(settings.namespace):
+        if name[-1].startswith("takeout_"):
+            table = catalog.load_table(name)
+            expire_snapshots(settings, table, now=far, retention=dt.timedelta(0), min_snapshots=1)
+
+
+@pytest.mark.parametrize("shape", ["zip", "tgz"])
+def test_a_redelivery_after_every_snapshot_expired_adds_nothing(
+    shape: str, settings: Settings, export: synth.Export, client: Any
+) -> None:
+    data = synth.to_zip(export.members) if shape == "zip" else synth.to_tgz(export.members)
+    key = put(settings, data, f"export.{shape}")
+    archive = f"s3://{settings.landing_bucket}/{key}"
+    total = sum(len(v) for v in export.members.values())
+    chunked = settings.model_copy(update={"takeout_range_bytes": total // 2 + 1})  # tgz: two chunks
+    first = ingest_archive(chunked, settings.landing_bucket, key)
+    assert not first.duplicate and first.rows > 0
+    # Another archive commits after it, so none of its snapshots is any table's newest.
+    ingest_archive(settings, settings.landing_bucket, put(settings, _zip([("a.txt", b"x")])))
+    _expire_all_but_the_newest(settings)
+    assert _ledger_ranges(settings, archive) == []  # the snapshot summaries no longer know it
+    again = ingest_archive(chunked, settings.landing_bucket, key)
+    assert again.duplicate is True and again.rows == 0 and again.members == 0
+    assert counts(client, archive, list(export.accepted)) == export.accepted
+
+
+def test_an_old_version_of_an_archive_is_read_as_it_was_or_not_at_all(settings: Settings) -> None:
+    from lakehouse.errors import SourceVersionGone
+
+    s3 = s3_client(settings)
+    key = f"takeout/{uuid.uuid4().hex[:10]}/export.zip"
+    two = _zip([("a.txt", b"1"), ("b.txt", b"2")])
+    old = s3.put_object(Bucket=settings.landing_bucket, Key=key, Body=two)
+    s3.put_object(Bucket=settings.landing_bucket, Key=key, Body=_zip([("c.txt", b"3")]))
+    report = ingest_archive(settings, settings.landing_bucket, key, old["VersionId"])
+    assert report.version == old["VersionId"] and report.members == 2  # v1's members, not v2's one
+    gone = s3.put_object(Bucket=settings.landing_bucket, Key=key, Body=_zip([("d.txt", b"4")]))
+    s3.delete_object(Bucket=settings.landing_bucket, Key=key, VersionId=gone["VersionId"])
+    with pytest.raises(SourceVersionGone):
+        ingest_archive(settings, settings.landing_bucket, key, gone["VersionId"])
+
+
 def test_a_tgz_goes_to_the_takeout_function_which_queues_the_rest_before_its_time_runs_out(
     settings: Settings, export: synth.Export, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -30,8 +30,16 @@ from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
 from lakehouse.contracts.model import Contract, load_contract
 from lakehouse.contracts.validate import validation_connection
-from lakehouse.errors import ArchiveUnreadable, MemberRejected, StoreUnavailable, UnsupportedFormat
+from lakehouse.errors import (
+    ArchiveUnreadable,
+    LakeError,
+    MemberRejected,
+    StoreUnavailable,
+    UnsupportedFormat,
+)
 from lakehouse.storage import open_object
+from lakehouse.tables.ledger import Entry, SourceId
+from lakehouse.tables.ledger import Ledger as LoadLedger
 from lakehouse.tables.write import (
     SOURCE_URI,
     SOURCE_VERSION,
@@ -278,6 +286,7 @@ class _Range:
         report.blobs_written += self.blobs_written
         report.bytes_read += self.bytes_read
         report.snapshots[MEMBERS_TABLE] = ledger.commit(self.source, props, self.settings)
+        _settle(self.settings, self.source, report.snapshots[MEMBERS_TABLE])
 
     def close(self) -> None:
         self.con.close()
@@ -299,16 +308,32 @@ def _range_source(bucket: str, key: str, version: str, start: int | None, end: i
     return SourceRef(bucket=bucket, key=f"{key}#members={suffix}", version=version)
 
 
-def _open_zip(settings: Settings, bucket: str, key: str, uri: str) -> ZipArchive:
+def _open(settings: Settings, source: SourceRef, buffer_size: int) -> IO[bytes]:
+    """A reader of exactly the archive version the event named (``SourceVersionGone`` when it no
+    longer exists: never the current object under that version's name)."""
+    try:
+        return open_object(
+            settings,
+            source.bucket,
+            source.key,
+            buffer_size=buffer_size,
+            version_id=source.version_id,
+            etag=source.etag,
+        )
+    except FileNotFoundError as e:
+        raise ArchiveUnreadable(f"{source.uri} does not exist") from e
+
+
+def _open_zip(settings: Settings, source: SourceRef) -> ZipArchive:
     def opener() -> IO[bytes]:
         try:
-            return open_object(settings, bucket, key, buffer_size=4 << 20)
-        except FileNotFoundError as e:
-            raise ArchiveUnreadable(f"{uri} does not exist") from e
+            return _open(settings, source, 4 << 20)
+        except LakeError:
+            raise
         except OSError as e:
-            raise StoreUnavailable(f"{uri}: {e}") from e
+            raise StoreUnavailable(f"{source.uri}: {e}") from e
 
-    return ZipArchive(opener, uri)
+    return ZipArchive(opener, source.uri)
 
 
 def ingest_archive(
@@ -355,7 +380,7 @@ def ingest_archive(
             report.merge(tar)
             report.queued, report.next_member = tar.queued, tar.next_member
     else:
-        archive = _open_zip(settings, bucket, key, source.uri)
+        archive = _open_zip(settings, source)
         try:
             members = [m for m in archive.members if not m.is_dir]
             if member_range is not None:
@@ -379,12 +404,22 @@ def ingest_archive(
     return report
 
 
+def _settle(settings: Settings, source: SourceRef, snapshot_id: int | None) -> None:
+    """Record a committed member range in the load ledger (:mod:`lakehouse.tables.ledger`), which
+    outlives snapshot expiry."""
+    entry = Entry("committed", "takeout", source.key, source.version, snapshot_id=snapshot_id)
+    LoadLedger(settings, MEMBERS_TABLE).settle(SourceId(source.key, source.version), entry)
+
+
 def _duplicate(settings: Settings, catalog: Catalog, source: SourceRef, kind: str) -> TakeoutReport | None:
-    contract = load_contract(settings, MEMBERS_TABLE)
-    table = ensure_tables(catalog, settings, contract)[0]
-    done = committed_snapshot(table, source)
-    if done is None:
-        return None
+    known = LoadLedger(settings, MEMBERS_TABLE).lookup(source.key, source.version)
+    done = known.snapshot_id if known is not None and known.state == "committed" else None
+    if done is None:  # committed before the load ledger held ranges, or just before a crash
+        contract = load_contract(settings, MEMBERS_TABLE)
+        done = committed_snapshot(ensure_tables(catalog, settings, contract)[0], source)
+        if done is None:
+            return None
+        _settle(settings, source, done)
     return TakeoutReport(
         source=source.uri,
         version=source.version,
@@ -473,6 +508,10 @@ def _tar_ledger(
     prefix = f"{archive_source.uri}#members="
     chunks: dict[int, int] = {}
     last: int | None = None
+    known = LoadLedger(settings, MEMBERS_TABLE).lookup(_tar_key(archive_source), archive_source.version)
+    if known is not None and known.report:  # outlives the snapshots below
+        chunks.update({int(a): int(b) for a, b in known.report["chunks"].items()})
+        last = known.report.get("last")
     for snap in table.metadata.snapshots:
         summary = snap.summary
         if summary is None or summary.get(SOURCE_VERSION) != archive_source.version:
@@ -489,6 +528,12 @@ def _tar_ledger(
         if summary.get(TAR_LAST) == "true":
             last = snap.snapshot_id
     return chunks, last
+
+
+def _tar_key(source: SourceRef) -> str:
+    """The load-ledger key of a tar's committed chunks (start → end member, and the last chunk's
+    snapshot once the tar is done)."""
+    return f"{source.key}#members=tar"
 
 
 def _tar(
@@ -518,10 +563,7 @@ def _tar(
             duplicate=True,
         )
     report = TakeoutReport(source=uri, version=version, kind="tar", ranges=[])
-    try:
-        stream = open_object(settings, bucket, key)
-    except FileNotFoundError as e:
-        raise ArchiveUnreadable(f"{uri} does not exist") from e
+    stream = _open(settings, archive_source, 8 << 20)
     state: _Range | None = None
     start, acc, count = 0, 0, 0
     skip_until = committed.get(0)  # the end of the committed chunk being read past
@@ -543,6 +585,11 @@ def _tar(
                 finally:
                     state.close()
                     state = None
+                committed[start] = end
+                done = report.snapshots[MEMBERS_TABLE] if final else None
+                chunks = {"chunks": {str(a): b for a, b in committed.items()}, "last": done}
+                entry = Entry("committed", "takeout", _tar_key(archive_source), version, report=chunks)
+                LoadLedger(settings, MEMBERS_TABLE).settle(SourceId(entry.key, version), entry)
                 report.ranges.append(_range_source(bucket, key, version, start, end).key)
                 now = time.monotonic()
                 longest, began = max(longest, now - began), now
