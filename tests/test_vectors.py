@@ -217,6 +217,19 @@ def test_filters_and_bad_requests(
     assert response.status == 400 and "vectors" in response.body["message"]
 
 
+def test_an_append_table_without_event_time_gets_its_vectors(
+    dataset: Callable[[str], str], upload: Callable[..., dict[str, Any]], client: LakeClient
+) -> None:
+    """Unpartitioned, appended (no primary key) and with vectors: its own commit, not the committer's."""
+    name = dataset(SUPPLIED.replace("event_time: ts\n", "").replace("required: true", "required: false"))
+    first = upload(name, "a.ndjson", _ndjson(_rows(0, 5)))
+    second = upload(name, "b.ndjson", _ndjson(_rows(5, 3)))
+    assert (first["vectors_written"], second["vectors_written"]) == (5, 3)
+    assert client.sql(f"SELECT count(*) FROM {name}").body["rows"] == [[8]]
+    found = client.search(name, vector=_vec(6), k=1).body
+    assert found["rows"][0][found["columns"].index("title")] == "doc 6"
+
+
 def _ingest_in_child(home: str, key: str) -> int:
     settings = load_settings(home=home)
     report = deliver(settings, settings.landing_bucket, key)["reports"][0]

@@ -667,17 +667,18 @@ class StreamedWrite(StagedWrite):
 
     def _write_now(self, data: pa.Table) -> None:
         from pyiceberg.io.pyarrow import _determine_partitions
+        from pyiceberg.typedef import Record
 
         spec = self.table.spec()
-        if spec.is_unpartitioned():
-            parts: list[tuple[Any, pa.Table]] = [(None, data)]
+        if spec.is_unpartitioned():  # an empty partition record, as pyiceberg's own writes carry
+            parts: list[tuple[Any, pa.Table]] = [(Record(), data)]
         else:
             parts = [
                 (p.partition_key.partition, p.arrow_table_partition)
                 for p in _determine_partitions(spec=spec, schema=self.table.schema(), arrow_table=data)
             ]
         for partition, part in parts:
-            key = () if partition is None else tuple(partition[i] for i in range(len(spec.fields)))
+            key = tuple(partition[i] for i in range(len(spec.fields)))
             writer = self._writers.pop(key, None)  # re-inserted last: the dict is in LRU order
             if writer is None:
                 if len(self._writers) >= self.max_open:
