@@ -396,3 +396,84 @@ def test_with_the_gate_disabled_the_engine_alone_keeps_every_secret(
         settings, f"SELECT DISTINCT org FROM {world['name']} WHERE org <> 'acme' OR true", principal=acme
     )
     assert sneaky.rows == [["acme"]]
+
+
+def test_with_the_gate_disabled_a_native_read_opens_only_the_requests_own_copies(
+    world: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A key bound to no tenant reads cached files with DuckDB's own reader on a connection
+    allowed exactly those copies: with the gate (and the native plan check) disabled, a copy of
+    another object next to them, the folder, a ``..`` way out and any other file stay closed,
+    and nothing names a local path. A tenant key never reads that way."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lakehouse.access.auth import Principal
+    from lakehouse.catalog import get_catalog
+    from lakehouse.errors import ForbiddenSQL, LakeError
+    from lakehouse.query import engine, scan, sqlguard
+    from lakehouse.query.files import file_cache
+
+    name = world["name"]
+    _gate_open(monkeypatch)
+    # Every statement names the table (DuckDB's own name lookup binds the file functions).
+    monkeypatch.setattr(engine, "parse", lambda sql, *limits: sqlguard.Statement(sql, [("lake", name)], []))
+    monkeypatch.setattr(engine, "check_native_plan", lambda con, sql: 0)
+    natives: list[str] = []
+    real = engine._run_native
+
+    def spy(settings: Settings, con: Any, sql: str, *args: Any) -> Any:
+        natives.append(sql)
+        return real(settings, con, sql, *args)
+
+    monkeypatch.setattr(engine, "_run_native", spy)
+    settings: Settings = world["settings"].model_copy(update={"query_cache": False})
+    admin = Principal("admin-key", "admin")
+    acme = Principal("acme-key", "read", "acme")
+    t = f"lake.{world['name']}"
+    engine.run_sql(settings, f"SELECT * FROM {t}", principal=admin)  # every file into the cache
+    table = scan.current_table(get_catalog(settings), settings, world["name"])
+    files = scan.plan(table, table.current_snapshot().snapshot_id).files
+    cache = file_cache(settings)
+    assert cache is not None
+    copies = [cache.lookup(f"s3://{f.path}") for f in files]
+    assert copies and all(c is not None for c in copies)
+    own = str(copies[0])
+    neighbour = cache.folder / ("0" * 64 + ".bin")  # a copy of some other object
+    pq.write_table(pa.table({"secret": [GLOBEX_SECRET]}), neighbour)
+
+    natives.clear()
+    whole = engine.run_sql(settings, f"SELECT org, count(*) FROM {t} GROUP BY 1 ORDER BY 1", principal=admin)
+    assert natives and whole.rows == [["acme", 3], ["globex", 3]]
+    refused = [
+        f"SELECT secret FROM read_parquet('{neighbour}')",
+        f"SELECT secret FROM read_parquet('{own}/../{neighbour.name}')",
+        f"SELECT secret FROM read_parquet('{cache.folder}/*.bin')",
+        f"SELECT * FROM glob('{cache.folder}/*')",
+        f"SELECT content FROM read_text('{world['local']}')",
+        "SELECT content FROM read_text('/etc/passwd')",
+    ]
+    for hostile_sql in refused:
+        natives.clear()
+        with pytest.raises(ForbiddenSQL):
+            engine.run_sql(
+                settings, f"SELECT count(*)::VARCHAR FROM {t} UNION ALL {hostile_sql}", principal=admin
+            )
+        assert natives, hostile_sql  # refused by DuckDB on the native connection itself
+    natives.clear()
+    try:
+        engine.run_sql(settings, f"SELECT filename FROM {t}", principal=admin)
+    except LakeError as e:
+        assert e.http_status < 500 and str(cache.folder) not in str(e) and "file-cache" not in str(e)
+    else:
+        raise AssertionError("a native view exposes no file name")
+    assert natives
+    # A tenant key reads through the Arrow scan with its row filter, even over cached files.
+    natives.clear()
+    mine = engine.run_sql(
+        settings, f"SELECT DISTINCT org FROM {t} WHERE org <> 'acme' OR true", principal=acme
+    )
+    assert mine.rows == [["acme"]] and not natives
+    with pytest.raises(LakeError):
+        engine.run_sql(settings, f"SELECT * FROM read_parquet('{own}')", principal=acme)
+    neighbour.unlink()

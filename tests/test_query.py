@@ -229,3 +229,66 @@ def test_results_are_cached_until_a_commit_changes_the_snapshot(
     third = client.sql(sql).body
     assert third["cached"] is False and third["rows"] == [[9]] and third["snapshots"] != first["snapshots"]
     assert client.sql(sql).body["cached"] is True
+
+
+def test_cached_files_are_read_natively_with_the_arrow_scans_answer(
+    settings: Settings,
+    dataset: Callable[[str], str],
+    upload: Callable[..., dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Once a table's files are all in the file cache (fetched in the background after a first
+    read), a key bound to no tenant reads them with DuckDB's own Parquet reader: the same
+    columns, types and rows as the Arrow scan, only the files the filters need counted as read,
+    and a copy that leaves the cache meanwhile answered through the Arrow scan."""
+    from lakehouse.query import engine, scan
+    from lakehouse.query.engine import run_sql
+
+    name = dataset(SENSOR_CONTRACT)
+    upload(name, "year.csv", to_csv(month_rows(14)))
+    plain = settings.model_copy(update={"query_cache": False})
+    natives: list[str] = []
+    real = engine._run_native
+
+    def spy(settings: Settings, con: Any, sql: str, *args: Any) -> Any:
+        natives.append(sql)
+        return real(settings, con, sql, *args)
+
+    monkeypatch.setattr(engine, "_run_native", spy)
+    month = (
+        f"SELECT sensor_id, count(*) AS n, min(ts) AS first, max(temp_c) AS top, any_value(status) AS s "
+        f"FROM lake.{name} WHERE ts >= '2025-03-01' AND ts < '2025-04-01' GROUP BY 1 ORDER BY 1"
+    )
+    every = f"SELECT * FROM lake.{name} ORDER BY ts, sensor_id"
+    cold = run_sql(plain, month)
+    assert cold.stats["files_read"] == 1 and not natives
+    scan._prefetcher.submit(lambda: None).result()  # the background fetch of the others is done
+    warm = run_sql(plain, month)
+    assert natives, "a warm read by a key bound to no tenant is native"
+    assert (warm.columns, warm.types, warm.rows) == (cold.columns, cold.types, cold.rows)
+    assert warm.rows == [[f"s{i}", 1, f"2025-03-0{1 + i}T12:00:00+00:00", 12.0, "ok"] for i in range(3)]
+    assert warm.stats["files_read"] == 1 and warm.stats["files_planned"] == 14
+    assert warm.stats["bytes_from_store"] == 0 and warm.stats["bytes_from_cache"] > 0
+    native_all = run_sql(plain, every)
+    assert native_all.stats["files_read"] == 14
+    monkeypatch.setattr(engine, "native_tables", lambda rows: None)
+    arrow_all = run_sql(plain, every)
+    assert (native_all.columns, native_all.types, native_all.rows) == (
+        arrow_all.columns,
+        arrow_all.types,
+        arrow_all.rows,
+    )
+    assert len(arrow_all.rows) == 42
+
+    # A copy evicted after it was looked up: the request is answered through the Arrow scan.
+    def then_evict(rows: dict[str, Any]) -> Any:
+        found = scan.native_tables(rows)
+        assert found is not None
+        Path(found[0].paths[2]).unlink()
+        return found
+
+    monkeypatch.setattr(engine, "native_tables", then_evict)
+    natives.clear()
+    again = run_sql(plain, month)
+    assert natives and again.rows == cold.rows
+    assert again.stats["bytes_from_store"] > 0  # the evicted copy was fetched again

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import importlib
+import json
 import os
 import re
 import tempfile
@@ -45,9 +46,14 @@ from lakehouse.errors import (
 from lakehouse.query import cache
 from lakehouse.query.files import ScanStats
 from lakehouse.query.scan import (
+    NATIVE_SCANS,
+    NativeTable,
+    Session,
     TableRows,
     TenantFilter,
     current_table,
+    native_session,
+    native_tables,
     plan,
     resolve_snapshot,
     row_filter,
@@ -255,10 +261,6 @@ def run_sql(
         ForbiddenSQL, QueryFailed, QueryLimitExceeded, TableNotFound, BadRequest: terminal
         (HTTP 400/404); SnapshotNotFound (404); Forbidden (403).
     """
-    import duckdb
-
-    from lakehouse.query.search import vector_hits_table
-
     started = time.perf_counter()
     statement = parse(sql, settings.query_max_sql_chars, settings.query_max_nesting)
     when = parse_as_of(as_of)
@@ -275,57 +277,49 @@ def run_sql(
         return QueryResult(**hit)
 
     stats = ScanStats()
-    plan = None
-    with session(settings) as con:
-        for name, table in tables.items():
-            snapshot_id = snapshots[f"{settings.namespace}.{name}"]
-            # A join of tables is ordered well only if no table is a UNION ALL of one-file scans.
-            rows = table_rows(settings, table, snapshot_id, filters[name], stats)
-            con.bind(name, rows, whole=len(tables) > 1)
-        if reads_audit:
-            audit_rows, audit_snapshot = _audit_rows(settings, catalog, stats)
-            snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = audit_snapshot
-            con.bind(AUDIT_TABLE, audit_rows)
-        if statement.searches:  # planned over no hits first: the gate speaks before any search runs
-            con.register("__lake_vector_hits", vector_hits_table(settings, [], as_of, principal, catalog))
-            con.macro(
-                VECTOR_SEARCH,
-                "SELECT id, score FROM __lake_vector_hits WHERE dataset = ds AND query = q AND k = n "
-                "ORDER BY score DESC",
-                "ds, q, n",
-            )
-        check_plan(con.con, sql)
-        if statement.searches:
-            con.con.unregister("__lake_vector_hits")
-            con.con.register(
-                "__lake_vector_hits",
-                vector_hits_table(settings, statement.searches, as_of, principal, catalog),
-            )
-        try:
-            if explain:
-                explained = con.run(
-                    lambda: con.con.execute(f"EXPLAIN ANALYZE {sql}").fetchall(), _left(settings, started)
-                )
-                plan = _PATHS.sub("<path>", "\n".join(str(r[-1]) for r in explained))
-                with stats.lock:  # the stats describe the answer's own run
-                    stats.files_read = stats.bytes_from_cache = stats.bytes_from_store = 0
-            relation = con.select(sql)
-            depth = max((type_depth(t, settings.query_max_nesting) for t in relation.types), default=0)
-            if depth > settings.query_max_nesting:
-                raise QueryLimitExceeded(
-                    f"result values nest {depth} deep or more; the limit is {settings.query_max_nesting} "
-                    "(query_max_nesting)"
-                )
-            limited = relation.limit(settings.query_max_rows + 1)
-            data = con.run(limited.to_arrow_table, _left(settings, started))
-        except (TimeoutError, duckdb.InterruptException) as e:
-            raise _too_slow(settings) from e
-        except duckdb.PermissionException as e:
-            raise ForbiddenSQL("queries read Lake tables only") from e
-        except duckdb.Error as e:
-            raise QueryFailed(str(e).strip()) from e
-        except (pa.ArrowException, OSError) as e:
-            raise QueryFailed(f"reading the table failed: {e}") from e
+    rows_of = {
+        name: table_rows(settings, table, snapshots[f"{settings.namespace}.{name}"], filters[name], stats)
+        for name, table in tables.items()
+    }
+    # A key bound to no tenant reads tables whose files are all in the file cache natively
+    # (see lakehouse.query.scan.native_session); EXPLAIN shows the Arrow path's plan.
+    untenanted = principal.tenant is None and all(f is None for f in filters.values())
+    native = (
+        native_tables(rows_of)
+        if untenanted and not explain and not reads_audit and not statement.searches
+        else None
+    )
+    answer: tuple[pa.Table, str | None] | None = None
+    if native is not None:
+        with native_session(settings, native) as con:
+            if con is not None:
+                answer = _run_native(settings, con, sql, native, stats, started)
+        if answer is None:  # a copy went missing: the Arrow scans count afresh
+            stats = ScanStats()
+            rows_of = {
+                name: table_rows(settings, table, snapshots[f"{settings.namespace}.{name}"], None, stats)
+                for name, table in tables.items()
+            }
+    if answer is None:
+        answer = _run_arrow(
+            settings,
+            catalog,
+            statement,
+            sql,
+            as_of,
+            principal,
+            explain,
+            started,
+            rows_of,
+            stats,
+            snapshots,
+            reads_audit,
+        )
+        if untenanted and not explain:  # the next request reads them natively
+            for rows in rows_of.values():
+                if isinstance(rows, TableRows) and rows.cached_copies() is None:
+                    rows.prefetch()
+    data, plan = answer
     if time.perf_counter() - started > settings.query_timeout_seconds:
         raise _too_slow(settings)
     truncated = data.num_rows > settings.query_max_rows
@@ -351,6 +345,175 @@ def run_sql(
     if cacheable:
         cache.put(settings, key, result.to_dict())
     return result
+
+
+class _CopyGone(Exception):
+    """A local copy a native connection reads left the file cache (evicted) after it was looked up."""
+
+
+def check_native_plan(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """:func:`lakehouse.query.sqlguard.check_plan` on a native connection (see
+    :func:`lakehouse.query.scan.native_session`), whose views scan Parquet: the same operators
+    and scans are allowed, and Parquet scans (DuckDB opens no file but the request's planned
+    copies). Returns how many Parquet scans the plan holds: the files the query reads.
+
+    Raises:
+        ForbiddenSQL, QueryFailed: as ``check_plan``.
+    """
+    import duckdb
+
+    from lakehouse.query.sqlguard import ALLOWED_OPERATORS, ALLOWED_SCANS
+
+    try:
+        rows = con.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()
+    except duckdb.PermissionException as e:
+        raise ForbiddenSQL("queries read Lake tables only") from e
+    except duckdb.IOException as e:
+        raise _CopyGone() from e
+    except duckdb.Error as e:
+        raise QueryFailed(_PATHS.sub("<path>", str(e).strip())) from e
+    scans = 0
+    for row in rows:
+        stack: list[Any] = [json.loads(row[-1])]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, list):
+                stack.extend(item)
+                continue
+            if not isinstance(item, dict):
+                continue
+            operator = str(item.get("name", "")).strip().upper()
+            function = str((item.get("extra_info") or {}).get("Function", "")).strip().upper()
+            if function or operator in NATIVE_SCANS:
+                if (function or operator) in NATIVE_SCANS:
+                    scans += 1
+                elif function not in ALLOWED_SCANS:
+                    raise ForbiddenSQL(f"{function.lower()} is not allowed: queries read Lake tables only")
+            elif operator and operator not in ALLOWED_OPERATORS and operator not in ALLOWED_SCANS:
+                raise ForbiddenSQL(f"plan step {operator} is not allowed: queries read Lake tables only")
+            stack.extend(item.get("children") or [])
+    return scans
+
+
+def _fetch(settings: Settings, con: Session, sql: str, started: float, native: bool) -> pa.Table:
+    """The statement's answer (one row past the row limit at most), within the time limit."""
+    import duckdb
+
+    try:
+        relation = con.select(sql)
+        depth = max((type_depth(t, settings.query_max_nesting) for t in relation.types), default=0)
+        if depth > settings.query_max_nesting:
+            raise QueryLimitExceeded(
+                f"result values nest {depth} deep or more; the limit is {settings.query_max_nesting} "
+                "(query_max_nesting)"
+            )
+        limited = relation.limit(settings.query_max_rows + 1)
+        data: pa.Table = con.run(limited.to_arrow_table, _left(settings, started))
+        return data
+    except (TimeoutError, duckdb.InterruptException) as e:
+        raise _too_slow(settings) from e
+    except duckdb.PermissionException as e:
+        raise ForbiddenSQL("queries read Lake tables only") from e
+    except duckdb.IOException as e:
+        if native:
+            raise _CopyGone() from e
+        raise QueryFailed(str(e).strip()) from e
+    except duckdb.Error as e:
+        raise QueryFailed(_PATHS.sub("<path>", str(e).strip()) if native else str(e).strip()) from e
+    except (pa.ArrowException, OSError) as e:
+        raise QueryFailed(f"reading the table failed: {e}") from e
+
+
+def _run_native(
+    settings: Settings,
+    con: Session,
+    sql: str,
+    native: tuple[NativeTable, ...],
+    stats: ScanStats,
+    started: float,
+) -> tuple[pa.Table, str | None] | None:
+    """The answer on a native connection; None when a local copy went missing meanwhile (the
+    connection is not lent again)."""
+    try:
+        try:
+            scans = check_native_plan(con.con, sql)
+            data = _fetch(settings, con, sql, started, native=True)
+        except ForbiddenSQL:  # DuckDB refuses a missing copy's path too (as a folder to list)
+            if all(os.path.exists(path) for table in native for path in table.paths):
+                raise
+            raise _CopyGone() from None
+    except _CopyGone:
+        con.spoiled = True
+        return None
+    files = sum(len(t.paths) for t in native)
+    read = min(scans, files)
+    with stats.lock:  # the scanned files' share of the copies' bytes
+        stats.files_read += read
+        stats.bytes_from_cache += round(sum(sum(t.sizes) for t in native) * read / files)
+    return data, None
+
+
+def _run_arrow(
+    settings: Settings,
+    catalog: Catalog,
+    statement: Statement,
+    sql: str,
+    as_of: int | str | None,
+    principal: Principal,
+    explain: bool,
+    started: float,
+    rows_of: dict[str, TableRows | pa.Table],
+    stats: ScanStats,
+    snapshots: dict[str, int | None],
+    reads_audit: bool,
+) -> tuple[pa.Table, str | None]:
+    """The answer on a pooled connection with no external access, every table bound as Arrow."""
+    import duckdb
+
+    from lakehouse.query.search import vector_hits_table
+
+    plan = None
+    with session(settings) as con:
+        for name, rows in rows_of.items():
+            # A join of tables is ordered well only if no table is a UNION ALL of one-file scans.
+            # An EXPLAIN ANALYZE's stats count the files its run opens.
+            con.bind(name, rows, whole=len(rows_of) > 1, lazy=explain)
+        if reads_audit:
+            audit_rows, audit_snapshot = _audit_rows(settings, catalog, stats)
+            snapshots[f"{settings.namespace}.{AUDIT_TABLE}"] = audit_snapshot
+            con.bind(AUDIT_TABLE, audit_rows)
+        if statement.searches:  # planned over no hits first: the gate speaks before any search runs
+            con.register("__lake_vector_hits", vector_hits_table(settings, [], as_of, principal, catalog))
+            con.macro(
+                VECTOR_SEARCH,
+                "SELECT id, score FROM __lake_vector_hits WHERE dataset = ds AND query = q AND k = n "
+                "ORDER BY score DESC",
+                "ds, q, n",
+            )
+        check_plan(con.con, sql)
+        if statement.searches:
+            con.con.unregister("__lake_vector_hits")
+            con.con.register(
+                "__lake_vector_hits",
+                vector_hits_table(settings, statement.searches, as_of, principal, catalog),
+            )
+        if explain:
+            try:
+                explained = con.run(
+                    lambda: con.con.execute(f"EXPLAIN ANALYZE {sql}").fetchall(), _left(settings, started)
+                )
+            except (TimeoutError, duckdb.InterruptException) as e:
+                raise _too_slow(settings) from e
+            except duckdb.PermissionException as e:
+                raise ForbiddenSQL("queries read Lake tables only") from e
+            except duckdb.Error as e:
+                raise QueryFailed(str(e).strip()) from e
+            except (pa.ArrowException, OSError) as e:
+                raise QueryFailed(f"reading the table failed: {e}") from e
+            plan = _PATHS.sub("<path>", "\n".join(str(r[-1]) for r in explained))
+            with stats.lock:  # the stats describe the answer's own run
+                stats.files_read = stats.bytes_from_cache = stats.bytes_from_store = 0
+        return _fetch(settings, con, sql, started, native=False), plan
 
 
 def _snapshots(

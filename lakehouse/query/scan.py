@@ -138,6 +138,7 @@ class PlannedFile:
     size: int
     rows: int
     bounds: pads.Expression | None  # true for every row of the file
+    bounds_sql: str | None = None  # the same, as a DuckDB condition
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ _plans_lock = threading.Lock()
 PLANS_KEPT = 256
 
 
-def _bounds(table: Table, data_file: Any) -> pads.Expression | None:
+def _bounds(table: Table, data_file: Any) -> tuple[pads.Expression | None, str | None]:
     """What every row of a data file satisfies: the ranges of its integer, date, timestamp and
     (NaN-free) floating-point columns that hold no null, from the manifest's bounds."""
     import pyarrow.dataset as pads
@@ -171,6 +172,7 @@ def _bounds(table: Table, data_file: Any) -> pads.Expression | None:
     nulls = data_file.null_value_counts or {}
     nans = data_file.nan_value_counts or {}
     out: pads.Expression | None = None
+    sql: list[str] = []
     for field in schema.fields:
         fid, kind = field.field_id, field.field_type
         if fid not in lower or fid not in upper or nulls.get(fid) != 0:
@@ -187,11 +189,34 @@ def _bounds(table: Table, data_file: Any) -> pads.Expression | None:
             typ = pa.float32() if isinstance(kind, FloatType) else pa.float64()
         else:
             continue
-        lo, hi = from_bytes(kind, lower[fid]), from_bytes(kind, upper[fid])
+        lo, hi = pa.scalar(from_bytes(kind, lower[fid]), typ), pa.scalar(from_bytes(kind, upper[fid]), typ)
         column = pads.field(field.name)
-        cond = (column >= pa.scalar(lo, typ)) & (column <= pa.scalar(hi, typ))
+        cond = (column >= lo) & (column <= hi)
         out = cond if out is None else out & cond
-    return out
+        try:
+            sql.append(f"{ident(field.name)} BETWEEN {_sql_value(lo)} AND {_sql_value(hi)}")
+        except (ValueError, OverflowError):  # a time Python cannot hold: this bound stays Arrow's
+            continue
+    return out, " AND ".join(sql) or None
+
+
+_SQL_TYPES = {
+    "int32": "INTEGER",
+    "int64": "BIGINT",
+    "date32[day]": "DATE",
+    "float": "FLOAT",
+    "double": "DOUBLE",
+}
+
+
+def _sql_value(value: pa.Scalar) -> str:
+    """A bound as a typed DuckDB literal (exact: integers and ISO times as written, floats by
+    their shortest round-trip text)."""
+    typ = value.type
+    if pa.types.is_timestamp(typ):
+        name = "TIMESTAMPTZ" if typ.tz is not None else "TIMESTAMP"
+        return f"CAST({literal(value.as_py().isoformat())} AS {name})"
+    return f"CAST({literal(str(value.as_py()))} AS {_SQL_TYPES[str(typ)]})"
 
 
 def plan(table: Table, snapshot_id: int) -> Plan:
@@ -206,9 +231,10 @@ def plan(table: Table, snapshot_id: int) -> Plan:
     for task in table.scan(snapshot_id=snapshot_id).plan_files():
         has_deletes = has_deletes or bool(task.delete_files)
         data = task.file
+        bounds, bounds_sql = _bounds(table, data)
         files.append(
             PlannedFile(
-                _bucket_key(data.file_path), data.file_size_in_bytes, data.record_count, _bounds(table, data)
+                _bucket_key(data.file_path), data.file_size_in_bytes, data.record_count, bounds, bounds_sql
             )
         )
     found = Plan(files, has_deletes)
@@ -300,15 +326,54 @@ class TableRows:
         return self._dataset(pa.fs.PyFileSystem(self.handler), [(f.path, f) for f in self.files])
 
     def _all_cached(self) -> bool:
-        cache = self.handler.cache
-        return cache is not None and all(cache.lookup(f"s3://{f.path}") is not None for f in self.files)
+        return self.cached_copies() is not None
 
-    def parts(self, whole: bool = False) -> list[pads.Dataset]:
+    def cached_copies(self) -> list[str] | None:
+        """The local copy of every planned file, when each is in the file cache now (nothing is
+        fetched); None otherwise."""
+        cache = self.handler.cache
+        if cache is None:
+            return None
+        copies = []
+        for f in self.files:
+            if (local := cache.lookup(f"s3://{f.path}")) is None:
+                return None
+            copies.append(str(local))
+        return copies
+
+    def prefetch(self) -> None:
+        """Fetch the planned files missing from the file cache, in the background, when they
+        all fit in a quarter of it: a table scanned file by file (only the files its filters
+        need) is whole in the cache for the next request (see :func:`native_session`)."""
+        cache = self.handler.cache
+        if cache is None or sum(f.size for f in self.files) > cache.max_bytes // 4:
+            return
+        key = tuple(f.path for f in self.files)
+        with _prefetch_lock:
+            if key in _prefetching:
+                return
+            _prefetching.add(key)
+        quiet = CachedFiles(self.handler.store, cache, self.handler.allowed, ScanStats())
+
+        def fetch() -> None:
+            try:
+                quiet.local_copies(list(key))
+            except Exception:  # noqa: BLE001 - best effort: the next request fetches what it needs
+                pass
+            finally:
+                with _prefetch_lock:
+                    _prefetching.discard(key)
+
+        _prefetcher.submit(fetch)
+
+    def parts(self, whole: bool = False, lazy: bool = False) -> list[pads.Dataset]:
         """The datasets DuckDB scans, none of which calls into Python from Arrow's threads:
         one over the local copies when every file is in the cache already (the warm path) or
         when ``whole`` asks for one scan; else one per file through the cache (up to
         ``LAZY_FILES``), else one over local copies fetched now (or over the store itself when
-        the cache cannot hold them).
+        the cache cannot hold them). ``lazy``: one per file (up to ``LAZY_FILES``, unless
+        ``whole``) even when all are cached, so that the files a run opens are counted as it
+        opens them (an EXPLAIN ANALYZE's stats).
 
         One dataset rather than a ``UNION ALL`` of one-file scans wherever it can: DuckDB
         estimates no Arrow scan's rows, so the only size its join order sees is how many scans
@@ -316,13 +381,18 @@ class TableRows:
         ordered hundreds of times worse (TPC-H 5 at scale factor 1); one native scan of many
         files is also about twice as fast as as many one-file scans. A table read from local
         copies counts every file as read (its filters skip files inside pyarrow)."""
-        if len(self.files) <= LAZY_FILES and not whole and not self._all_cached():
+        if len(self.files) <= LAZY_FILES and not whole and (lazy or not self._all_cached()):
             fs = pa.fs.PyFileSystem(self.handler)
             return [self._dataset(fs, [(f.path, f)]) for f in self.files]
         local = self.handler.local_copies([f.path for f in self.files])
         if local is None:
             return [self._dataset(self.handler.store, [(f.path, f) for f in self.files])]
         return [self._dataset(pa.fs.LocalFileSystem(), list(zip(local, self.files, strict=True)))]
+
+
+_prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lake-prefetch")
+_prefetching: set[tuple[str, ...]] = set()
+_prefetch_lock = threading.Lock()
 
 
 def _iceberg_filter(tenant: TenantFilter | None) -> Any:
@@ -374,15 +444,17 @@ class Session:
     views: list[str]
     registered: list[str]
     abandoned: bool = False
+    spoiled: bool = False  # never lent again (a native connection whose file went missing)
 
     def register(self, name: str, rows: Any) -> None:
         self.con.register(name, rows)
         self.registered.append(name)
 
-    def bind(self, name: str, rows: Any, whole: bool = False) -> None:
+    def bind(self, name: str, rows: Any, whole: bool = False, lazy: bool = False) -> None:
         """``<namespace>.<name>`` (and the bare ``<name>``) read ``rows`` (a pyarrow dataset or
         table) and nothing else; ``whole``: as one scan even before its files are in the cache
-        (a query that joins tables, see :meth:`TableRows.parts`).
+        (a query that joins tables), ``lazy``: file by file even once cached (see
+        :meth:`TableRows.parts`).
 
         :class:`TableRows` are bound as the ``UNION ALL`` of their :meth:`TableRows.parts`:
         DuckDB holds the GIL while pyarrow starts a scan, and a scan of several files opens the
@@ -392,7 +464,7 @@ class Session:
         the query's filters into every part, so a file whose bounds cannot match is never
         opened. A table of many files is scanned in one piece over native files instead.
         """
-        parts = rows.parts(whole) if isinstance(rows, TableRows) else [rows]
+        parts = rows.parts(whole, lazy) if isinstance(rows, TableRows) else [rows]
         sources = []
         for part in parts:
             sources.append(f"__lake_rows_{len(self.registered)}")
@@ -425,6 +497,7 @@ class Session:
         """``work()`` on this connection, given at most ``seconds``: past them the connection is
         interrupted and :class:`TimeoutError` raised at once, whether or not DuckDB has stopped
         yet (a connection still busy is closed when it stops, never lent again)."""
+
         def work_then_close() -> T:
             try:
                 return work()
@@ -475,3 +548,172 @@ def _give_back(key: tuple[Any, ...], state: Session) -> None:
         return
     with _pool_lock:
         _pool.setdefault(key, []).append(state.con)
+
+
+# --- native scans of cached files -------------------------------------------------------------
+#
+# A request by a key bound to no tenant, over tables whose planned files are all in the file
+# cache, can let DuckDB read those local copies itself (its own Parquet reader is about three
+# times faster than an Arrow scan). Its connection is a DuckDB database of its own whose
+# ``allowed_paths`` are exactly those files (no directory, no other file: DuckDB refuses any other
+# path, ``..`` included, before it opens it), locked like every query connection, with a view per
+# table that lists the table's columns (so neither ``filename`` nor any other virtual column of
+# the scan is reachable). A view is the ``UNION ALL`` of one scan per file, each under the bounds
+# of its rows from the manifest: DuckDB drops the scan of a file whose bounds contradict the
+# query's filters while it plans, so the plan's scans are the files the query reads. Such
+# connections are kept per set of files and views, a few at a time. A tenant-bound key never
+# gets one: its rows are filtered in the Arrow scan.
+
+# Idle native connections kept in all (each a DuckDB database of its own).
+NATIVE_KEPT = 16
+# Tables of more files than this are read through Arrow.
+NATIVE_FILES = LAZY_FILES
+# The scans a native connection's plans may hold besides the Arrow ones.
+NATIVE_SCANS = frozenset({"READ_PARQUET", "PARQUET_SCAN"})
+_native_pool: OrderedDict[tuple[Any, ...], list[duckdb.DuckDBPyConnection]] = OrderedDict()
+_native_refused: OrderedDict[tuple[Any, ...], None] = OrderedDict()
+
+
+@dataclass(frozen=True)
+class NativeTable:
+    """A view ``name`` over the local copies ``paths`` (each with the bounds of its rows, see
+    :func:`_bounds`) with the columns of ``schema``."""
+
+    name: str
+    schema: pa.Schema
+    paths: tuple[str, ...]
+    bounds: tuple[str | None, ...]
+    sizes: tuple[int, ...]
+
+
+def native_tables(tables: dict[str, Any]) -> tuple[NativeTable, ...] | None:
+    """The request's tables as native views, when every one is :class:`TableRows` without a row
+    filter whose planned files are all in the file cache now; None otherwise. The caller decides
+    that the key is bound to no tenant."""
+    out = []
+    for name, rows in tables.items():
+        if not isinstance(rows, TableRows) or rows.where is not None or len(rows.files) > NATIVE_FILES:
+            return None
+        copies = rows.cached_copies()
+        if copies is None:
+            return None
+        out.append(
+            NativeTable(
+                name,
+                rows.schema,
+                tuple(copies),
+                tuple(f.bounds_sql for f in rows.files),
+                tuple(f.size for f in rows.files),
+            )
+        )
+    return tuple(out) if out else None
+
+
+def _describe(con: duckdb.DuckDBPyConnection, source: str) -> list[tuple[str, str]]:
+    return [(str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+
+
+def _open_native(settings: Settings, tables: tuple[NativeTable, ...]) -> duckdb.DuckDBPyConnection | None:
+    """A locked connection that may open exactly the tables' local copies, with their views;
+    None when DuckDB would not read a file with the columns and types of the Arrow scan (an
+    older schema), or a copy is gone."""
+    import duckdb
+
+    con = duckdb.connect(
+        config={
+            "threads": QUERY_THREADS,
+            "memory_limit": settings.query_memory_limit,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "python_enable_replacements": False,
+            "max_expression_depth": settings.query_max_nesting * 4,
+        }
+    )
+    try:
+        allowed = sorted({path for table in tables for path in table.paths})
+        con.execute(f"SET allowed_paths = [{', '.join(literal(p) for p in allowed)}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET parquet_metadata_cache = true")  # the copies are immutable
+        con.execute("SET TimeZone = 'UTC'")
+        con.execute(f"CREATE SCHEMA {ident(settings.namespace)}")
+        for table in tables:
+            con.register("__lake_expected", table.schema.empty_table())
+            expected = _describe(con, "__lake_expected")
+            con.unregister("__lake_expected")
+            if any(_describe(con, f"read_parquet({literal(path)})") != expected for path in table.paths):
+                con.close()
+                return None
+            columns = ", ".join(ident(f.name) for f in table.schema)
+            body = " UNION ALL ".join(
+                f"SELECT {columns} FROM read_parquet({literal(path)})"
+                + (f" WHERE {bounds}" if bounds else "")
+                for path, bounds in zip(table.paths, table.bounds, strict=True)
+            )
+            for schema in (settings.namespace, "main"):
+                con.execute(f"CREATE VIEW {ident(schema)}.{ident(table.name)} AS {body}")
+        con.execute("SET lock_configuration = true")
+    except (duckdb.Error, OSError):
+        con.close()
+        return None
+    return con
+
+
+@contextmanager
+def native_session(settings: Settings, tables: tuple[NativeTable, ...]) -> Iterator[Session | None]:
+    """A native connection for ``tables`` (see above), or None when their files cannot be read
+    natively (then bind them to :func:`session`)."""
+    key = (
+        settings.namespace,
+        settings.query_memory_limit,
+        settings.query_max_nesting,
+        tuple((t.name, str(t.schema), t.paths) for t in tables),
+    )
+    con = None
+    with _pool_lock:
+        if key in _native_refused:
+            refused = True
+        else:
+            refused = False
+            idle = _native_pool.get(key)
+            con = idle.pop() if idle else None
+    if refused:
+        yield None
+        return
+    if con is None:
+        con = _open_native(settings, tables)
+    if con is None:
+        with _pool_lock:
+            _native_refused[key] = None
+            while len(_native_refused) > PLANS_KEPT:
+                _native_refused.popitem(last=False)
+        yield None
+        return
+    state = Session(con, settings.namespace, [], [])
+    try:
+        yield state
+    finally:
+        if not state.abandoned and not state.spoiled:
+            _give_back_native(key, state)
+        elif not state.abandoned:
+            state.con.close()
+
+
+def _give_back_native(key: tuple[Any, ...], state: Session) -> None:
+    try:
+        state._clear()
+    except Exception:  # noqa: BLE001 - a connection that cannot be cleared is never lent again
+        state.con.close()
+        return
+    closing = []
+    with _pool_lock:
+        _native_pool.setdefault(key, []).append(state.con)
+        _native_pool.move_to_end(key)
+        idle = sum(len(cons) for cons in _native_pool.values())
+        while idle > NATIVE_KEPT:  # the least recently returned first
+            oldest = next(k for k, cons in _native_pool.items() if cons)
+            closing.append(_native_pool[oldest].pop(0))
+            idle -= 1
+        for empty in [k for k, cons in _native_pool.items() if not cons]:
+            del _native_pool[empty]
+    for con in closing:
+        con.close()
