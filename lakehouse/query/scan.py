@@ -682,10 +682,11 @@ def native_session(settings: Settings, tables: tuple[NativeTable, ...]) -> Itera
     if con is None:
         con = _open_native(settings, tables)
     if con is None:
-        with _pool_lock:
-            _native_refused[key] = None
-            while len(_native_refused) > PLANS_KEPT:
-                _native_refused.popitem(last=False)
+        if all(os.path.exists(path) for table in tables for path in table.paths):  # not a copy gone
+            with _pool_lock:
+                _native_refused[key] = None
+                while len(_native_refused) > PLANS_KEPT:
+                    _native_refused.popitem(last=False)
         yield None
         return
     state = Session(con, settings.namespace, [], [])
