@@ -62,6 +62,13 @@ def _settings(home: Path, contracts: Path) -> Settings:
     return bench_settings(home).model_copy(update={"contracts_dir": contracts})
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (from /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _ray_workers_rss() -> dict[int, float]:
     """RSS in MiB of the Ray worker processes of this machine's user (``ray::`` in the title)."""
     found: dict[int, float] = {}
@@ -87,6 +94,7 @@ def phase(name: str, settings: Settings, objects: int, ray_address: str | None =
     dataset = DATASETS[name]
     uri = f"s3://{settings.landing_bucket}/{dataset}/"
     started = time.perf_counter()
+    cpu = time.process_time()
     result: dict[str, Any] = {"phase": name}
     if name == "function":
         from lakehouse.ingest.upload import ingest_object
@@ -125,6 +133,8 @@ def phase(name: str, settings: Settings, objects: int, ray_address: str | None =
             result["ray_workers"] = len(peaks)
     result["seconds"] = round(time.perf_counter() - started, 3)
     result["rows_per_second"] = round(result["rows"] / result["seconds"], 1)
+    # Cores this process kept busy on average (a Ray phase's workers are other processes).
+    result["cores_busy"] = round((time.process_time() - cpu) / result["seconds"], 2)
     result["peak_rss_mib"] = round(peak_rss_mib(), 1)
     return result
 
@@ -161,7 +171,7 @@ def run_bench(
         work = Path(tmp)
         contracts = _contracts(work)
         stack_settings = load_settings(home=work / "home", contracts_dir=contracts)
-        localstack.up(stack_settings)
+        endpoint = int(localstack.up(stack_settings)["pid"])
         try:
             settings = _settings(stack_settings.home, contracts)
             s3 = s3_client(settings)
@@ -172,10 +182,15 @@ def run_bench(
                 for dataset in DATASETS.values():
                     s3.upload_file(str(path), settings.landing_bucket, f"{dataset}/part-{i}.csv")
                 path.unlink()
-            results = {
-                name: spawn(name, stack_settings.home, contracts, objects, work / f"{name}.json", ray_address)
-                for name in phases
-            }
+            results = {}
+            for name in phases:
+                before = _cpu_seconds(endpoint)
+                results[name] = spawn(
+                    name, stack_settings.home, contracts, objects, work / f"{name}.json", ray_address
+                )
+                # The local S3 endpoint is a process of its own: the cores it kept busy meanwhile.
+                used = _cpu_seconds(endpoint) - before
+                results[name]["endpoint_cores_busy"] = round(used / results[name]["seconds"], 2)
             held = {name: table_rows(settings, DATASETS[name]) for name in phases}
         finally:
             stop_stack(stack_settings)
@@ -206,13 +221,16 @@ def render(r: dict[str, Any]) -> str:
         f"backfill bench: {r['objects']} objects x {r['rows_per_object']:,} rows "
         f"({r['csv_bytes'] / 2**20:,.0f} MiB of CSV), LAKE_SCALE_WORKERS={r['scale_workers']}",
         f"  function, one object after another: {p['function']['rows_per_second']:>12,.0f} rows/s  "
-        f"peak RSS {p['function']['peak_rss_mib']:,.0f} MiB (one function ingest)",
+        f"peak RSS {p['function']['peak_rss_mib']:,.0f} MiB (one function ingest), "
+        f"{p['function']['cores_busy']:.2f} of {os.cpu_count()} cores busy "
+        f"(+{p['function']['endpoint_cores_busy']:.2f} by the local S3 endpoint)",
     ]
     if "native" in p:
         lines.append(
             f"  backfill, Daft native runner:       {p['native']['rows_per_second']:>12,.0f} rows/s  "
             f"{r['native_vs_function']:.2f}x  peak RSS {p['native']['peak_rss_mib']:,.0f} MiB "
-            "(driver + workers, one process)"
+            f"(driver + workers, one process), {p['native']['cores_busy']:.2f} cores busy "
+            f"(+{p['native']['endpoint_cores_busy']:.2f} by the endpoint)"
         )
     if "ray" in p:
         lines.append(

@@ -338,7 +338,6 @@ class Driver:
     def plan(self) -> list[Listed]:
         """List, write the manifest, finish earlier runs; the objects still to load."""
         from lakehouse.ingest.evolution import evolve
-        from lakehouse.tables.committer import commit_pending
 
         listed = list_sources(self.settings, self.bucket, self.prefix)
         if not listed:
@@ -347,10 +346,19 @@ class Driver:
         self.report.manifest = write_manifest(self.settings, self.dataset, self.bucket, self.prefix, listed)
         self.main, self.quarantine = ensure_tables(self.catalog, self.settings, self.contract)
         evolve(self.main, self.contract, self.settings)  # the contract's own columns, once
-        self.report.batches += len(commit_pending(self.settings, self.dataset, self.catalog))
+        self._commit_pending()  # what an earlier run staged
         todo = [o for o in listed if self.ledger.lookup(o.key, o.version) is None]
         self.report.objects_skipped = len(listed) - len(todo)
         return todo
+
+    def _commit_pending(self) -> None:
+        """Commit the staged requests. The workers wrote each object's files as one function ingest
+        would: the committer does not coalesce them, which would read and write the whole backfill
+        again on the driver (compaction merges small files later)."""
+        from lakehouse.tables.committer import commit_pending
+
+        whole = self.settings.model_copy(update={"commit_coalesce_bytes": 0})
+        self.report.batches += len(commit_pending(whole, self.dataset, self.catalog))
 
     def job(self) -> Job:
         self.main.refresh()
@@ -368,7 +376,7 @@ class Driver:
     def commit(self, results: list[ObjectResult]) -> dict[str, str]:
         """Stage a commit request per written object, run the committer; each object's status."""
         from lakehouse.ingest.upload import IngestReport, commit_request, ingest_object
-        from lakehouse.tables.committer import commit_pending, stage
+        from lakehouse.tables.committer import stage
 
         status: dict[str, str] = {}
         self.main.refresh()
@@ -393,7 +401,7 @@ class Driver:
             assert r.content_hash is not None
             stage(self.settings, commit_request(report, source, r.content_hash, good, bad, r.properties))
             status[r.key] = "staged"
-        self.report.batches += len(commit_pending(self.settings, self.dataset, self.catalog))
+        self._commit_pending()
         for r in results:
             if status[r.key] == "failed":
                 continue
