@@ -18,6 +18,8 @@ commits the table. Printed per writer count:
 * p50/p95 upload-to-queryable latency: from the start of the upload's PUT to the ledger entry
   the committer writes right after the snapshot that holds it;
 * snapshots made (committer batches), metadata.json size at the end;
+* a batch's mean size and its seconds per step (``BatchResult.phases``: reading the requests,
+  ledger claims, coalescing, the commits, ledger settles, deleting the requests, expiry);
 * per-upload cost at the 100th and the last upload (5,000th in a five-minute run with 8 writers):
   the writer's seconds for the upload (median of the 21 uploads around it) plus the committer's
   seconds per upload of the batch that committed it;
@@ -224,6 +226,11 @@ def run_lake(settings: Settings, writers: int, seconds: float, rows: int, interv
     lost = sum(1 for t in expected if tags.get(t, 0) == 0)
     duplicated = sum(1 for t in expected if tags.get(t, 0) > rows)
     batch_seconds = {b.batch: b.seconds / max(1, b.sources) for b in batches}
+    made = [b for b in batches if b.sources]
+    phases: dict[str, float] = {}
+    for b in made:
+        for name, value in b.phases.items():
+            phases[name] = phases.get(name, 0.0) + value / len(made)
     meta_size = int(
         s3_client(lake).head_object(
             Bucket=lake.warehouse_bucket, Key=table.metadata_location.split("/", 3)[3]
@@ -238,7 +245,9 @@ def run_lake(settings: Settings, writers: int, seconds: float, rows: int, interv
         "uploads_per_second": round(len(committed) / max(end - start, 1e-9), 2),
         "latency_p50_s": round(_percentile(latencies, 50), 3),
         "latency_p95_s": round(_percentile(latencies, 95), 3),
-        "snapshots_made": len([b for b in batches if b.sources]),
+        "snapshots_made": len(made),
+        "sources_per_batch": round(sum(b.sources for b in made) / max(1, len(made)), 1),
+        "batch_phases_s": {name: round(value, 3) for name, value in phases.items()},
         "snapshots_kept": len(table.metadata.snapshots),
         "snapshots_before": snapshots_before,
         "metadata_json_bytes": meta_size,
@@ -421,6 +430,12 @@ def render(result: dict[str, Any]) -> str:
             f"{'DuckLake':10}{r['writers']:>8}{r['uploads_per_second']:>11.2f}{r['latency_p50_s']:>8.2f}"
             f"{r['latency_p95_s']:>8.2f}{r['snapshots']:>11}{'':>10}{'':>10}{'':>11}{'':>10}"
             f"{'yes' if r['lost_or_duplicated'] else 0:>6}"
+        )
+    for r in result["lake"]:
+        steps = ", ".join(f"{name} {value:.2f}" for name, value in r["batch_phases_s"].items())
+        lines.append(
+            f"Lake {r['writers']} writer(s): a batch of {r['sources_per_batch']:g} uploads on average, "
+            f"seconds per step: {steps}"
         )
     for r in result["lake"]:
         ratio = (r["cost_at_last_s"] or 0) / (r["cost_at_100_s"] or 1)

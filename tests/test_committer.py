@@ -211,6 +211,48 @@ def test_a_committer_that_loses_a_source_keeps_the_files_the_winner_commits(
     assert sensor_ids(settings, name) == Counter({f"once-{i}": 1 for i in range(5)})  # every file still there
 
 
+def test_coalescing_keeps_every_row_of_files_written_under_two_schemas(
+    settings: Settings, dataset: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's small files of one partition become one file: files in the Parquet schema of the
+    first file the scan read are read without the scan, files of an older table schema through it."""
+    from pyiceberg.types import StringType
+
+    from lakehouse.tables import committer
+
+    scanned: list[str] = []
+
+    def read_files(table: Any, files: list[Any], **kwargs: Any) -> Any:
+        scanned.extend(f.file_path for f in files)
+        return scan(table, files, **kwargs)
+
+    scan = committer.read_files
+    monkeypatch.setattr(committer, "read_files", read_files)
+
+    name = dataset(SENSOR_CONTRACT)
+    ingest(settings, f"{name}/first.csv", put(settings, f"{name}/first.csv", csv("first", 1)))
+    tags = [f"old{i}" for i in range(3)]
+    for tag in tags:
+        ingest(settings, f"{name}/{tag}.csv", put(settings, f"{name}/{tag}.csv", csv(tag, 6)), mode="staged")
+    table = get_catalog(settings).load_table(f"lake.{name}")
+    with table.update_schema() as update:
+        update.add_column("note", StringType())
+    for tag in [f"new{i}" for i in range(4)]:
+        tags.append(tag)
+        ingest(settings, f"{name}/{tag}.csv", put(settings, f"{name}/{tag}.csv", csv(tag, 6)), mode="staged")
+    [batch] = commit_pending(settings, name)
+    assert (batch.sources, batch.duplicates) == (7, 0)
+    assert batch.files_before == 7 * 3 and batch.files_after == 3  # one file per month partition
+    expected = Counter({f"{tag}-{i}": 1 for tag in tags for i in range(6)})
+    expected["first-0"] = 1
+    assert sensor_ids(settings, name) == expected
+    table.refresh()
+    notes = table.scan(selected_fields=("note",)).to_arrow().column("note")
+    assert notes.null_count == len(notes) == expected.total()
+    # Per partition: the three older files and the first newer one through the scan, not the rest.
+    assert len(scanned) == len(set(scanned)) == 3 * 4
+
+
 def test_a_dlq_replay_of_an_old_version_reads_that_version_or_fails_as_gone(
     settings: Settings, dataset: Callable[[str], str]
 ) -> None:

@@ -10,14 +10,20 @@ How a file becomes rows::
         1. recover: finish every batch a crashed run left under _lake/pending/<dataset>/
         2. plan a batch of up to LAKE_COMMIT_MAX_FILES requests → _lake/batches/<dataset>/<B>.json
            (the batch's list of sources, kept: snapshot summaries point at it)
-        3. claim each source in the ledger for B (lakehouse.tables.ledger): a source another
-           batch holds is a duplicate (its data files are deleted, its request dropped)
-        4. coalesce small files of one partition into one (LAKE_COMMIT_COALESCE_BYTES)
+        3. claim each source in the ledger for B (lakehouse.tables.ledger: one conditional PUT
+           of its content entry): a source another batch holds is a duplicate (its data files
+           are deleted, its request dropped)
+        4. coalesce small files of one partition into one (LAKE_COMMIT_COALESCE_BYTES; each
+           fetched whole, files in the table's current schema read by Arrow's Parquet reader)
         5. one snapshot on the quarantine table, then one on the main table, each carrying
            ``lake.batch`` = B (a crashed batch is found by it and never committed twice)
-        6. settle the ledger entries (committed: snapshot ids and each source's report), delete
-           the requests and the pending marker; expire committer snapshots beyond
-           LAKE_COMMIT_KEEP_SNAPSHOTS
+        6. settle the ledger entries (one PUT of each source's version entry: committed, with
+           the snapshot ids and its report), delete the requests and the pending marker; expire
+           committer snapshots beyond LAKE_COMMIT_KEEP_SNAPSHOTS
+
+A batch's store round trips per source: one GET of its request, one claim, one GET of each small
+data file, one settle; the rest (listing, the batch document, deletes, the commits) is per batch.
+``BatchResult.phases`` has the seconds of each step.
 
 A crash anywhere leaves the pending marker; the next run repeats the batch from the step it
 reached (claims and the snapshot lookup are idempotent). Two committers running at once on the
@@ -40,13 +46,14 @@ table commit) still commit on their own, and record the ledger the same way.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -299,6 +306,7 @@ class BatchResult:
     files_after: int = 0
     expired: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds per step of the batch
 
 
 T = TypeVar("T")
@@ -453,6 +461,70 @@ def _write_batches(writer: DataFileWriter, batches: list[Any]) -> None:
         writer.write_table(pa.Table.from_batches(batches, schema=batches[0].schema))
 
 
+COALESCE_READ_AHEAD = 16  # small files fetched at once while coalescing
+
+
+def _in_schema(table: Table, file_schema: Any) -> bool:
+    """Whether a data file's Arrow schema is the table's current schema: the same field ids under
+    the same names, with the same types (so reading it by name is reading it by field id)."""
+    from pyiceberg.io.pyarrow import pyarrow_to_schema
+    from pyiceberg.schema import Schema, index_by_id, index_name_by_id
+
+    def layout(schema: Schema) -> dict[int, tuple[str, str]]:
+        names = index_name_by_id(schema)
+        return {
+            i: (names[i], str(f.field_type) if f.field_type.is_primitive else type(f.field_type).__name__)
+            for i, f in index_by_id(schema).items()
+        }
+
+    try:
+        written = pyarrow_to_schema(file_schema)
+    except (ValueError, TypeError, KeyError):  # no field ids, or a type Iceberg has not
+        return False
+    return layout(written) == layout(table.schema())
+
+
+def _given(data: bytes | None, _path: str) -> bytes | None:
+    """A fetch that returns bytes already fetched."""
+    return data
+
+
+def _read_small(table: Table, files: list[DataFile], fetch: Callable[[str], bytes | None]) -> Iterator[Any]:
+    """Record batches of small data files in the table's current schema, file by file.
+
+    Files are fetched whole, ``COALESCE_READ_AHEAD`` at a time. The first file written in the
+    table's current schema (every field id under the same name and type) goes through
+    pyiceberg's scan (projection by field id); every later file whose Parquet schema is that
+    file's (field ids and schema metadata included) is read by Arrow's Parquet reader and cast
+    to what the scan made of the first: the same projection, without the scan's per-file
+    planning. Any other file (an older schema, say) goes through the scan.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    file_schema: Any = None  # the Parquet schema of the first file read through the scan
+    scan_schema: Any = None  # what the scan made of it
+    for i in range(0, len(files), COALESCE_READ_AHEAD):
+        chunk = files[i : i + COALESCE_READ_AHEAD]
+        for data_file, data in zip(chunk, _parallel(lambda f: fetch(f.file_path), chunk), strict=True):
+            if data is not None and scan_schema is not None:
+                parquet = pq.ParquetFile(pa.BufferReader(data))
+                if parquet.schema_arrow.equals(file_schema, check_metadata=True):
+                    try:
+                        read = parquet.read().cast(scan_schema)
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                        read = None  # a value the plain cast refuses: the scan decides
+                    if read is not None:
+                        yield from read.to_batches()
+                        continue
+            batches = list(read_files(table, [data_file], prefetch=1, fetch=functools.partial(_given, data)))
+            if data is not None and scan_schema is None and batches:
+                first = pq.ParquetFile(pa.BufferReader(data)).schema_arrow
+                if first.names == batches[0].schema.names and _in_schema(table, first):
+                    file_schema, scan_schema = first, batches[0].schema
+            yield from batches
+
+
 def _coalesce(
     settings: Settings, table: Table, files: list[dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], list[str]]:
@@ -476,7 +548,7 @@ def _coalesce(
         # The batches of many small files go out as a few row groups, not one per file.
         held: list[Any] = []
         size = 0
-        for batch in read_files(table, decoded, prefetch=16, fetch=_fetcher(settings)):
+        for batch in _read_small(table, decoded, _fetcher(settings)):
             held.append(batch)
             size += batch.nbytes
             if size >= COALESCE_ROW_GROUP_BYTES:
@@ -523,9 +595,18 @@ class _Batch:
         _put_json(self.settings, self.pending_key, {"batch": self.id})
 
     def complete(self, ledger: Ledger) -> BatchResult:
-        started = time.perf_counter()
+        started = mark = time.perf_counter()
+        phases: dict[str, float] = {}
+
+        def lap(name: str) -> None:
+            nonlocal mark
+            now = time.perf_counter()
+            phases[name] = phases.get(name, 0.0) + now - mark
+            mark = now
+
         main, quarantine = _tables(self.catalog, self.settings, self.dataset)
         self.tables = (main, quarantine)
+        lap("load")
         ours: list[dict[str, Any]] = []
         dropped: list[dict[str, Any]] = []
         sources = self.doc["sources"]
@@ -535,6 +616,7 @@ class _Batch:
         )
         for src, won in zip(sources, claims, strict=True):
             (ours if won.batch == self.id and won.state != "duplicate" else dropped).append(src)
+        lap("claim")
         files_before = sum(len(s["main_files"]) + len(s["quarantine_files"]) for s in ours)
         replaced: list[str] = []
         if self.doc.get("planned") is None:
@@ -546,6 +628,7 @@ class _Batch:
                 replaced = r1 + r2
             self.doc["planned"] = {"main": good, "quarantine": bad, "sources": [s["id"] for s in ours]}
             _put_json(self.settings, self.doc_key, self.doc)
+        lap("coalesce")
         planned = self.doc["planned"]
         kept = set(planned["sources"])
         ours = [s for s in ours if s["id"] in kept]
@@ -562,6 +645,7 @@ class _Batch:
             snap, _ = _commit_files(
                 self.settings, _prepare(main), self.id, planned["main"], _summary(ours, "main", self.uri)
             )
+        lap("commit")
 
         def settle(src: dict[str, Any]) -> None:
             report = {**src["report"], "snapshot_id": snap, "batch": self.id}
@@ -579,10 +663,12 @@ class _Batch:
             ledger.settle(SourceId(src["key"], src["version"], src.get("content_hash")), entry)
 
         _parallel(settle, ours)
+        lap("settle")
         # Files nobody will commit: the coalesced originals and the duplicates' (best effort).
         _delete_files(self.settings, main, replaced + self._unheld(dropped, claims))
         _delete(self.settings, [_request_key(self.dataset, s["id"]) for s in self.doc["sources"]])
         _delete(self.settings, [self.pending_key])
+        lap("delete")
         return BatchResult(
             self.id,
             self.dataset,
@@ -593,8 +679,8 @@ class _Batch:
             files_before,
             len(planned["main"]) + len(planned["quarantine"]),
             seconds=time.perf_counter() - started,
+            phases=phases,
         )
-
 
     def _unheld(self, dropped: list[dict[str, Any]], claims: list[Entry]) -> list[str]:
         """The data files of the dropped sources that no other batch holds.
@@ -671,6 +757,7 @@ def commit_pending(
     batches = _recover(settings, catalog, dataset)
     results = [b.complete(ledger) for b in batches]
     while max_batches is None or len(results) < max_batches:
+        started = time.perf_counter()
         keys = sorted(pending_requests(settings, dataset))[: settings.commit_max_files]
         if not keys:
             break
@@ -679,18 +766,23 @@ def commit_pending(
             if data is None:
                 continue
             req = CommitRequest.from_dict(data)
-            sources.append({**asdict(req), "id": req.id, "uri": req.uri})
+            sources.append({**vars(req), "id": req.id, "uri": req.uri})  # no deep copy of the files
         if not sources:
             break
         batch = _Batch(
             settings, catalog, dataset, {"batch": _batch_id(), "dataset": dataset, "sources": sources}
         )
         batch.open()
-        results.append(batch.complete(ledger))
+        read = time.perf_counter() - started
+        result = batch.complete(ledger)
+        result.phases = {"read": read, **result.phases}
+        results.append(result)
         batches.append(batch)
     last = batches[-1].tables if batches else None
     if last is not None:
+        started = time.perf_counter()
         results[-1].expired = _expire(settings, last)
+        results[-1].phases["expire"] = time.perf_counter() - started
     return results
 
 

@@ -6,8 +6,11 @@ and is kept at least ``LAKE_LEDGER_DAYS`` (default 30, longer than the DLQ's 14)
 Store: one small JSON object per fact in the **warehouse bucket**, written with S3's conditional
 PUT (``If-None-Match: *`` to claim, ``If-Match: <etag>`` to take over an entry past the window):
 
-* ``_lake/ledger/<dataset>/v/<h(key)>/<h(version)>.json``: the object version;
-* ``_lake/ledger/<dataset>/c/<h(key)>/<sha256>.json``: the same bytes under the same key;
+* ``_lake/ledger/<dataset>/v/<h(key)>/<h(version)>.json``: the object version (written when the
+  source is settled: committed, or a duplicate; the claim of a source without a content hash);
+* ``_lake/ledger/<dataset>/c/<h(key)>/<sha256>.json``: the same bytes under the same key (the
+  claim: a source with a content hash is claimed here alone, one conditional PUT, and its
+  version entry settles it, one PUT; a ``claimed`` content entry is read through its version's);
 * ``_lake/ledger/<dataset>/f/<h(key)>/<h(version)>.json``: a version that failed terminally
   (sent to the DLQ once; a watcher does not deliver it again, a replay may still load it).
 
@@ -21,14 +24,16 @@ An entry's ``state`` is ``claimed`` (a committer batch owns the source: it is be
 and that batch's recovery finishes it), ``committed`` (with the snapshot ids and the ingest
 report) or ``duplicate`` (the same bytes were committed under another version: ``of`` names it).
 A claim is never released: the batch that claimed a source commits it, or its recovery does.
+While a source is claimed, its version has no entry (``lookup`` returns None) unless it came
+without a content hash.
 
 API for callers that bring their own data files (the committer, a Daft backfill)::
 
     ledger = Ledger(settings, dataset)
     ledger.lookup(key, version)                  # Entry | None (None also past the window)
-    ledger.lookup_content(key, content_hash)     # Entry | None
+    ledger.lookup_content(key, content_hash)     # Entry | None (as its version settled it)
     won = ledger.claim(SourceId(key, version, content_hash), batch)   # the winning Entry
-    ledger.settle(SourceId(...), Entry(...))     # overwrite an entry this batch owns
+    ledger.settle(SourceId(...), Entry(...))     # the version entry of a source this batch owns
 
 Callers never claim directly to commit rows: hand data files to
 :func:`lakehouse.tables.committer.stage` and let the committer claim, commit and settle.
@@ -146,8 +151,10 @@ class Ledger:
         return self._live(self.version_key(key, version))
 
     def lookup_content(self, key: str, content_hash: str) -> Entry | None:
-        """The entry of these bytes under this key, if the window still holds it."""
-        return self._live(self.content_key(key, content_hash))
+        """The entry of these bytes under this key, if the window still holds it (as settled on
+        the version that holds them: ``claimed`` while that version's batch has not committed)."""
+        held = self._live(self.content_key(key, content_hash))
+        return None if held is None else self._settled(held)
 
     def failure(self, key: str, version: str) -> dict[str, Any] | None:
         """Why an object version failed terminally (it went to the DLQ), if it did."""
@@ -202,39 +209,53 @@ class Ledger:
         raise StoreUnavailable(f"ledger entry {obj} kept changing under the claim")
 
     def claim(self, source: SourceId, batch: str) -> Entry:
-        """Claim ``source`` (its version, then its content) for ``batch``; the winning entry.
+        """Claim ``source`` for ``batch``; the winning entry.
 
         The result's ``batch`` is ``batch`` when this batch owns the source. Otherwise the source
         is another batch's (a concurrent or earlier delivery): ``state`` says whether that batch
-        committed it. When the version is ours but the content is not, the version is recorded
-        as a ``duplicate`` of the version that holds the bytes, and that entry is returned.
+        committed it. A source with a content hash is claimed by its content entry alone (one
+        conditional PUT: the same version always has the same bytes, so two claims of one version
+        meet there too); its version entry is written when it is settled. When the bytes are
+        held by another version, the version is recorded as a ``duplicate`` of the version that
+        holds them, and that entry is returned. A source without a content hash is claimed by
+        its version entry.
         """
         mine = Entry("claimed", batch, source.key, source.version, source.content_hash)
-        won = self._claim(self.version_key(source.key, source.version), mine)
-        if won.batch != batch or source.content_hash is None:
-            return won
+        if source.content_hash is None:
+            return self._claim(self.version_key(source.key, source.version), mine)
         held = self._claim(self.content_key(source.key, source.content_hash), mine)
         if held.version == source.version:
-            return won if held.batch == batch else held
+            return held if held.batch == batch else self._settled(held)
+        holder = self._settled(held)
         dup = Entry(
             "duplicate",
             batch,
             source.key,
             source.version,
             source.content_hash,
-            snapshot_id=held.snapshot_id,
-            quarantine_snapshot_id=held.quarantine_snapshot_id,
-            of=held.version,
-            report=held.report,
+            snapshot_id=holder.snapshot_id,
+            quarantine_snapshot_id=holder.quarantine_snapshot_id,
+            of=holder.version,
+            report=holder.report,
         )
-        self.settle(source, dup, content=False)
+        self.settle(source, dup)
         return dup
 
-    def settle(self, source: SourceId, entry: Entry, content: bool = True) -> None:
-        """Overwrite the entries of a source this batch owns (its version, and its content)."""
+    def _settled(self, held: Entry) -> Entry:
+        """A content entry as its version settled it: a claim is settled on the version entry
+        only, so a ``claimed`` content entry is followed to its version's entry (the claim
+        itself while the batch that holds it has not committed)."""
+        if held.state != "claimed":
+            return held
+        found = self._get(self.version_key(held.key, held.version))
+        if found is None or found[0].batch != held.batch:
+            return held
+        return found[0]
+
+    def settle(self, source: SourceId, entry: Entry) -> None:
+        """Write the settled entry of a source this batch owns (committed, or a duplicate): one
+        PUT of its version entry (its content entry keeps the claim and leads to it)."""
         self._put(self.version_key(source.key, source.version), entry)
-        if content and source.content_hash and entry.state == "committed":
-            self._put(self.content_key(source.key, source.content_hash), entry)
 
 
 def prune(settings: Settings, dataset: str, now: dt.datetime | None = None) -> int:
