@@ -113,7 +113,11 @@ def serving(home: Path, env: dict[str, str]) -> Iterator[str]:
         yield json.loads(out.read_text().splitlines()[0])["serving"]
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(60)  # a loaded machine may take a while to stop its workers
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @pytest.fixture(scope="session")
