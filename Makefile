@@ -40,7 +40,7 @@ test: $(STAMP) $(CHROMIUM)
 	$(BIN)/ruff check lakehouse functions lake tests bench console
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -q -n 3 --dist loadgroup --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
