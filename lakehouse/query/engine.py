@@ -18,7 +18,6 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import importlib
-import json
 import os
 import re
 import tempfile
@@ -362,7 +361,7 @@ def check_native_plan(con: duckdb.DuckDBPyConnection, sql: str) -> int:
     """
     import duckdb
 
-    from lakehouse.query.sqlguard import ALLOWED_OPERATORS, ALLOWED_SCANS
+    from lakehouse.query.sqlguard import allowed_steps
 
     try:
         rows = con.execute(f"EXPLAIN (FORMAT JSON) {sql}").fetchall()
@@ -372,27 +371,7 @@ def check_native_plan(con: duckdb.DuckDBPyConnection, sql: str) -> int:
         raise _CopyGone() from e
     except duckdb.Error as e:
         raise QueryFailed(_PATHS.sub("<path>", str(e).strip())) from e
-    scans = 0
-    for row in rows:
-        stack: list[Any] = [json.loads(row[-1])]
-        while stack:
-            item = stack.pop()
-            if isinstance(item, list):
-                stack.extend(item)
-                continue
-            if not isinstance(item, dict):
-                continue
-            operator = str(item.get("name", "")).strip().upper()
-            function = str((item.get("extra_info") or {}).get("Function", "")).strip().upper()
-            if function or operator in NATIVE_SCANS:
-                if (function or operator) in NATIVE_SCANS:
-                    scans += 1
-                elif function not in ALLOWED_SCANS:
-                    raise ForbiddenSQL(f"{function.lower()} is not allowed: queries read Lake tables only")
-            elif operator and operator not in ALLOWED_OPERATORS and operator not in ALLOWED_SCANS:
-                raise ForbiddenSQL(f"plan step {operator} is not allowed: queries read Lake tables only")
-            stack.extend(item.get("children") or [])
-    return scans
+    return allowed_steps(rows, NATIVE_SCANS)
 
 
 def _fetch(settings: Settings, con: Session, sql: str, started: float, native: bool) -> pa.Table:

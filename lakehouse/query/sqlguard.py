@@ -288,6 +288,18 @@ def check_plan(con: duckdb.DuckDBPyConnection, sql: str) -> None:
         raise ForbiddenSQL("queries read Lake tables only") from e
     except duckdb.Error as e:
         raise QueryFailed(str(e).strip()) from e
+    allowed_steps(rows)
+
+
+def allowed_steps(rows: list[Any], scans: frozenset[str] = frozenset()) -> int:
+    """Walk a plan (the rows of ``EXPLAIN (FORMAT JSON)``) and refuse any step but the allowed
+    operators and scans; ``scans`` names further scans allowed (and counted). Returns how many
+    of those the plan holds.
+
+    Raises:
+        ForbiddenSQL: a step that is not allowed.
+    """
+    counted = 0
     for row in rows:
         stack: list[Any] = [json.loads(row[-1])]
         while stack:
@@ -299,9 +311,12 @@ def check_plan(con: duckdb.DuckDBPyConnection, sql: str) -> None:
                 continue
             operator = str(item.get("name", "")).strip().upper()
             function = str((item.get("extra_info") or {}).get("Function", "")).strip().upper()
-            if function:
+            if (function or operator) in scans:
+                counted += 1
+            elif function:
                 if function not in ALLOWED_SCANS:
                     raise ForbiddenSQL(f"{function.lower()} is not allowed: queries read Lake tables only")
             elif operator and operator not in ALLOWED_OPERATORS and operator not in ALLOWED_SCANS:
                 raise ForbiddenSQL(f"plan step {operator} is not allowed: queries read Lake tables only")
             stack.extend(item.get("children") or [])
+    return counted
