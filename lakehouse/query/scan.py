@@ -410,21 +410,24 @@ _workers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="lake-query")
 _pool_lock = threading.Lock()
 
 
+def _config(settings: Settings) -> dict[str, Any]:
+    """What every query connection is opened with: its threads and memory, no extension loading,
+    no replacement scans of Python objects, bounded expression depth."""
+    return {
+        "threads": QUERY_THREADS,
+        "memory_limit": settings.query_memory_limit,
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+        "python_enable_replacements": False,
+        "max_expression_depth": settings.query_max_nesting * 4,
+    }
+
+
 def _open(settings: Settings) -> duckdb.DuckDBPyConnection:
     """A DuckDB database that can reach nothing outside the process and cannot be reconfigured."""
     import duckdb
 
-    con = duckdb.connect(
-        config={
-            "threads": QUERY_THREADS,
-            "memory_limit": settings.query_memory_limit,
-            "enable_external_access": False,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "python_enable_replacements": False,
-            "max_expression_depth": settings.query_max_nesting * 4,
-        }
-    )
+    con = duckdb.connect(config={**_config(settings), "enable_external_access": False})
     con.execute("SET TimeZone = 'UTC'")
     # A hash join's Bloom filter, pushed through the UNION ALL of a table's files (see
     # Session.bind) into a pyarrow scan, fails the query (DuckDB 1.5.5: "Pushdown Filter Type
@@ -619,16 +622,7 @@ def _open_native(settings: Settings, tables: tuple[NativeTable, ...]) -> duckdb.
     older schema), or a copy is gone."""
     import duckdb
 
-    con = duckdb.connect(
-        config={
-            "threads": QUERY_THREADS,
-            "memory_limit": settings.query_memory_limit,
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "python_enable_replacements": False,
-            "max_expression_depth": settings.query_max_nesting * 4,
-        }
-    )
+    con = duckdb.connect(config=_config(settings))  # external access goes off once paths are set
     try:
         allowed = sorted({path for table in tables for path in table.paths})
         con.execute(f"SET allowed_paths = [{', '.join(literal(p) for p in allowed)}]")
