@@ -103,10 +103,9 @@ def run_demo(settings: Settings, samples: Path) -> int:
         'SELECT row_number, "column", rule, reason FROM lake.app_events__quarantine ORDER BY row_number',
     )
     plan = client.sql(
-        "SELECT count(*) FROM lake.sensor_readings WHERE ts >= '2026-03-01' AND ts < '2026-04-01'",
-        explain=True,
+        "SELECT count(*) FROM lake.sensor_readings WHERE ts >= '2026-03-01' AND ts < '2026-04-01'"
     ).body
-    files = next((line.strip(" │") for line in plan["plan"].splitlines() if "Total Files Read" in line), "?")
+    files = plan["stats"]["files_read"]  # what the query function opened (its response's stats)
     described = client.describe("sensor_readings").body
     _say(
         f"\n5. A one-month filter reads only that month: {files} of {described['file_count']} data files "
