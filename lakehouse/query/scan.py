@@ -543,11 +543,19 @@ def session(settings: Settings) -> Iterator[Session]:
             _give_back(key, state)
 
 
-def _give_back(key: tuple[Any, ...], state: Session) -> None:
+def _cleared(state: Session) -> bool:
+    """Drop the request's views and registrations; False, with the connection closed, when that
+    fails (a connection that cannot be cleared is never lent again)."""
     try:
         state._clear()
-    except Exception:  # noqa: BLE001 - a connection that cannot be cleared is never lent again
+        return True
+    except Exception:  # noqa: BLE001
         state.con.close()
+        return False
+
+
+def _give_back(key: tuple[Any, ...], state: Session) -> None:
+    if not _cleared(state):
         return
     with _pool_lock:
         _pool.setdefault(key, []).append(state.con)
@@ -694,10 +702,7 @@ def native_session(settings: Settings, tables: tuple[NativeTable, ...]) -> Itera
 
 
 def _give_back_native(key: tuple[Any, ...], state: Session) -> None:
-    try:
-        state._clear()
-    except Exception:  # noqa: BLE001 - a connection that cannot be cleared is never lent again
-        state.con.close()
+    if not _cleared(state):
         return
     closing = []
     with _pool_lock:
