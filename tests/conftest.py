@@ -171,3 +171,19 @@ columns:
   temp_c:    {type: double, min: -90, max: 60}
   status:    {type: string, enum: [ok, degraded, failed]}
 """
+
+
+def native_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements the query engine runs on a native connection (DuckDB reading the cached
+    copies itself), recorded while they run as usual."""
+    from lakehouse.query import engine
+
+    natives: list[str] = []
+    real = engine._run_native
+
+    def spy(settings: Settings, con: Any, sql: str, *args: Any) -> Any:
+        natives.append(sql)
+        return real(settings, con, sql, *args)
+
+    monkeypatch.setattr(engine, "_run_native", spy)
+    return natives

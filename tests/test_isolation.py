@@ -26,6 +26,7 @@ from lake.client import LakeClient
 from lake.local.serve import deliver
 from lakehouse.config import Settings, load_settings
 from lakehouse.storage import s3_client
+from tests.conftest import native_runs
 
 pytestmark = pytest.mark.integration
 
@@ -419,14 +420,7 @@ def test_with_the_gate_disabled_a_native_read_opens_only_the_requests_own_copies
     # Every statement names the table (DuckDB's own name lookup binds the file functions).
     monkeypatch.setattr(engine, "parse", lambda sql, *limits: sqlguard.Statement(sql, [("lake", name)], []))
     monkeypatch.setattr(engine, "check_native_plan", lambda con, sql: 0)
-    natives: list[str] = []
-    real = engine._run_native
-
-    def spy(settings: Settings, con: Any, sql: str, *args: Any) -> Any:
-        natives.append(sql)
-        return real(settings, con, sql, *args)
-
-    monkeypatch.setattr(engine, "_run_native", spy)
+    natives = native_runs(monkeypatch)
     settings: Settings = world["settings"].model_copy(update={"query_cache": False})
     admin = Principal("admin-key", "admin")
     acme = Principal("acme-key", "read", "acme")

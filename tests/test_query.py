@@ -12,7 +12,7 @@ import pytest
 
 from lakehouse.catalog import get_catalog
 from lakehouse.config import Settings
-from tests.conftest import SENSOR_CONTRACT
+from tests.conftest import SENSOR_CONTRACT, native_runs
 from tests.test_ingest import month_rows, to_csv
 
 pytestmark = pytest.mark.integration
@@ -247,14 +247,7 @@ def test_cached_files_are_read_natively_with_the_arrow_scans_answer(
     name = dataset(SENSOR_CONTRACT)
     upload(name, "year.csv", to_csv(month_rows(14)))
     plain = settings.model_copy(update={"query_cache": False})
-    natives: list[str] = []
-    real = engine._run_native
-
-    def spy(settings: Settings, con: Any, sql: str, *args: Any) -> Any:
-        natives.append(sql)
-        return real(settings, con, sql, *args)
-
-    monkeypatch.setattr(engine, "_run_native", spy)
+    natives = native_runs(monkeypatch)
     month = (
         f"SELECT sensor_id, count(*) AS n, min(ts) AS first, max(temp_c) AS top, any_value(status) AS s "
         f"FROM lake.{name} WHERE ts >= '2025-03-01' AND ts < '2025-04-01' GROUP BY 1 ORDER BY 1"
